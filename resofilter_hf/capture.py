@@ -1,0 +1,89 @@
+"""Hooks that record, for each target linear, its input x and the gradient dL/dy of its output.
+
+For y = x W^T the per-sample gradient is G_i = sum_t dy_{i,t}^T x_{i,t}, so these two tensors are all a score
+needs. Hooks sit on the modules, which keeps them working where `torch.func` does not (SDPA with an attention
+mask, gradient checkpointing, TRL's fused LM head). Nothing here changes the model's outputs.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .targets import Target
+
+
+@dataclass
+class TargetRecord:
+    """What one target saw in one forward/backward: inputs and output-gradients of each call."""
+
+    target: Target
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    output_grads: list[torch.Tensor | None] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.inputs.clear()
+        self.outputs.clear()
+        self.output_grads.clear()
+
+
+class GradientCapture:
+    """Context manager installing the hooks; `records` holds one `TargetRecord` per target.
+
+    `grad_hooks=True` also registers a tensor hook on each output, so a plain `loss.backward()` (a training step)
+    fills `output_grads`. Without it the caller asks autograd directly: `torch.autograd.grad(loss, outputs())`,
+    which computes no weight gradients at all.
+    """
+
+    def __init__(self, targets: list[Target], grad_hooks: bool = False):
+        self.records = [TargetRecord(t) for t in targets]
+        self.grad_hooks = grad_hooks
+        self.enabled = True
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> "GradientCapture":
+        for record in self.records:
+            self._handles.append(record.target.module.register_forward_hook(self._forward_hook(record)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.clear()
+
+    def clear(self) -> None:
+        for record in self.records:
+            record.clear()
+
+    def _forward_hook(self, record: TargetRecord):
+        def hook(module, args, output):
+            # Only calls that build a graph are recorded; under gradient checkpointing the forward runs again
+            # inside backward (graph task id != -1), and those recomputations are skipped.
+            in_backward = torch._C._current_graph_task_id() != -1
+            if not self.enabled or in_backward or not torch.is_grad_enabled() or not output.requires_grad:
+                return
+            record.inputs.append(args[0].detach())
+            record.outputs.append(output)
+            if self.grad_hooks:
+                slot = len(record.output_grads)
+                record.output_grads.append(None)
+
+                def grad_hook(grad, slot=slot):
+                    record.output_grads[slot] = grad.detach()
+
+                output.register_hook(grad_hook)
+
+        return hook
+
+    def outputs(self) -> list[torch.Tensor]:
+        return [out for record in self.records for out in record.outputs]
+
+    def set_output_grads(self, grads: list[torch.Tensor | None]) -> None:
+        """Distribute the result of `torch.autograd.grad(loss, outputs())` back onto the records."""
+        it = iter(grads)
+        for record in self.records:
+            record.output_grads = [None if g is None else g.detach() for _, g in zip(record.outputs, it)]

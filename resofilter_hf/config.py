@@ -1,0 +1,227 @@
+"""`ResonanceConfig`: TRL's `SFTConfig` plus the knobs of the resonance score.
+
+Every field is documented twice, in the class docstring and in the field's `help` metadata, so that
+`HfArgumentParser(ResonanceConfig)` turns the config into a command line, as TRL's configs do.
+"""
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig
+
+
+TARGETS = ("auto", "weights", "lora")
+OPTIMIZERS = ("adamw", "sgd", "adamw_state")
+METRICS = ("mean_abs", "l2", "max_abs", "std")
+LORA_DELTAS = ("adapter", "effective")
+WHEN = ("none", "before_train", "after_train", "inflight")
+INFLIGHT_STATES = ("fresh", "live")
+# Columns written beside the score column; the score column may not take one of these names.
+COMPANION_COLUMNS = frozenset(
+    {
+        "resonance_loss",
+        "resonance_tokens",
+        "resonance_status",
+        "resonance_toward_zero",
+        "resonance_below_eps",
+        "resonance_grad_norm",
+    }
+)
+
+
+@dataclass
+class ResonanceConfig(SFTConfig):
+    r"""
+    Configuration for [`ResonanceTrainer`]: everything [`~trl.SFTConfig`] takes, plus how samples are scored.
+
+    The score of a sample is a statistic of the weight change that one optimizer step on that sample alone would
+    make, from the current model state (the ResoFilter paper: mean |dW| of `mlp.up_proj` in the last 3 decoder
+    layers after one step of a fresh AdamW with lr 1e-5). The step is computed in closed form from per-sample
+    gradients, so no weights move while scoring.
+
+    Parameters:
+        > What is scored
+
+        resonance_target (`str`, *optional*, defaults to `"auto"`):
+            `"weights"`: the selected modules' weight matrices (the paper). `"lora"`: the LoRA A and B matrices of
+            the selected modules (per-sample adapter deltas). `"auto"`: `"lora"` if the model is a PEFT model,
+            else `"weights"`.
+        resonance_modules (`list[str]`, *optional*, defaults to `["mlp.up_proj"]`):
+            Module-name suffixes of the scored linear layers. A suffix that matches nothing is an error listing
+            the model's candidate names.
+        resonance_last_n_layers (`int` or `None`, *optional*, defaults to `3`):
+            Score only the modules in the last n decoder layers. `None` scores every layer.
+        resonance_lora_delta (`str`, *optional*, defaults to `"adapter"`):
+            LoRA only. `"adapter"`: the metric over the A and B deltas (each a target tensor). `"effective"`: the
+            metric over the effective weight delta s*(dB A + B dA + dB dA) of each module.
+
+        > The simulated step
+
+        resonance_optimizer (`str`, *optional*, defaults to `"adamw"`):
+            `"adamw"`: one step of a fresh `torch.optim.AdamW` (the paper): dW = -lr g/(|g|+eps) - lr wd W.
+            `"sgd"`: dW = -lr (g + wd W). `"adamw_state"`: the step of an AdamW whose moments have settled:
+            second moment estimated as the mean g^2 over the first `resonance_state_samples` scored rows (or the
+            live optimizer's state when scoring in flight with `resonance_inflight_state="live"`).
+        resonance_lr (`float`, *optional*, defaults to `1e-5`):
+            Learning rate of the simulated step.
+        resonance_weight_decay (`float`, *optional*, defaults to `0.01`):
+            Weight decay of the simulated step (decoupled for AdamW, L2 for SGD: the same -lr wd W term).
+        resonance_eps (`float`, *optional*, defaults to `1e-8`):
+            Adam epsilon of the simulated step.
+        resonance_betas (`list[float]`, *optional*, defaults to `[0.9, 0.999]`):
+            Adam betas of the simulated step (a fresh step does not depend on them; `"adamw_state"` does).
+        resonance_state_samples (`int`, *optional*, defaults to `256`):
+            For `"adamw_state"` in `score()`: rows used to estimate the second moment.
+
+        > The reduction
+
+        resonance_metric (`str`, *optional*, defaults to `"mean_abs"`):
+            Statistic of each target's delta, averaged over target tensors: `"mean_abs"` (the paper), `"l2"`
+            (Frobenius norm), `"max_abs"`, `"std"` (unbiased).
+        resonance_anatomy (`bool`, *optional*, defaults to `False`):
+            Also write the columns that explain a score: `resonance_toward_zero` (share of entries the step moves
+            toward zero), `resonance_below_eps` (share of entries with |g| < eps) and `resonance_grad_norm`
+            (L2 norm of the sample's gradient over all targets).
+
+        > Output and execution
+
+        resonance_column (`str`, *optional*, defaults to `"resonance"`):
+            Name of the score column.
+        resonance_batch_size (`int`, *optional*, defaults to `8`):
+            Samples per scoring forward/backward pass, per process.
+        resonance_chunk_mb (`int`, *optional*, defaults to `256`):
+            Memory budget, in MiB, for the per-sample gradient chunks and the LM-head logit chunks. Per-sample
+            full matrices are never materialised at once.
+        resonance_resume (`bool`, *optional*, defaults to `True`):
+            Append scores to `output_dir/resonance/` as they are computed and skip rows already scored with the
+            same settings when `score()` runs again, so an interrupted run loses nothing.
+        resonance_when (`str`, *optional*, defaults to `"none"`):
+            When [`ResonanceTrainer.train`] scores the train dataset: `"none"`, `"before_train"`, `"after_train"`
+            (a `score()` pass on the model state at that point) or `"inflight"` (each sample's delta at the step it
+            is trained on, from hooks on the training pass itself).
+        resonance_inflight_state (`str`, *optional*, defaults to `"fresh"`):
+            In flight only. `"fresh"`: the configured transform (the paper's fresh AdamW by default). `"live"`: the
+            step the run's own AdamW would make for that sample alone, from its current moments and learning rate.
+    """
+
+    resonance_target: str = field(
+        default="auto",
+        metadata={
+            "help": "'weights' (the paper), 'lora' (LoRA A/B deltas), or 'auto': 'lora' if the model is a PEFT model.",
+            "choices": list(TARGETS),
+        },
+    )
+    resonance_modules: list[str] = field(
+        default_factory=lambda: ["mlp.up_proj"],
+        metadata={"help": "Module-name suffixes of the scored linear layers."},
+    )
+    resonance_last_n_layers: int | None = field(
+        default=3,
+        metadata={"help": "Score only the modules in the last n decoder layers; None scores every layer."},
+    )
+    resonance_lora_delta: str = field(
+        default="adapter",
+        metadata={
+            "help": "LoRA only: 'adapter' (metric over the A and B deltas) or 'effective' "
+            "(metric over s*(dB A + B dA + dB dA)).",
+            "choices": list(LORA_DELTAS),
+        },
+    )
+    resonance_optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "Simulated step: 'adamw' (fresh AdamW, the paper), 'sgd', or 'adamw_state' (settled moments).",
+            "choices": list(OPTIMIZERS),
+        },
+    )
+    resonance_lr: float = field(default=1e-5, metadata={"help": "Learning rate of the simulated step."})
+    resonance_weight_decay: float = field(default=0.01, metadata={"help": "Weight decay of the simulated step."})
+    resonance_eps: float = field(default=1e-8, metadata={"help": "Adam epsilon of the simulated step."})
+    resonance_betas: list[float] = field(
+        default_factory=lambda: [0.9, 0.999], metadata={"help": "Adam betas of the simulated step."}
+    )
+    resonance_state_samples: int = field(
+        default=256, metadata={"help": "'adamw_state' in score(): rows used to estimate the second moment."}
+    )
+    resonance_metric: str = field(
+        default="mean_abs",
+        metadata={
+            "help": "Statistic of each target's delta, averaged over targets: 'mean_abs' (paper), 'l2', "
+            "'max_abs', 'std'.",
+            "choices": list(METRICS),
+        },
+    )
+    resonance_anatomy: bool = field(
+        default=False,
+        metadata={"help": "Also write resonance_toward_zero, resonance_below_eps and resonance_grad_norm columns."},
+    )
+    resonance_column: str = field(default="resonance", metadata={"help": "Name of the score column."})
+    resonance_batch_size: int = field(
+        default=8, metadata={"help": "Samples per scoring forward/backward pass, per process."}
+    )
+    resonance_chunk_mb: int = field(
+        default=256, metadata={"help": "Memory budget (MiB) for per-sample gradient and logit chunks."}
+    )
+    resonance_resume: bool = field(
+        default=True,
+        metadata={"help": "Save scores under output_dir/resonance/ as they come and skip rows already scored."},
+    )
+    resonance_when: str = field(
+        default="none",
+        metadata={
+            "help": "When train() scores the train dataset: 'none', 'before_train', 'after_train' or 'inflight'.",
+            "choices": list(WHEN),
+        },
+    )
+    resonance_inflight_state: str = field(
+        default="fresh",
+        metadata={
+            "help": "In flight: 'fresh' (the configured transform) or 'live' (the run's own AdamW moments and lr).",
+            "choices": list(INFLIGHT_STATES),
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.resonance_modules = (
+            [self.resonance_modules] if isinstance(self.resonance_modules, str) else list(self.resonance_modules)
+        )
+        self.resonance_betas = [float(b) for b in self.resonance_betas]
+        validate_resonance_options(self)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+
+
+def validate_resonance_options(args: ResonanceConfig) -> None:
+    """Check every resonance field; raise a ValueError that names the field and what it accepts."""
+    _check_choice("resonance_target", args.resonance_target, TARGETS)
+    _check_choice("resonance_optimizer", args.resonance_optimizer, OPTIMIZERS)
+    _check_choice("resonance_metric", args.resonance_metric, METRICS)
+    _check_choice("resonance_lora_delta", args.resonance_lora_delta, LORA_DELTAS)
+    _check_choice("resonance_when", args.resonance_when, WHEN)
+    _check_choice("resonance_inflight_state", args.resonance_inflight_state, INFLIGHT_STATES)
+    if not args.resonance_modules or not all(isinstance(m, str) and m.strip() for m in args.resonance_modules):
+        raise ValueError(
+            f"`resonance_modules` must be a non-empty list of module-name suffixes, got {args.resonance_modules!r}."
+        )
+    if args.resonance_last_n_layers is not None and args.resonance_last_n_layers < 1:
+        raise ValueError(f"`resonance_last_n_layers` must be >= 1 or None, got {args.resonance_last_n_layers}.")
+    for name in ("resonance_lr", "resonance_eps"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"`{name}` must be > 0, got {getattr(args, name)}.")
+    if args.resonance_weight_decay < 0:
+        raise ValueError(f"`resonance_weight_decay` must be >= 0, got {args.resonance_weight_decay}.")
+    if len(args.resonance_betas) != 2 or not all(0.0 <= b < 1.0 for b in args.resonance_betas):
+        raise ValueError(f"`resonance_betas` must be two numbers in [0, 1), got {args.resonance_betas}.")
+    for name in ("resonance_batch_size", "resonance_chunk_mb", "resonance_state_samples"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`{name}` must be >= 1, got {getattr(args, name)}.")
+    if not args.resonance_column or args.resonance_column in COMPANION_COLUMNS:
+        raise ValueError(
+            f"`resonance_column` must be a non-empty name other than the companion columns "
+            f"{sorted(COMPANION_COLUMNS)}, got {args.resonance_column!r}."
+        )
+    if args.resonance_inflight_state == "live" and args.resonance_when != "inflight":
+        raise ValueError("`resonance_inflight_state='live'` only applies with `resonance_when='inflight'`.")

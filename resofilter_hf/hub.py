@@ -1,0 +1,417 @@
+"""Publish scored and selected datasets to the Hugging Face Hub, and put resonance cards beside checkpoints.
+
+`publish_dataset` builds the whole repo in a local folder first -- one parquet file per config and split (shards
+past ~500 MB), the card with its YAML ``configs:`` so ``load_dataset(repo_id, "keep50")`` works, the histogram
+images -- and only then talks to the Hub: ``create_repo(exist_ok=True)``, a read of the existing README.md (so a
+card a person edited is updated, not replaced), and one ``upload_folder`` commit. Network errors are retried with
+exponential backoff; a failure that remains raises `PublishError` naming the staged folder, which is kept, so
+nothing is lost. The token goes to the Hub client only: it is never printed, logged or written to a file.
+
+Every parquet file carries its rows' provenance (JSON under the schema metadata key ``resofilter-hf``), so
+`load_scored` gets it back from a downloaded file.
+"""
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict, load_from_disk
+from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from . import __version__
+from .cards import merge_card, render_dataset_card, render_model_card, score_column
+from .provenance import read_provenance, with_provenance
+from .selection import select_by_resonance
+
+
+logger = logging.getLogger(__name__)
+
+PARQUET_KEY = b"resofilter-hf"  # schema metadata key holding the provenance JSON
+SCORES_FILE = "resonance_scores.parquet"
+SHARD_BYTES = 500 * 1024**2
+TRIES = 4  # attempts per Hub call; waits of BACKOFF_S, 2x, 4x ... between them
+BACKOFF_S = 2.0
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_STAGED_MARK = "<!-- resofilter-hf:begin configs -->"  # a README with this was staged by us: safe to restage over
+_sleep = time.sleep  # module attribute so tests can record the backoff instead of waiting
+
+T = TypeVar("T")
+
+
+class PublishError(RuntimeError):
+    """Publishing failed after the repo folder was staged; `folder` holds everything that was to be uploaded."""
+
+    def __init__(self, message: str, folder: Path):
+        super().__init__(message)
+        self.folder = folder
+
+
+@dataclass
+class Published:
+    """What `publish_dataset` did. `folder` is the staged repo (None when a temporary one was removed after a
+    successful upload); `commit_url` is None when nothing was uploaded."""
+
+    folder: Path | None
+    repo_id: str | None
+    configs: dict[str, dict[str, int]]  # config -> split -> rows
+    commit_url: str | None = None
+
+
+def publish_dataset(
+    dataset_or_dict: Dataset | DatasetDict | Mapping[str, Dataset | DatasetDict],
+    repo_id: str | None = None,
+    *,
+    configs: Sequence[float] | Mapping[str, float | Mapping[str, Any]] | None = None,
+    private: bool = False,
+    token: str | None = None,
+    local_dir: str | Path | None = None,
+    commit_message: str | None = None,
+    push: bool = True,
+    label_columns: Sequence[str] | None = None,
+    api: HfApi | None = None,
+) -> Published:
+    """Stage a dataset repo (data, card, images) in a local folder, then upload it in one commit.
+
+    Args:
+        dataset_or_dict: a scored or selected `Dataset` (config "default", split "train"), a `DatasetDict`
+            (config "default", its splits), or a dict config name -> `Dataset`/`DatasetDict`.
+        repo_id: the Hub dataset repo. None stages only (then `local_dir` is required).
+        configs: selections to add as configs, each `select_by_resonance` applied to every split of the
+            "default" config (or of the only config): a list of keep shares (``[0.5, 0.25]`` adds "keep50" and
+            "keep25"), or a dict name -> keep share or name -> `select_by_resonance` keyword arguments.
+        private: visibility of a repo this call creates; an existing repo's visibility is left as it is.
+        token: Hub token; passed to the Hub client only.
+        local_dir: where to stage. Must be new, empty, or a folder staged here before (then it is emptied first).
+            Without it a temporary folder is used and removed after a successful upload.
+        commit_message: the commit's message (a default names the configs and this library's version).
+        push: False stages only, with `repo_id` in the card's loading snippets.
+        label_columns: columns to break scores down by in the card (default: ClassLabel/bool columns and
+            columns named ``flaw`` or ``label``).
+        api: the `HfApi` to use (default: a new one).
+
+    Re-publishing to an existing repo keeps its README.md: only the sections between the card's
+    ``resofilter-hf:begin/end`` markers and its ``configs:`` entries of the same names are replaced.
+    Raises `PublishError` (with `.folder`, the staged repo) when the Hub still fails after retries.
+    """
+    all_configs = _as_configs(dataset_or_dict)
+    all_configs.update(_derive_configs(all_configs, configs))
+    upload = push and repo_id is not None
+    if local_dir is None and not upload:
+        raise ValueError("publish_dataset: staging only (repo_id=None or push=False) needs local_dir=")
+    folder = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix="resofilter-publish-"))
+    _prepare_folder(folder)
+    data_files = stage_dataset(all_configs, folder, repo_id=repo_id, label_columns=label_columns)
+    counts = {name: {split: len(ds) for split, ds in splits.items()} for name, splits in all_configs.items()}
+    logger.info("Staged %s (configs: %s) in %s", repo_id or "dataset", ", ".join(all_configs), folder)
+    if not upload:
+        return Published(folder=folder, repo_id=repo_id, configs=counts)
+
+    api = api or HfApi()
+    message = commit_message or (
+        f"Publish resonance-scored configs {', '.join(all_configs)} (resofilter-hf {__version__})"
+    )
+    try:
+        _retry(
+            f"create_repo({repo_id})",
+            lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token),
+        )
+        old_card = _retry(f"reading {repo_id}/README.md", lambda: _existing_readme(api, repo_id, token))
+        if old_card is not None:
+            readme = folder / "README.md"
+            readme.write_text(merge_card(old_card, readme.read_text(encoding="utf-8")), encoding="utf-8")
+        info = _retry(
+            f"upload_folder({repo_id})",
+            lambda: api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(folder),
+                repo_type="dataset",
+                commit_message=message,
+                token=token,
+                delete_patterns=[f"data/{name}/*" for name in data_files],  # stale shards of these configs
+            ),
+        )
+    except Exception as err:
+        detail = _scrub(f"{type(err).__name__}: {err}", token)
+        raise PublishError(
+            f"publishing dataset {repo_id} failed ({detail}). Nothing is lost: the staged repo is in {folder}; "
+            f"upload it later with `hf upload {repo_id} {folder} --repo-type dataset`",
+            folder,
+        ) from err
+    if local_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    url = getattr(info, "commit_url", None) or str(info)
+    logger.info("Published %s: %s", repo_id, url)
+    return Published(folder=folder if local_dir is not None else None, repo_id=repo_id, configs=counts, commit_url=url)
+
+
+def stage_dataset(
+    configs: Mapping[str, DatasetDict],
+    folder: str | Path,
+    *,
+    repo_id: str | None = None,
+    label_columns: Sequence[str] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """Write `configs` as a dataset repo in `folder`: ``data/<config>/<split>-0000i-of-0000n.parquet``, README.md
+    (the card, whose YAML lists those files per config and split) and ``images/``. Returns config -> split ->
+    file paths relative to `folder`."""
+    folder = Path(folder)
+    data_files: dict[str, dict[str, list[str]]] = {}
+    for name, splits in configs.items():
+        data_files[name] = {}
+        for split, ds in splits.items():
+            n_shards = max(1, math.ceil(_nbytes(ds) / SHARD_BYTES))
+            paths = []
+            for i in range(n_shards):
+                path = f"data/{name}/{split}-{i:05d}-of-{n_shards:05d}.parquet"
+                shard = ds.shard(n_shards, i, contiguous=True) if n_shards > 1 else ds
+                write_parquet(shard, folder / path, provenance=read_provenance(ds))
+                paths.append(path)
+            data_files[name][split] = paths
+    card = render_dataset_card(configs, data_files, repo_id=repo_id, folder=folder, label_columns=label_columns)
+    (folder / "README.md").write_text(str(card), encoding="utf-8")
+    return data_files
+
+
+def write_checkpoint_card(
+    output_dir: str | Path,
+    *,
+    scored_dataset: Dataset | None = None,
+    base_model: str | None = None,
+    dataset_repo_id: str | None = None,
+    dataset_config: str | None = None,
+    model_repo_id: str | None = None,
+    model_name: str | None = None,
+) -> Path:
+    """Add the resonance model card and scores file to a saved model or adapter folder; returns the README path.
+
+    Writes ``resonance_scores.parquet`` (``row`` plus the score columns of `scored_dataset`, with its provenance
+    in the schema metadata) and README.md: a new card, or the resonance sections merged into the card already
+    there (the one TRL writes, say), keeping its other text and metadata. The base model defaults to the scoring
+    provenance's ``model_id``, else ``base_model_name_or_path`` of ``adapter_config.json``.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"write_checkpoint_card: {output_dir} is not a folder (save the model there first)")
+    adapter_config = output_dir / "adapter_config.json"
+    is_adapter = adapter_config.is_file()
+    if base_model is None and scored_dataset is not None:
+        base_model = (read_provenance(scored_dataset).get("scoring") or {}).get("model_id")
+    if base_model is None and is_adapter:
+        base_model = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    scores_file = None
+    if scored_dataset is not None:
+        column = score_column(scored_dataset)
+        keep = [c for c in scored_dataset.column_names if c == column or c.startswith(f"{column}_")]
+        scores = scored_dataset.select_columns(keep)
+        scores = scores.add_column("row", list(range(len(scores))))
+        write_parquet(scores.select_columns(["row", *keep]), output_dir / SCORES_FILE, read_provenance(scored_dataset))
+        scores_file = SCORES_FILE
+    card = render_model_card(
+        scored_dataset=scored_dataset,
+        base_model=base_model,
+        model_name=model_name,
+        model_repo_id=model_repo_id,
+        dataset_repo_id=dataset_repo_id,
+        dataset_config=dataset_config,
+        scores_file=scores_file,
+        library_name="peft" if is_adapter else "transformers",
+    )
+    readme = output_dir / "README.md"
+    text = str(card)
+    if readme.is_file():
+        text = merge_card(readme.read_text(encoding="utf-8"), text, ModelCard)
+    readme.write_text(text, encoding="utf-8")
+    return readme
+
+
+# ------------------------------------------------------------------------------------------------ parquet & loading
+
+
+def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
+    """`dataset` as one parquet file with its features (the ``huggingface`` schema metadata, as `datasets` writes
+    it) and `provenance` (JSON under ``resofilter-hf``). Streams in batches; never pickles."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = dataset.features.arrow_schema
+    metadata = dict(schema.metadata or {})
+    if provenance:
+        metadata[PARQUET_KEY] = json.dumps(provenance, sort_keys=True, default=str).encode()
+    schema = schema.with_metadata(metadata)
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in dataset.with_format("arrow").iter(batch_size=10_000):
+            writer.write_table(batch)
+    return path
+
+
+def parquet_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance a parquet file written by `write_parquet` carries ({} when none)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[PARQUET_KEY]) if PARQUET_KEY in metadata else {}
+
+
+def load_scored(path: str | Path) -> Dataset | DatasetDict:
+    """A scored dataset from a `save_to_disk` folder or a parquet/JSON Lines file, with its provenance (parquet
+    files written by this library carry it; other files come back without)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_from_disk(str(path))
+    if path.suffix == ".parquet":
+        return with_provenance(Dataset.from_parquet(str(path)), **parquet_provenance(path))
+    if path.suffix in (".jsonl", ".json"):
+        return Dataset.from_json(str(path))
+    raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl or .json file")
+
+
+# --------------------------------------------------------------------------------------------------------- helpers
+
+
+def _as_configs(dataset_or_dict) -> dict[str, DatasetDict]:
+    """config name -> DatasetDict; a bare Dataset is split "train" of config "default"."""
+
+    def splits(value, name) -> DatasetDict:
+        if isinstance(value, DatasetDict):
+            features = {split: ds.features for split, ds in value.items()}
+            first = next(iter(value), None)
+            for split, feats in features.items():
+                if feats != features[first]:
+                    differ = sorted(c for c in {*feats, *features[first]} if feats.get(c) != features[first].get(c))
+                    raise ValueError(
+                        f"publish_dataset: splits {first!r} and {split!r} of config {name!r} differ in columns "
+                        f"{differ}; the splits of one config must share their features (cast them, or publish "
+                        "them as separate configs)"
+                    )
+            if first is None:
+                raise ValueError(f"publish_dataset: config {name!r} has no splits")
+            return value
+        if isinstance(value, Dataset):
+            return DatasetDict({"train": value})
+        raise TypeError(
+            f"publish_dataset: config {name!r} is a {type(value).__name__}; expected a Dataset or DatasetDict "
+            "(an IterableDataset must be materialised first)"
+        )
+
+    if isinstance(dataset_or_dict, (Dataset, DatasetDict)):
+        return {"default": splits(dataset_or_dict, "default")}
+    if isinstance(dataset_or_dict, Mapping):
+        if not dataset_or_dict:
+            raise ValueError("publish_dataset: no configs to publish (empty dict)")
+        out = {}
+        for name, value in dataset_or_dict.items():
+            _check_config_name(name)
+            out[name] = splits(value, name)
+        return out
+    return {"default": splits(dataset_or_dict, "default")}
+
+
+def _check_config_name(name: str) -> None:
+    if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise ValueError(f"publish_dataset: config name {name!r} must be letters, digits, '-', '_' or '.'")
+
+
+def _derive_configs(configs: Mapping[str, DatasetDict], spec) -> dict[str, DatasetDict]:
+    """The configs `spec` asks for, each `select_by_resonance` applied to every split of the base config."""
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        rules = {name: dict(rule) if isinstance(rule, Mapping) else {"keep": rule} for name, rule in spec.items()}
+    else:
+        rules = {f"keep{float(share) * 100:g}".replace(".", "_"): {"keep": share} for share in spec}
+    if "default" in configs:
+        base = "default"
+    elif len(configs) == 1:
+        base = next(iter(configs))
+    else:
+        raise ValueError(
+            f"publish_dataset: configs= derives selections from the 'default' config, and there is none among "
+            f"{list(configs)}; name the scored dataset 'default'"
+        )
+    out = {}
+    for name, rule in rules.items():
+        _check_config_name(name)
+        if name in configs:
+            raise ValueError(f"publish_dataset: config {name!r} is given and also asked for in configs=")
+        out[name] = DatasetDict({split: select_by_resonance(ds, **rule) for split, ds in configs[base].items()})
+    return out
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Make `folder` an empty staging folder; refuse one that holds anything but an earlier staging."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise NotADirectoryError(f"publish_dataset: local_dir {folder} is a file")
+        entries = list(folder.iterdir())
+        if entries:
+            readme = folder / "README.md"
+            if not (readme.is_file() and _STAGED_MARK in readme.read_text(encoding="utf-8", errors="replace")):
+                raise FileExistsError(
+                    f"publish_dataset: local_dir {folder} is not empty and was not staged by resofilter-hf; "
+                    "give a new or empty folder"
+                )
+            for entry in entries:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _nbytes(ds: Dataset) -> float:
+    table = ds.data
+    return table.nbytes * len(ds) / max(1, table.num_rows)
+
+
+def _existing_readme(api: HfApi, repo_id: str, token: str | None) -> str | None:
+    """The repo's current README.md, or None when it has none. Read into a fresh folder, never from the cache, so a
+    network error cannot hand back a stale copy."""
+    with tempfile.TemporaryDirectory(prefix="resofilter-card-") as tmp:
+        try:
+            path = api.hf_hub_download(repo_id, "README.md", repo_type="dataset", token=token, local_dir=tmp)
+        except (RemoteEntryNotFoundError, RevisionNotFoundError):
+            return None
+        return Path(path).read_text(encoding="utf-8")
+
+
+def _is_transient(err: BaseException) -> bool:
+    """Worth retrying: a network failure, a timeout, rate limiting or a server error."""
+    if isinstance(err, OfflineModeIsEnabled):
+        return False
+    if isinstance(err, HfHubHTTPError):
+        return getattr(err.response, "status_code", None) in TRANSIENT_STATUS
+    if isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(err, LocalEntryNotFoundError) and err.__cause__ is not None:  # download hid a network error
+        return _is_transient(err.__cause__)
+    return False
+
+
+def _retry(what: str, call: Callable[[], T], tries: int = TRIES, backoff_s: float = BACKOFF_S) -> T:
+    """`call()`, retried on transient errors with waits of backoff_s, 2*backoff_s, 4*backoff_s ..."""
+    for attempt in range(1, tries + 1):
+        try:
+            return call()
+        except Exception as err:
+            if attempt == tries or not _is_transient(err):
+                raise
+            wait = backoff_s * 2 ** (attempt - 1)
+            logger.warning(
+                "%s failed (%s); try %d of %d in %.0f s", what, type(err).__name__, attempt + 1, tries, wait
+            )
+            _sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _scrub(text: str, token: str | None) -> str:
+    return text.replace(token, "<token>") if token else text

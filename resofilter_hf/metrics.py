@@ -1,0 +1,225 @@
+"""From per-sample gradients to per-sample scores: the optimizer's one-step delta and its reductions.
+
+The delta of one optimizer step has a closed form (DESIGN.md section 2). For a fresh AdamW, bias correction
+gives m_hat = g and v_hat = g^2, so dW = -lr g/(|g|+eps) - lr wd W, exactly what `torch.optim.AdamW` does on
+its first step. The score is a statistic of dW per target tensor, averaged over tensors (the paper averages the
+mean |dW| of three up-projections). Gradients and deltas are formed in fp32 (fp64 for fp64 models), chunk by
+chunk, and every sum is accumulated in fp64: scores differ across samples only in the 4th to 6th digit.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .capture import TargetRecord
+from .targets import Target
+
+
+@dataclass(frozen=True)
+class StepTransform:
+    """The weight delta one optimizer step would make, from a gradient `g` and the weight `w`."""
+
+    optimizer: str = "adamw"  # "adamw" (fresh state) | "sgd" | "adamw_state"
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def delta(self, g: torch.Tensor, w: torch.Tensor, state: "AdamState | None" = None, rows=None) -> torch.Tensor:
+        lr, wd = self.lr, self.weight_decay
+        if self.optimizer == "sgd":
+            # torch.optim.SGD with weight_decay: g + wd w, then -lr times it
+            return (g + wd * w).mul_(-lr)
+        if self.optimizer == "adamw":
+            # fresh AdamW, step 1: m_hat = g, v_hat = g^2, decoupled decay
+            return (g / (g.abs() + self.eps)).add_(w, alpha=wd).mul_(-lr)
+        if state is None:
+            raise ValueError("`adamw_state` needs the optimizer moments (an AdamState) for each target.")
+        return state.delta(g, w, self, rows)
+
+
+@dataclass
+class AdamState:
+    """AdamW moments of one target weight: the step that `g` alone would take from them.
+
+    `exp_avg` may be None (zero first moment). `step` counts steps already taken; `step=None` means a settled
+    state (bias corrections of 1). `lr` overrides the transform's learning rate (the live scheduler's value).
+    """
+
+    exp_avg_sq: torch.Tensor
+    exp_avg: torch.Tensor | None = None
+    step: int | None = None
+    lr: float | None = None
+
+    def delta(self, g: torch.Tensor, w: torch.Tensor, transform: StepTransform, rows=None) -> torch.Tensor:
+        beta1, beta2 = transform.betas
+        lr = transform.lr if self.lr is None else self.lr
+        rows = slice(None) if rows is None else rows
+        v_prev = self.exp_avg_sq[rows].to(g.dtype)
+        m = g * (1 - beta1)
+        if self.exp_avg is not None:
+            m = m.add_(self.exp_avg[rows].to(g.dtype), alpha=beta1)
+        v = (g * g).mul_(1 - beta2).add_(v_prev, alpha=beta2)
+        if self.step is None:
+            bias1 = bias2 = 1.0
+        else:
+            bias1, bias2 = 1 - beta1 ** (self.step + 1), 1 - beta2 ** (self.step + 1)
+        denom = v.sqrt_().div_(math.sqrt(bias2)).add_(transform.eps)
+        return (m / denom).mul_(-lr / bias1).add_(w, alpha=-lr * transform.weight_decay)
+
+
+@dataclass
+class DeltaStats:
+    """Per-sample running sums over the entries of one metric tensor (all fp64, shape [batch])."""
+
+    batch: int
+    device: torch.device
+    count: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def _acc(self, key: str, value: torch.Tensor, reduce: str = "sum") -> None:
+        if key not in self.sums:
+            self.sums[key] = value
+        elif reduce == "max":
+            self.sums[key] = torch.maximum(self.sums[key], value)
+        else:
+            self.sums[key] = self.sums[key] + value
+
+    def add(
+        self, d: torch.Tensor, g: torch.Tensor | None = None, w: torch.Tensor | None = None, eps: float = 0.0
+    ) -> None:
+        """Fold in one chunk: `d`, `g` are [batch, rows, cols]; `w` is [rows, cols]."""
+        flat = d.flatten(1)
+        self.count += flat.shape[1]
+        a = flat.abs()
+        self._acc("abs", a.sum(1, dtype=torch.float64))
+        self._acc("sq", (flat * flat).sum(1, dtype=torch.float64))
+        self._acc("sum", flat.sum(1, dtype=torch.float64))
+        self._acc("max", a.amax(1).double(), reduce="max")
+        if g is not None:
+            gf = g.flatten(1)
+            self._acc("g_sq", (gf * gf).sum(1, dtype=torch.float64))
+            self._acc("below_eps", (gf.abs() < eps).sum(1, dtype=torch.float64))
+        if w is not None:
+            self._acc("toward_zero", ((d * w) < 0).flatten(1).sum(1, dtype=torch.float64))
+
+    def metric(self, name: str) -> torch.Tensor:
+        n = self.count
+        if name == "mean_abs":
+            return self.sums["abs"] / n
+        if name == "l2":
+            return self.sums["sq"].sqrt()
+        if name == "max_abs":
+            return self.sums["max"]
+        if name == "std":
+            var = (self.sums["sq"] - self.sums["sum"] ** 2 / n) / max(n - 1, 1)
+            return var.clamp_min(0).sqrt()
+        raise ValueError(f"unknown metric {name!r}")
+
+
+def _rows_per_chunk(batch: int, cols: int, element_size: int, budget_mb: int, temporaries: int = 4) -> int:
+    return max(1, (budget_mb * 2**20) // max(1, batch * cols * element_size * temporaries))
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """fp64 stays fp64; everything else (bf16, fp16, fp32) is reduced in fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, T, in] and dy [B, T, out] over every call of the module (a per-sample gradient sums over calls)."""
+    pairs = [(x, g) for x, g in zip(record.inputs, record.output_grads) if g is not None]
+    if not pairs:
+        out_features, in_features = record.target.weight.shape
+        batch = record.inputs[0].shape[0] if record.inputs else 0
+        empty = record.target.weight.new_zeros((batch, 0, 1), dtype=dtype)
+        return empty.expand(batch, 0, in_features), empty.expand(batch, 0, out_features)
+    x = torch.cat([x.to(dtype) for x, _ in pairs], dim=1)
+    dy = torch.cat([g.to(dtype) for _, g in pairs], dim=1)
+    return x, dy
+
+
+def per_sample_gradient(record: TargetRecord, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
+    """G[i] = sum_t dy[i,t]^T x[i,t] for the output rows `rows`: [batch, rows, in]."""
+    x, dy = _stack_calls(record, dtype)
+    return torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+
+
+@dataclass
+class ScoreSpec:
+    """Everything that turns captured records into scores."""
+
+    transform: StepTransform
+    metric: str = "mean_abs"
+    anatomy: bool = False
+    lora_delta: str = "adapter"  # "adapter" | "effective"
+    chunk_mb: int = 256
+    states: dict[str, AdamState] | None = None  # target name -> moments (adamw_state)
+
+
+def _target_stats(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype, batch: int) -> DeltaStats:
+    target = record.target
+    w_full = target.weight.detach()
+    out_features, in_features = w_full.shape
+    x, dy = _stack_calls(record, dtype)
+    stats = DeltaStats(batch, w_full.device)
+    step = _rows_per_chunk(batch, in_features, torch.finfo(dtype).bits // 8, spec.chunk_mb)
+    state = spec.states.get(target.name) if spec.states else None
+    for r0 in range(0, out_features, step):
+        rows = slice(r0, min(r0 + step, out_features))
+        g = torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+        w = w_full[rows].to(dtype)
+        d = spec.transform.delta(g, w, state, rows)
+        stats.add(d, g if spec.anatomy else None, w if spec.anatomy else None, spec.transform.eps)
+    return stats
+
+
+def _effective_lora_stats(a_rec: TargetRecord, b_rec: TargetRecord, spec: ScoreSpec, dtype, batch) -> DeltaStats:
+    """Metric over s*(dB A + B dA + dB dA) = s*(dB (A + dA) + B dA), chunked over output rows."""
+    a = a_rec.target.weight.detach().to(dtype)
+    b = b_rec.target.weight.detach().to(dtype)
+    states = spec.states or {}
+    d_a = spec.transform.delta(per_sample_gradient(a_rec, dtype), a, states.get(a_rec.target.name))
+    d_b = spec.transform.delta(per_sample_gradient(b_rec, dtype), b, states.get(b_rec.target.name))
+    a_new = a.unsqueeze(0) + d_a
+    s = b_rec.target.scaling
+    stats = DeltaStats(batch, a.device)
+    step = _rows_per_chunk(batch, a.shape[1], torch.finfo(dtype).bits // 8, spec.chunk_mb)
+    for r0 in range(0, b.shape[0], step):
+        rows = slice(r0, min(r0 + step, b.shape[0]))
+        d_w = torch.bmm(d_b[:, rows], a_new).add_(torch.matmul(b[rows], d_a)).mul_(s)
+        stats.add(d_w)
+    return stats
+
+
+def score_records(records: list[TargetRecord], spec: ScoreSpec, batch: int) -> dict[str, torch.Tensor]:
+    """Per-sample score (and anatomy) from one batch's records: {"score": [B] fp64, ...}."""
+    dtype = compute_dtype(records[0].target.weight.dtype)
+    metric_stats: list[DeltaStats] = []
+    anatomy_stats: list[DeltaStats] = []
+    if spec.lora_delta == "effective" and records[0].target.role != "weight":
+        by_group: dict[str, dict[str, TargetRecord]] = {}
+        for record in records:
+            by_group.setdefault(record.target.group, {})[record.target.role] = record
+        for pair in by_group.values():
+            metric_stats.append(_effective_lora_stats(pair["lora_A"], pair["lora_B"], spec, dtype, batch))
+        if spec.anatomy:
+            anatomy_stats = [_target_stats(r, spec, dtype, batch) for r in records]
+    else:
+        metric_stats = [_target_stats(r, spec, dtype, batch) for r in records]
+        anatomy_stats = metric_stats if spec.anatomy else []
+    out = {"score": torch.stack([s.metric(spec.metric) for s in metric_stats]).mean(0)}
+    if spec.anatomy:
+        total = sum(s.count for s in anatomy_stats)
+        out["toward_zero"] = sum(s.sums["toward_zero"] for s in anatomy_stats) / total
+        out["below_eps"] = sum(s.sums["below_eps"] for s in anatomy_stats) / total
+        out["grad_norm"] = sum(s.sums["g_sq"] for s in anatomy_stats).sqrt()
+    return out
+
+
+def targets_summary(targets: list[Target]) -> dict:
+    return {
+        "target_names": [t.name for t in targets],
+        "layers": sorted({t.layer for t in targets}),
+    }

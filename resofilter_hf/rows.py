@@ -1,0 +1,90 @@
+"""Checks on input rows before any compute: malformed rows fail by index, empty ones get a status.
+
+TRL accepts several dataset shapes (language modeling `text` or `messages`, prompt/completion as strings or as
+role/content lists, pre-tokenized `input_ids`). A bad row deep inside a long scoring run should fail at once, with
+its index and the offending field, not as a tokenizer traceback an hour in.
+"""
+
+from datasets import Dataset
+
+
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty_completion"
+STATUS_TRUNCATED = "truncated"
+STATUS_NO_TOKENS = "no_loss_tokens"
+
+
+def _check_messages(value, row: int, column: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"row {row}: `{column}` must be a non-empty list of messages, got {_short(value)}.")
+    for turn, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ValueError(
+                f"row {row}: `{column}[{turn}]` must be a dict with a string 'role', got {_short(message)}."
+            )
+        if not isinstance(message.get("content"), str):
+            raise ValueError(
+                f"row {row}: `{column}[{turn}]['content']` must be a string, got {_short(message.get('content'))}."
+            )
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def dataset_kind(column_names: list[str], text_field: str) -> str:
+    """'tokenized' | 'prompt_completion' | 'messages' | 'text', or a ValueError naming what is there."""
+    if "input_ids" in column_names:
+        return "tokenized"
+    if "prompt" in column_names and "completion" in column_names:
+        return "prompt_completion"
+    if "messages" in column_names:
+        return "messages"
+    if text_field in column_names:
+        return "text"
+    raise ValueError(
+        f"Cannot score a dataset with columns {column_names}: expected 'prompt' and 'completion', 'messages', "
+        f"'{text_field}' (`dataset_text_field`), or pre-tokenized 'input_ids'."
+    )
+
+
+def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
+    """Raise on the first malformed row; return a status per row ('ok' or 'empty_completion')."""
+    kind = dataset_kind(dataset.column_names, text_field)
+    statuses = []
+    if kind == "tokenized":
+        labels = dataset["labels"] if "labels" in dataset.column_names else None
+        for i, ids in enumerate(dataset["input_ids"]):
+            if not ids or not all(isinstance(t, int) for t in ids):
+                raise ValueError(f"row {i}: `input_ids` must be a non-empty list of ints, got {_short(ids)}.")
+            if labels is not None and len(labels[i]) != len(ids):
+                raise ValueError(f"row {i}: `labels` has {len(labels[i])} entries for {len(ids)} `input_ids`.")
+            statuses.append(STATUS_OK)
+    elif kind == "prompt_completion":
+        for i, (prompt, completion) in enumerate(zip(dataset["prompt"], dataset["completion"])):
+            if isinstance(prompt, str) and isinstance(completion, str):
+                statuses.append(STATUS_EMPTY if not completion.strip() else STATUS_OK)
+                continue
+            if isinstance(prompt, list) and isinstance(completion, list):
+                _check_messages(prompt, i, "prompt")
+                _check_messages(completion, i, "completion")
+                empty = all(not m["content"].strip() for m in completion)
+                statuses.append(STATUS_EMPTY if empty else STATUS_OK)
+                continue
+            bad = "prompt" if not isinstance(prompt, (str, list)) else "completion"
+            raise ValueError(
+                f"row {i}: `prompt` and `completion` must both be strings or both lists of messages; "
+                f"`{bad}` is {_short(prompt if bad == 'prompt' else completion)}."
+            )
+    elif kind == "messages":
+        for i, messages in enumerate(dataset["messages"]):
+            _check_messages(messages, i, "messages")
+            answers = [m["content"] for m in messages if m["role"] == "assistant"]
+            statuses.append(STATUS_EMPTY if answers and not any(a.strip() for a in answers) else STATUS_OK)
+    else:
+        for i, text in enumerate(dataset[text_field]):
+            if not isinstance(text, str):
+                raise ValueError(f"row {i}: `{text_field}` must be a string, got {_short(text)}.")
+            statuses.append(STATUS_OK)
+    return statuses

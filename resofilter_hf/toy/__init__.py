@@ -1,0 +1,46 @@
+"""An offline toy world: synthetic math problems with labelled flaws and a tiny causal LM built locally.
+
+Names are imported on first use, so `from resofilter_hf.toy import make_math_problems` does not pay for
+importing transformers.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+
+_EXPORTS = {
+    "DEFECTS": "data",
+    "FLAWS": "data",
+    "make_math_problems": "data",
+    "make_test_problems": "data",
+    "toy_corpus": "data",
+    "ARCHITECTURES": "model",
+    "build_tiny_model": "model",
+    "cached_tiny_model": "model",
+}
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEFECTS",
+    "FLAWS",
+    "build_tiny_model",
+    "cached_tiny_model",
+    "make_math_problems",
+    "make_test_problems",
+    "toy_corpus",
+]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import DEFECTS, FLAWS, make_math_problems, make_test_problems, toy_corpus
+    from .model import ARCHITECTURES, build_tiny_model, cached_tiny_model

@@ -1,0 +1,32 @@
+"""Shared test setup: fully offline, deterministic threads, and the tiny models built once per session."""
+
+import os
+
+
+# before anything imports huggingface_hub / datasets / tokenizers
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+TORCH_THREADS = 2
+torch.set_num_threads(TORCH_THREADS)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny Llama (seed 0, default sizes): load it with the Auto classes; do not write into it."""
+    from resofilter_hf.toy.model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), seed=0, arch="llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory):
+    """A saved tiny Qwen2 (q/k/v biases; seed 0, default sizes); read-only like `tiny_model_dir`."""
+    from resofilter_hf.toy.model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), seed=0, arch="qwen2")

@@ -1,0 +1,60 @@
+"""Two processes (torchrun, gloo on CPU) give the same column as one process, every row exactly once."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from resofilter_hf import ResonanceConfig, ResonanceTrainer
+from resofilter_hf.toy import cached_tiny_model, make_math_problems
+
+
+SCRIPT = Path(__file__).parent / "scripts" / "score_two_ranks.py"
+
+
+@pytest.mark.slow
+def test_two_ranks_score_like_one(tmp_path):
+    model_dir = cached_tiny_model(arch="llama")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(SCRIPT), str(model_dir), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    world = json.loads((tmp_path / "world.json").read_text())
+    assert world == {"world_size": 2, "env": 2}, "torchrun must have given two processes"
+    shares = []
+    for rank in (0, 1):  # the work was split: disjoint shares that cover every scored row
+        (path,) = (tmp_path / "resonance").rglob(f"rank{rank}.jsonl")
+        shares.append({json.loads(line)["id"] for line in path.read_text().splitlines()})
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+
+    dataset = make_math_problems(11, seed=12, flaw_rate=0.5)  # the script's data
+    args = ResonanceConfig(
+        output_dir=str(tmp_path / "single"),
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+        resonance_batch_size=3,
+        resonance_resume=False,
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
+    single = ResonanceTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_dir)
+    ).score()
+    for rank in (0, 1):  # every rank returns the full dataset, in input order, each row once
+        gathered = Dataset.from_parquet(str(tmp_path / f"scored_rank{rank}.parquet"))
+        assert len(gathered) == len(dataset) == 11
+        assert list(gathered["prompt"]) == list(dataset["prompt"])
+        assert list(gathered["resonance_status"]) == list(single["resonance_status"])
+        np.testing.assert_allclose(gathered["resonance"], single["resonance"], rtol=1e-12)
+        np.testing.assert_array_equal(gathered["resonance_tokens"], single["resonance_tokens"])
+    assert shares[0] | shares[1] == {i for i, s in enumerate(single["resonance_status"]) if s == "ok"}
