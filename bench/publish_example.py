@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from olah_mirror import olah_mirror, read_back, sha256_tree  # noqa: E402
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer  # noqa: E402
-from resofilter_hf.hub import load_scored, publish_dataset  # noqa: E402
+from resofilter_hf.hub import publish_dataset  # noqa: E402
+from resofilter_hf.provenance import load_scored  # noqa: E402
 from resofilter_hf.toy import build_tiny_model, make_math_problems  # noqa: E402
 
 

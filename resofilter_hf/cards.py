@@ -6,6 +6,7 @@ per-label statistics when the data carries labels. Generated sections sit betwee
 comment markers, so `merge_card` can refresh them in a card a person has since edited, and keep the rest.
 """
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import DatasetCardData, ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
-from .provenance import read_provenance
+from .provenance import read_provenance, write_parquet
 
 
 CITATION = """@inproceedings{tu-etal-2025-resofilter,
@@ -40,6 +41,7 @@ CITATION = """@inproceedings{tu-etal-2025-resofilter,
 TAGS = ["resofilter-hf", "data-filtering"]
 LABEL_COLUMNS = ("flaw", "label")  # looked for by name when no label column is given (ClassLabel/bool always are)
 IMAGE_DIR = "images"
+SCORES_FILE = "resonance_scores.parquet"  # the scores beside a checkpoint
 SECTION = re.compile(r"<!-- resofilter-hf:begin (\S+) -->.*?<!-- resofilter-hf:end \1 -->\n?", re.S)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -594,3 +596,55 @@ def _merge_sections(old: str, new: str) -> str:
             body = body[:end] + "\n\n" + block.rstrip("\n") + body[end:]
         seen.append(name)
     return body
+
+
+def write_checkpoint_card(
+    output_dir: str | Path,
+    *,
+    scored_dataset: Dataset | None = None,
+    base_model: str | None = None,
+    dataset_repo_id: str | None = None,
+    dataset_config: str | None = None,
+    model_repo_id: str | None = None,
+    model_name: str | None = None,
+) -> Path:
+    """Add the resonance model card and scores file to a saved model or adapter folder; returns the README path.
+
+    Writes ``resonance_scores.parquet`` (``row`` plus the score columns of `scored_dataset`, with its provenance
+    in the schema metadata) and README.md: a new card, or the resonance sections merged into the card already
+    there (the one TRL writes, say), keeping its other text and metadata. The base model defaults to the scoring
+    provenance's ``model_id``, else ``base_model_name_or_path`` of ``adapter_config.json``.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"write_checkpoint_card: {output_dir} is not a folder (save the model there first)")
+    adapter_config = output_dir / "adapter_config.json"
+    is_adapter = adapter_config.is_file()
+    if base_model is None and scored_dataset is not None:
+        base_model = (read_provenance(scored_dataset).get("scoring") or {}).get("model_id")
+    if base_model is None and is_adapter:
+        base_model = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    scores_file = None
+    if scored_dataset is not None:
+        column = score_column(scored_dataset)
+        keep = [c for c in scored_dataset.column_names if c == column or c.startswith(f"{column}_")]
+        scores = scored_dataset.select_columns(keep)
+        scores = scores.add_column("row", list(range(len(scores))))
+        write_parquet(scores.select_columns(["row", *keep]), output_dir / SCORES_FILE, read_provenance(scored_dataset))
+        scores_file = SCORES_FILE
+    card = render_model_card(
+        scored_dataset=scored_dataset,
+        base_model=base_model,
+        model_name=model_name,
+        model_repo_id=model_repo_id,
+        dataset_repo_id=dataset_repo_id,
+        dataset_config=dataset_config,
+        scores_file=scores_file,
+        library_name="peft" if is_adapter else "transformers",
+    )
+    readme = output_dir / "README.md"
+    text = str(card)
+    if readme.is_file():
+        text = merge_card(readme.read_text(encoding="utf-8"), text, ModelCard)
+    readme.write_text(text, encoding="utf-8")
+    return readme

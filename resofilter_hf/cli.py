@@ -52,7 +52,8 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-column", action="append", help="column to break scores down by; repeatable")
 
     def run(args: argparse.Namespace) -> int:
-        from .hub import PublishError, load_scored, publish_dataset
+        from .hub import PublishError, publish_dataset
+        from .provenance import load_scored
 
         if args.repo_id is None and args.local_dir is None:
             parser.error("give REPO_ID to publish, or --local-dir to stage only")

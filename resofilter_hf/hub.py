@@ -11,7 +11,6 @@ Every parquet file carries its rows' provenance (JSON under the schema metadata 
 `load_scored` gets it back from a downloaded file.
 """
 
-import json
 import logging
 import math
 import shutil
@@ -23,9 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-import pyarrow.parquet as pq
-from datasets import Dataset, DatasetDict, load_from_disk
-from huggingface_hub import HfApi, ModelCard
+from datasets import Dataset, DatasetDict
+from huggingface_hub import HfApi
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -35,15 +33,13 @@ from huggingface_hub.errors import (
 )
 
 from . import __version__
-from .cards import merge_card, render_dataset_card, render_model_card, score_column
-from .provenance import read_provenance, with_provenance
+from .cards import merge_card, render_dataset_card
+from .provenance import read_provenance, write_parquet
 from .selection import select_by_resonance
 
 
 logger = logging.getLogger(__name__)
 
-PARQUET_KEY = b"resofilter-hf"  # schema metadata key holding the provenance JSON
-SCORES_FILE = "resonance_scores.parquet"
 SHARD_BYTES = 500 * 1024**2
 TRIES = 4  # attempts per Hub call; waits of BACKOFF_S, 2x, 4x ... between them
 BACKOFF_S = 2.0
@@ -186,96 +182,6 @@ def stage_dataset(
     card = render_dataset_card(configs, data_files, repo_id=repo_id, folder=folder, label_columns=label_columns)
     (folder / "README.md").write_text(str(card), encoding="utf-8")
     return data_files
-
-
-def write_checkpoint_card(
-    output_dir: str | Path,
-    *,
-    scored_dataset: Dataset | None = None,
-    base_model: str | None = None,
-    dataset_repo_id: str | None = None,
-    dataset_config: str | None = None,
-    model_repo_id: str | None = None,
-    model_name: str | None = None,
-) -> Path:
-    """Add the resonance model card and scores file to a saved model or adapter folder; returns the README path.
-
-    Writes ``resonance_scores.parquet`` (``row`` plus the score columns of `scored_dataset`, with its provenance
-    in the schema metadata) and README.md: a new card, or the resonance sections merged into the card already
-    there (the one TRL writes, say), keeping its other text and metadata. The base model defaults to the scoring
-    provenance's ``model_id``, else ``base_model_name_or_path`` of ``adapter_config.json``.
-    """
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        raise FileNotFoundError(f"write_checkpoint_card: {output_dir} is not a folder (save the model there first)")
-    adapter_config = output_dir / "adapter_config.json"
-    is_adapter = adapter_config.is_file()
-    if base_model is None and scored_dataset is not None:
-        base_model = (read_provenance(scored_dataset).get("scoring") or {}).get("model_id")
-    if base_model is None and is_adapter:
-        base_model = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    scores_file = None
-    if scored_dataset is not None:
-        column = score_column(scored_dataset)
-        keep = [c for c in scored_dataset.column_names if c == column or c.startswith(f"{column}_")]
-        scores = scored_dataset.select_columns(keep)
-        scores = scores.add_column("row", list(range(len(scores))))
-        write_parquet(scores.select_columns(["row", *keep]), output_dir / SCORES_FILE, read_provenance(scored_dataset))
-        scores_file = SCORES_FILE
-    card = render_model_card(
-        scored_dataset=scored_dataset,
-        base_model=base_model,
-        model_name=model_name,
-        model_repo_id=model_repo_id,
-        dataset_repo_id=dataset_repo_id,
-        dataset_config=dataset_config,
-        scores_file=scores_file,
-        library_name="peft" if is_adapter else "transformers",
-    )
-    readme = output_dir / "README.md"
-    text = str(card)
-    if readme.is_file():
-        text = merge_card(readme.read_text(encoding="utf-8"), text, ModelCard)
-    readme.write_text(text, encoding="utf-8")
-    return readme
-
-
-# ------------------------------------------------------------------------------------------------ parquet & loading
-
-
-def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
-    """`dataset` as one parquet file with its features (the ``huggingface`` schema metadata, as `datasets` writes
-    it) and `provenance` (JSON under ``resofilter-hf``). Streams in batches; never pickles."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema = dataset.features.arrow_schema
-    metadata = dict(schema.metadata or {})
-    if provenance:
-        metadata[PARQUET_KEY] = json.dumps(provenance, sort_keys=True, default=str).encode()
-    schema = schema.with_metadata(metadata)
-    with pq.ParquetWriter(path, schema) as writer:
-        for batch in dataset.with_format("arrow").iter(batch_size=10_000):
-            writer.write_table(batch)
-    return path
-
-
-def parquet_provenance(path: str | Path) -> dict[str, Any]:
-    """The provenance a parquet file written by `write_parquet` carries ({} when none)."""
-    metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata[PARQUET_KEY]) if PARQUET_KEY in metadata else {}
-
-
-def load_scored(path: str | Path) -> Dataset | DatasetDict:
-    """A scored dataset from a `save_to_disk` folder or a parquet/JSON Lines file, with its provenance (parquet
-    files written by this library carry it; other files come back without)."""
-    path = Path(path)
-    if path.is_dir():
-        return load_from_disk(str(path))
-    if path.suffix == ".parquet":
-        return with_provenance(Dataset.from_parquet(str(path)), **parquet_provenance(path))
-    if path.suffix in (".jsonl", ".json"):
-        return Dataset.from_json(str(path))
-    raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl or .json file")
 
 
 # --------------------------------------------------------------------------------------------------------- helpers

@@ -44,29 +44,34 @@ class AdamState:
     """AdamW moments of one target weight: the step that `g` alone would take from them.
 
     `exp_avg` may be None (zero first moment). `step` counts steps already taken; `step=None` means a settled
-    state (bias corrections of 1). `lr` overrides the transform's learning rate (the live scheduler's value).
+    state (bias corrections of 1). `lr`, `weight_decay`, `betas` and `eps` override the transform's (a live
+    optimizer's param group and scheduler).
     """
 
     exp_avg_sq: torch.Tensor
     exp_avg: torch.Tensor | None = None
     step: int | None = None
     lr: float | None = None
+    weight_decay: float | None = None
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
 
     def delta(self, g: torch.Tensor, w: torch.Tensor, transform: StepTransform, rows=None) -> torch.Tensor:
-        beta1, beta2 = transform.betas
+        beta1, beta2 = transform.betas if self.betas is None else self.betas
         lr = transform.lr if self.lr is None else self.lr
+        wd = transform.weight_decay if self.weight_decay is None else self.weight_decay
+        eps = transform.eps if self.eps is None else self.eps
         rows = slice(None) if rows is None else rows
-        v_prev = self.exp_avg_sq[rows].to(g.dtype)
         m = g * (1 - beta1)
         if self.exp_avg is not None:
             m = m.add_(self.exp_avg[rows].to(g.dtype), alpha=beta1)
-        v = (g * g).mul_(1 - beta2).add_(v_prev, alpha=beta2)
+        v = (g * g).mul_(1 - beta2).add_(self.exp_avg_sq[rows].to(g.dtype), alpha=beta2)
         if self.step is None:
             bias1 = bias2 = 1.0
         else:
             bias1, bias2 = 1 - beta1 ** (self.step + 1), 1 - beta2 ** (self.step + 1)
-        denom = v.sqrt_().div_(math.sqrt(bias2)).add_(transform.eps)
-        return (m / denom).mul_(-lr / bias1).add_(w, alpha=-lr * transform.weight_decay)
+        denom = v.sqrt_().div_(math.sqrt(bias2)).add_(eps)
+        return (m / denom).mul_(-lr / bias1).add_(w, alpha=-lr * wd)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .capture import GradientCapture
 from .head import LMHead
 from .metrics import AdamState, ScoreSpec, compute_dtype, per_sample_gradient, score_records
+from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .targets import Target, unwrap_model
 
 
@@ -46,6 +47,7 @@ def _set_rng_state(state: dict) -> None:
 @contextmanager
 def scoring_mode(model: nn.Module, targets: list[Target]):
     """Eval mode (no dropout, no gradient checkpointing), gradients only at the targets; all restored after."""
+    check_not_repacked(model, "Scoring")
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     rng = _rng_state()
@@ -54,12 +56,13 @@ def scoring_mode(model: nn.Module, targets: list[Target]):
     embeddings = unwrap_model(model).get_input_embeddings()
     cut = embeddings.register_forward_hook(lambda module, args, output: output.detach())
     try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        for target in targets:
-            target.weight.requires_grad_(True)
-        yield
+        with cpu_4bit_repack_guard(model):
+            model.eval()
+            for p, _ in flags:
+                p.requires_grad_(False)
+            for target in targets:
+                target.weight.requires_grad_(True)
+            yield
     finally:
         cut.remove()
         for p, flag in flags:

@@ -8,25 +8,34 @@ column. Dedup and filtering belong to selection (`select_by_resonance`), not her
 
 import copy
 import hashlib
+import json
+import math
+import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from datasets import Dataset, concatenate_datasets
 from transformers import TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from .cards import SCORES_FILE, write_checkpoint_card
 from .config import COMPANION_COLUMNS, ResonanceConfig, validate_resonance_options
+from .inflight import ROW_ID, ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .metrics import ScoreSpec, StepTransform
-from .provenance import with_provenance
+from .provenance import library_versions, load_scored, read_provenance, with_provenance, write_parquet
+from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .rows import STATUS_NO_TOKENS, STATUS_OK, STATUS_TRUNCATED, check_rows
 from .scorer import ResonanceScorer
-from .targets import Target, find_targets, resolve_target_kind, unwrap_model
+from .targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
 
 
-ROW_ID = "__resonance_row_id__"
+STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
 
 
 def _as_resonance_config(args: TrainingArguments | None, model: Any) -> ResonanceConfig:
@@ -38,27 +47,6 @@ def _as_resonance_config(args: TrainingArguments | None, model: Any) -> Resonanc
     dict_args = args.to_dict()
     dict_args["hub_token"] = args.hub_token  # to_dict hides it
     return ResonanceConfig(**dict_args)
-
-
-def _versions() -> dict[str, str]:
-    import accelerate
-    import datasets
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    from . import __version__
-
-    return {
-        "resofilter_hf": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "peft": peft.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-    }
 
 
 class ResonanceTrainer(SFTTrainer):
@@ -97,6 +85,13 @@ class ResonanceTrainer(SFTTrainer):
         args = _as_resonance_config(args, model)
         validate_resonance_options(args)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
+        self.scored_dataset: Dataset | None = None
+        self._resonance_recorder: InflightRecorder | None = None
+        inflight = args.resonance_when == "inflight"
+        if inflight:
+            _check_inflight_args(args, train_dataset)
+            # a row id rides through TRL's preparation and the collator, so each trained sample maps to its row
+            train_dataset = train_dataset.add_column(ROW_ID, list(range(len(train_dataset))))
         super().__init__(
             model=model,
             args=args,
@@ -116,6 +111,15 @@ class ResonanceTrainer(SFTTrainer):
         )
         # Fail now, not at the end of training, if the modules or the target kind don't fit this model.
         self.resonance_targets: list[Target] = self._find_resonance_targets()
+        if inflight:
+            self._check_inflight_model()
+            self.data_collator = RowIdCollator(self.data_collator)
+            self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
+        if args.resonance_when != "none" and self.resonance_targets[0].role == "lora_A" and args.resonance_when in (
+            "before_train",
+            "inflight",
+        ):
+            self._warn_if_lora_b_is_zero()
 
     # ---- configuration ---------------------------------------------------------------------------------------
 
@@ -125,8 +129,9 @@ class ResonanceTrainer(SFTTrainer):
 
     def _score_spec(self) -> ScoreSpec:
         args = self.args
+        live = args.resonance_when == "inflight" and args.resonance_inflight_state == "live"
         transform = StepTransform(
-            optimizer=args.resonance_optimizer,
+            optimizer="adamw_state" if live else args.resonance_optimizer,
             lr=args.resonance_lr,
             weight_decay=args.resonance_weight_decay,
             eps=args.resonance_eps,
@@ -142,6 +147,7 @@ class ResonanceTrainer(SFTTrainer):
 
     def _scoring_collator(self):
         collator = self.data_collator
+        collator = collator.collator if isinstance(collator, RowIdCollator) else collator
         if isinstance(collator, DataCollatorForLanguageModeling):
             # Scoring always pads (one row per sample); padding-free training packs, which is a training concern.
             return DataCollatorForLanguageModeling(
@@ -180,7 +186,7 @@ class ResonanceTrainer(SFTTrainer):
             "n_rows": n_rows,
             "n_scored": n_scored,
             "n_unscored": n_rows - n_scored,
-            "versions": _versions(),
+            "versions": library_versions(),
         }
 
     # ---- scoring ---------------------------------------------------------------------------------------------
@@ -265,3 +271,196 @@ class ResonanceTrainer(SFTTrainer):
         scored = concatenate_datasets([clean, Dataset.from_dict(table)], axis=1)
         provenance = self.resonance_provenance(n, n - len(unscored))
         return with_provenance(scored, scoring=provenance)
+
+    # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
+
+    def _check_inflight_model(self) -> None:
+        dropouts = [m.p for m in lora_dropout_modules(self.resonance_targets, self.model) if getattr(m, "p", 0) > 0]
+        if dropouts:
+            raise ValueError(
+                f"`resonance_when='inflight'` with LoRA dropout {dropouts[0]}: the captured step would depend on a "
+                "random dropout mask and could not be reproduced. Set `lora_dropout=0` in the LoraConfig, or score "
+                "with `resonance_when='before_train'`/`'after_train'` (scoring turns dropout off)."
+            )
+        if getattr(self, "aux_loss_enabled", False):
+            raise ValueError(
+                "`resonance_when='inflight'` cannot separate a Mixture-of-Experts load-balancing loss per sample; "
+                "set `router_aux_loss_coef=0.0` or score with `resonance_when='before_train'`."
+            )
+
+    def _warn_if_lora_b_is_zero(self) -> None:
+        if all(float(t.weight.abs().max()) == 0 for t in self.resonance_targets if t.role == "lora_B"):
+            warnings.warn(
+                "Every lora_B is zero (PEFT's default initialisation), so lora_A gets exactly zero gradient on the "
+                "first step: A's delta is only its weight decay (-lr wd A), the same for every sample, and scores "
+                "taken before training rank samples by their lora_B gradients alone. Score after some training "
+                "(`resonance_when='after_train'`/`'inflight'`) or with `resonance_target='weights'` for the "
+                "paper's score.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self._resonance_recorder is not None and ROW_ID not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, ROW_ID]
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        recorder = self._resonance_recorder
+        if recorder is None or ROW_KEY not in inputs:
+            return super().training_step(model, inputs, num_items_in_batch)
+        check_not_repacked(self.model, "Training")
+        ids = inputs.pop(ROW_KEY)
+        kept = {k: inputs[k] for k in ("input_ids", "labels", "cu_seq_lens_q") if k in inputs}
+        recorder.discard()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        states = None
+        if self.args.resonance_inflight_state == "live":
+            states = live_adam_states(self.optimizer, self.resonance_targets)
+        recorder.record_batch(ids, kept, self._resonance_epoch, self.state.global_step, states)
+        return loss
+
+    def evaluate(self, *args, **kwargs):
+        with cpu_4bit_repack_guard(self.model):  # see quantized.py: keeps 4-bit CPU models trainable after eval
+            return super().evaluate(*args, **kwargs)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """`SFTTrainer.train`, scoring the train dataset as `resonance_when` says (result in `scored_dataset`)."""
+        args = self.args
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(args.output_dir)
+        if checkpoint:
+            self._restore_resonance(checkpoint)
+        if args.resonance_when == "before_train" and self.scored_dataset is None:
+            self.scored_dataset = self.score()
+        recorder = self._resonance_recorder
+        if recorder is not None:
+            recorder.attach(self.model)
+        try:
+            output = super().train(
+                resume_from_checkpoint=resume_from_checkpoint,
+                trial=trial,
+                ignore_keys_for_eval=ignore_keys_for_eval,
+                **kwargs,
+            )
+        finally:
+            if recorder is not None:
+                recorder.detach()
+        if recorder is not None:
+            self._gather_inflight()
+            self.scored_dataset = self._inflight_dataset()
+        if args.resonance_when == "after_train":
+            self.scored_dataset = self.score()
+        if self.scored_dataset is not None and self.args.should_save:
+            write_parquet(
+                self._scores_only(self.scored_dataset),
+                Path(args.output_dir) / SCORES_FILE,
+                read_provenance(self.scored_dataset),
+            )
+        return output
+
+    @property
+    def _resonance_epoch(self) -> int:
+        epoch = self.state.epoch or 0.0
+        nearest = round(epoch)
+        return int(nearest) if abs(epoch - nearest) < 1e-6 else math.floor(epoch)
+
+    def _gather_inflight(self) -> None:
+        recorder = self._resonance_recorder
+        if self.accelerator.num_processes > 1 and torch.distributed.is_initialized():
+            parts: list = [None] * self.accelerator.num_processes
+            torch.distributed.all_gather_object(parts, recorder.epochs)
+            recorder.merge([p for p in parts if p])
+
+    def _inflight_dataset(self) -> Dataset:
+        """The train rows with one score column per epoch (NaN for rows not trained in that epoch)."""
+        recorder = self._resonance_recorder
+        n = len(self._resonance_source)
+        columns = {}
+        for epoch in sorted(recorder.epochs):
+            values = np.full(n, np.nan)
+            for row_id, (score, _) in recorder.epochs[epoch].items():
+                values[row_id] = score
+            columns[f"{self.args.resonance_column}_epoch{epoch}"] = values
+        source = self._resonance_source
+        clean = source.remove_columns([c for c in source.column_names if c in columns])
+        scored = concatenate_datasets([clean, Dataset.from_dict(columns)], axis=1) if columns else clean
+        ever_scored = np.zeros(n, dtype=bool)
+        for values in columns.values():
+            ever_scored |= np.isfinite(values)
+        provenance = self.resonance_provenance(n, int(ever_scored.sum()))
+        provenance.update(when="inflight", inflight_state=self.args.resonance_inflight_state)
+        return with_provenance(scored, scoring=provenance)
+
+    def _scores_only(self, scored: Dataset) -> Dataset:
+        column = self.args.resonance_column
+        keep = [c for c in scored.column_names if c == column or c.startswith(f"{column}_") or c in COMPANION_COLUMNS]
+        table = scored.select_columns(keep)
+        return table.add_column("row", list(range(len(table)))).select_columns(["row", *keep])
+
+    def _save_checkpoint(self, model, trial):
+        recorder = self._resonance_recorder
+        if recorder is not None:  # every process takes part, then the saved card and scores are complete
+            self._gather_inflight()
+            self.scored_dataset = self._inflight_dataset()
+        super()._save_checkpoint(model, trial)
+        if recorder is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            (folder / STATE_FILE).write_text(json.dumps({"inflight": recorder.state_dict()}))
+
+    def _restore_resonance(self, checkpoint: str | os.PathLike) -> None:
+        """Scores saved beside `checkpoint` (in-flight epochs so far, or a before-train score) come back."""
+        folder = Path(checkpoint)
+        if self._resonance_recorder is not None and (folder / STATE_FILE).is_file():
+            self._resonance_recorder.load_state_dict(json.loads((folder / STATE_FILE).read_text())["inflight"])
+        elif self.args.resonance_when == "before_train" and (folder / SCORES_FILE).is_file():
+            scores = load_scored(folder / SCORES_FILE)
+            if len(scores) == len(self._resonance_source):
+                clean = self._resonance_source.remove_columns(
+                    [c for c in self._resonance_source.column_names if c in scores.column_names]
+                )
+                restored = concatenate_datasets([clean, scores.remove_columns("row")], axis=1)
+                self.scored_dataset = with_provenance(restored, **read_provenance(scores))
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """`Trainer.save_model`, plus the resonance model card and scores file when there are scores."""
+        super().save_model(output_dir, _internal_call)
+        if self.scored_dataset is not None and self.args.should_save:
+            write_checkpoint_card(
+                output_dir or self.args.output_dir,
+                scored_dataset=self._scores_only(self.scored_dataset),
+                model_repo_id=self.hub_model_id,
+            )
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if self.scored_dataset is not None and self.is_world_process_zero():
+            write_checkpoint_card(
+                self.args.output_dir, scored_dataset=self._scores_only(self.scored_dataset),
+                model_repo_id=self.hub_model_id,
+            )
+
+
+def _check_inflight_args(args: ResonanceConfig, train_dataset) -> None:
+    """Refuse, at construction, the set-ups where per-sample in-flight capture would not be exact."""
+    if not isinstance(train_dataset, Dataset):
+        raise ValueError("`resonance_when='inflight'` needs a `datasets.Dataset` train set (row ids), not a stream.")
+    if args.packing:
+        raise ValueError(
+            "`resonance_when='inflight'` cannot follow rows through packing: TRL's packing keeps only input_ids and "
+            "labels, so a packed sample cannot be traced back to its row. Use `packing=False` (optionally with "
+            "`padding_free=True`, which the capture separates by sequence boundaries), or score with "
+            "`resonance_when='before_train'`/`'after_train'`."
+        )
+    if args.loss_type != "nll":
+        raise ValueError(
+            f"`resonance_when='inflight'` needs `loss_type='nll'`: with {args.loss_type!r} the per-token weights of "
+            "the real loss are not a per-sample mean, so a sample's own gradient cannot be read off the step."
+        )
+    if args.gradient_checkpointing and (args.gradient_checkpointing_kwargs or {}).get("use_reentrant"):
+        raise ValueError(
+            "`resonance_when='inflight'` needs non-reentrant gradient checkpointing (reentrant checkpointing runs "
+            "the forward without a graph, so the hooks see no gradient): set `gradient_checkpointing_kwargs="
+            "{'use_reentrant': False}` or `gradient_checkpointing=False`."
+        )

@@ -132,3 +132,30 @@ def test_lora_dropout_is_off_while_scoring(tmp_path, data):
     second = list(trainer.score()["resonance"])
     assert first == second
     assert trainer.model.training  # mode restored
+
+
+def test_adamw_state_uses_the_mean_squared_per_sample_gradient(tmp_path, data):
+    """The settled-moment transform: v = mean over rows of g_i^2 (from a batch-size-1 loop), then one step."""
+    from resofilter_hf.metrics import AdamState, StepTransform
+
+    trainer = peft_trainer(tmp_path, data, resonance_target="weights", resonance_optimizer="adamw_state")
+    model, targets = trainer.model, trainer.resonance_targets
+    rows = prepared_rows(trainer, data)
+    grads = []  # per row, per target
+    with scoring_mode(model, targets):
+        for row in rows:
+            logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0, :-1]
+            loss = F.cross_entropy(logits, torch.tensor(row["labels"][1:]), ignore_index=-100)
+            grads.append(torch.autograd.grad(loss, [t.weight for t in targets]))
+    transform = StepTransform("adamw_state")
+    expected = []
+    for row_grads in grads:
+        per_target = []
+        for k, t in enumerate(targets):
+            v = torch.stack([g[k] ** 2 for g in grads]).mean(0)
+            d = transform.delta(row_grads[k], t.weight.detach(), AdamState(exp_avg_sq=v))
+            per_target.append(d.abs().mean().item())
+        expected.append(np.mean(per_target))
+    got = np.array(trainer.score()["resonance"])
+    assert rel_err(got, np.array(expected)) <= 1e-9
+    assert np.std(got) / np.mean(got) > 1e-3  # unlike the fresh step, this one varies across samples

@@ -58,3 +58,40 @@ def test_two_ranks_score_like_one(tmp_path):
         np.testing.assert_allclose(gathered["resonance"], single["resonance"], rtol=1e-12)
         np.testing.assert_array_equal(gathered["resonance_tokens"], single["resonance_tokens"])
     assert shares[0] | shares[1] == {i for i, s in enumerate(single["resonance_status"]) if s == "ok"}
+
+
+TRAIN_SCRIPT = Path(__file__).parent / "scripts" / "train_two_ranks.py"
+
+
+@pytest.mark.slow
+def test_two_ranks_in_flight_score_each_row_once_per_epoch(tmp_path):
+    model_dir = cached_tiny_model(arch="llama")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(TRAIN_SCRIPT), str(model_dir), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((tmp_path / "world_rank0.json").read_text())["world_size"] == 2
+
+    dataset = make_math_problems(11, seed=13, flaw_rate=0.5)
+    args = ResonanceConfig(
+        output_dir=str(tmp_path / "single"), report_to="none", use_cpu=True, bf16=False, disable_tqdm=True,
+        resonance_resume=False,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
+    reference = ResonanceTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_dir)
+    ).score()["resonance"]
+    for rank in (0, 1):
+        trained = Dataset.from_parquet(str(tmp_path / f"trained_rank{rank}.parquet"))
+        for epoch in (0, 1):
+            column = np.array(trained[f"resonance_epoch{epoch}"])
+            assert np.isfinite(column).all(), "every row scored in every epoch"
+            # in-flight gradients pass TRL's float32 fused head
+            np.testing.assert_allclose(column, reference, rtol=1e-5)
+    # the work was split: per epoch each rank trained half (the sampler repeats one row to even out 11 rows)
+    shares = [json.loads((tmp_path / f"world_rank{r}.json").read_text())["trained"] for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == 2 * 6
+    first_epoch = [set(share[:6]) for share in shares]
+    assert first_epoch[0] | first_epoch[1] == set(range(11)) and len(first_epoch[0] & first_epoch[1]) <= 1

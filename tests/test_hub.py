@@ -28,9 +28,9 @@ from olah_mirror import olah_mirror, read_back, sha256_tree
 from publishing_data import FLAWS, scored_dataset
 
 from resofilter_hf import hub
-from resofilter_hf.cards import SECTION
-from resofilter_hf.hub import PublishError, load_scored, parquet_provenance, publish_dataset, write_checkpoint_card
-from resofilter_hf.provenance import read_provenance
+from resofilter_hf.cards import SECTION, write_checkpoint_card
+from resofilter_hf.hub import PublishError, publish_dataset
+from resofilter_hf.provenance import load_scored, parquet_provenance, read_provenance, write_parquet
 from resofilter_hf.selection import select_by_resonance
 
 
@@ -165,7 +165,7 @@ def test_configs_argument(tmp_path):
 
 def test_load_scored_gets_provenance_back(tmp_path):
     ds = select_by_resonance(scored_dataset(24), keep=0.5)
-    hub.write_parquet(ds, tmp_path / "x.parquet", read_provenance(ds))
+    write_parquet(ds, tmp_path / "x.parquet", read_provenance(ds))
     back = load_scored(tmp_path / "x.parquet")
     assert_same_rows(back, ds)
     assert read_provenance(back) == json_roundtrip(read_provenance(ds))
@@ -442,7 +442,7 @@ def test_cli_publish_stages_from_a_parquet_file(tmp_path, capsys):
     from resofilter_hf import cli
 
     ds = scored_dataset(24)
-    source = hub.write_parquet(ds, tmp_path / "scored.parquet", read_provenance(ds))
+    source = write_parquet(ds, tmp_path / "scored.parquet", read_provenance(ds))
     folder = tmp_path / "repo"
     assert cli.main(["publish", str(source), "me/demo", "--keep", "0.5", "--local-dir", str(folder)]) == 0
     assert f"in {folder}" in capsys.readouterr().out
@@ -463,7 +463,7 @@ def test_cli_publish_uploads_and_reports_failures(monkeypatch, sleeps, tmp_path,
     from resofilter_hf import cli
 
     ds = scored_dataset(24)
-    source = hub.write_parquet(ds, tmp_path / "scored.parquet", read_provenance(ds))
+    source = write_parquet(ds, tmp_path / "scored.parquet", read_provenance(ds))
     api = RecordingHfApi()
     monkeypatch.setattr(hub, "HfApi", lambda: api)
     args = ["publish", str(source), "me/demo", "--keep", "0.5", "--private", "--commit-message", "first"]

@@ -22,6 +22,7 @@ exact. Questions within one call are unique.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -312,14 +313,7 @@ def _off_topic(problem: _Problem, rng: random.Random) -> str:
 
 
 def _numbers(text: str) -> set[int]:
-    out, digits = set(), ""
-    for ch in text + " ":
-        if ch.isdigit():
-            digits += ch
-        elif digits:
-            out.add(int(digits))
-            digits = ""
-    return out
+    return {int(x) for x in re.findall(r"\d+", text)}
 
 
 def _grounded(problem: _Problem, question: str) -> bool:
