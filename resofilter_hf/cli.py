@@ -78,8 +78,92 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _add_recipe_command(subparsers, name: str, help: str, job: str) -> None:
+    """`score` and `train` take TRL-style arguments: `--config recipe.yaml` plus any dataclass field as a flag."""
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        add_help=False,  # -h/--help goes to TRL's parser, which lists every field
+        description=f"{help}. Arguments: --config recipe.yaml, then any field of ScriptArguments, ResonanceConfig "
+        "(SFTConfig + resonance_*) or ModelConfig as --field value (see --help).",
+    )
+
+    def run(args: argparse.Namespace, extra: list[str]) -> int:
+        from . import jobs
+
+        data_args, training_args, model_args = jobs.parse(extra)
+        if job == "score":
+            path = jobs.run_score(data_args, training_args, model_args)
+            print(f"scores written to {path}")
+        else:
+            trainer = jobs.run_train(data_args, training_args, model_args)
+            print(f"model saved to {training_args.output_dir}")
+            if trainer.scored_dataset is not None:
+                print(
+                    f"scores ({training_args.resonance_when}) in {training_args.output_dir}/resonance_scores.parquet"
+                )
+        return 0
+
+    parser.set_defaults(func=run, passthrough=True)
+
+
+def add_score(subparsers: argparse._SubParsersAction) -> None:
+    _add_recipe_command(subparsers, "score", "score every row of a dataset by data-parameter resonance", "score")
+
+
+def add_train(subparsers: argparse._SubParsersAction) -> None:
+    _add_recipe_command(subparsers, "train", "fine-tune with ResonanceTrainer (SFTTrainer + scores)", "train")
+
+
+def add_select(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "select",
+        help="keep rows of a scored dataset by their resonance (the paper's rule by default)",
+        description="Exact-duplicate prompts dropped (first kept), the highest-resonance share dropped, the rest "
+        "kept in original order; written as parquet with the selection recorded in its metadata.",
+    )
+    parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
+    parser.add_argument("output", help="where the kept rows go (.parquet)")
+    rule = parser.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--keep", type=float, help="share of the scored rows kept, e.g. 0.5")
+    rule.add_argument("--threshold", type=float, help="keep rows scoring at most this (at least, with --drop lowest)")
+    parser.add_argument("--column", default="resonance", help="score column (default: %(default)s)")
+    parser.add_argument("--drop", default="highest", choices=["highest", "lowest"])
+    parser.add_argument("--dedup-on", default="prompt", help="column(s), comma-separated, or 'none' (default: prompt)")
+    parser.add_argument("--order", default="original", choices=["original", "score"])
+    parser.add_argument("--stratify-by", default=None, help="'length' or a column name")
+    parser.add_argument("--nan", default="drop", choices=["drop", "keep", "error"], help="rows without a score")
+
+    def run(args: argparse.Namespace) -> int:
+        from .jobs import run_select
+
+        dedup = None if args.dedup_on.lower() == "none" else args.dedup_on.split(",")
+        dedup = dedup[0] if dedup and len(dedup) == 1 else dedup
+        try:
+            path, counts = run_select(
+                args.source, args.output, keep=args.keep, threshold=args.threshold, column=args.column,
+                drop=args.drop, dedup_on=dedup, order=args.order, stratify_by=args.stratify_by, nan=args.nan,
+            )  # fmt: skip
+        except (ValueError, OSError) as err:
+            print(f"resofilter select: {err}", file=sys.stderr)
+            return 1
+        print(
+            f"kept {counts['n_kept']} of {counts['n_input']} rows ({counts['n_dropped']} dropped, "
+            f"{counts['n_duplicates']} duplicates, {counts['n_unscored']} unscored) -> {path}"
+        )
+        return 0
+
+    parser.set_defaults(func=run)
+
+
 # one entry per subcommand, in the order `--help` lists them
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_demo, add_publish]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_demo,
+    add_score,
+    add_select,
+    add_train,
+    add_publish,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,10 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    if getattr(args, "passthrough", False):
+        return args.func(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.func(args)
 
 

@@ -1,0 +1,93 @@
+"""Training overhead of in-flight scoring: plain SFTTrainer vs ResonanceTrainer(resonance_when="inflight").
+
+    python bench/bench_inflight.py                      # CPU: 12-layer Llama shape, 128-token rows
+    python bench/bench_inflight.py --device cuda --shape qwen2.5-0.5b --dtype bfloat16 --length 512
+
+Same model weights, same rows, same seed; the two trainers alternate `--repeats` times and the median
+steps/s of each is compared. Writes JSON to bench/results/.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+
+from _common import machine, sync, write_result
+from bench_scoring import SHAPES, build_model, make_rows
+from resofilter_hf import ResonanceConfig, ResonanceTrainer
+from resofilter_hf.toy import cached_tiny_model
+
+
+def run(cls, config_cls, shape, dtype, device, dataset, tokenizer, steps, batch_size, extra) -> float:
+    model = build_model(shape, dtype, device)
+    with tempfile.TemporaryDirectory() as out:
+        args = config_cls(
+            output_dir=out, report_to="none", max_steps=steps, per_device_train_batch_size=batch_size,
+            learning_rate=1e-5, save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0,
+            use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, gradient_checkpointing=False,
+            dataloader_num_workers=0, **extra,
+        )  # fmt: skip
+        trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        sync(device)
+        start = time.perf_counter()
+        trainer.train()
+        sync(device)
+        return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", default="cpu-llama-12l", choices=sorted(SHAPES))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    vocab = SHAPES[args.shape][2]["vocab_size"]
+    rows = make_rows(args.steps * args.batch_size, args.length, vocab)
+    dataset = Dataset.from_list(rows)  # pre-tokenized: TRL skips tokenization, the tokenizer only pads
+    tokenizer = AutoTokenizer.from_pretrained(cached_tiny_model())
+
+    runners = {
+        "sft": (SFTTrainer, SFTConfig, {}),
+        "inflight": (ResonanceTrainer, ResonanceConfig, {"resonance_when": "inflight", "resonance_resume": False}),
+    }
+    rates = {name: [] for name in runners}
+    run(SFTTrainer, SFTConfig, args.shape, dtype, args.device, dataset, tokenizer, 2, args.batch_size, {})  # warm-up
+    for _ in range(args.repeats):
+        for name, (cls, config_cls, extra) in runners.items():
+            rate = run(cls, config_cls, args.shape, dtype, args.device, dataset, tokenizer, args.steps,
+                       args.batch_size, extra)  # fmt: skip
+            rates[name].append(rate)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    overhead = median["sft"] / median["inflight"] - 1
+    payload = {
+        "machine": machine(args.threads, args.device),
+        "shape": args.shape,
+        "dtype": args.dtype,
+        "tokens_per_row": args.length,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "steps_per_s": median,
+        "runs": rates,
+        "inflight_overhead": overhead,
+    }
+    path = write_result("inflight", payload)
+    print(f"{args.shape} {args.dtype} on {args.device}, {args.threads} torch thread(s), batch {args.batch_size}")
+    print(f"  SFTTrainer                 {median['sft']:.3f} steps/s")
+    print(f"  ResonanceTrainer(inflight) {median['inflight']:.3f} steps/s  -> overhead {100 * overhead:+.1f}%")
+    print(f"  -> {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Baseline scores beside the resonance column, so a selection can be compared with the obvious alternatives.
+
+Every baseline is a float64 column named ``baseline_<name>``, NaN where the scoring pass gave no score (the row's
+``resonance_status`` is not "ok"), so `select_by_resonance(ds, keep, column="baseline_loss")` applies the same rule
+to any of them:
+
+- ``loss``: mean token loss of the completion (``resonance_loss``; free, from the scoring pass).
+- ``perplexity``: exp(loss).
+- ``ifd``: Instruction-Following Difficulty (Cherry-LLM, Superfiltering): the completion's loss given the prompt
+  over its loss alone. The "alone" loss is a forward-only pass over prompt-less copies of the rows, prepared by the
+  trainer's own TRL preparation (same chat template, masks, EOS and truncation), so both losses cover the same
+  completion tokens. A string prompt becomes ""; a conversational prompt (or the non-assistant turns of
+  `messages`) becomes one empty user turn. Also writes the prompt-less loss as ``baseline_loss_alone``.
+- ``length``: the completion's loss-token count (``resonance_tokens``).
+- ``random``: uniform [0, 1) numbers from `seed`; the same seed and row count give the same column.
+
+The loss-based columns describe the model the dataset was scored with: call this with the trainer whose model
+state produced the scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from .head import LMHead
+from .inflight import ROW_ID
+from .provenance import with_provenance
+from .rows import STATUS_OK, dataset_kind
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import ResonanceTrainer
+
+
+BASELINES = ("loss", "perplexity", "ifd", "length", "random")
+PREFIX = "baseline_"
+ALONE_COLUMN = "baseline_loss_alone"
+_NEEDED = ("resonance_loss", "resonance_tokens", "resonance_status")
+
+
+def add_baseline_columns(
+    trainer: ResonanceTrainer | None,
+    scored_dataset: Dataset,
+    which: Sequence[str] = BASELINES,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> Dataset:
+    """`scored_dataset` (the output of `ResonanceTrainer.score()`) plus one ``baseline_<name>`` column per name.
+
+    `trainer` is needed only for "ifd" (its model and TRL preparation run the prompt-less pass); `batch_size`
+    defaults to the trainer's `resonance_batch_size`. Existing ``baseline_*`` columns of the same names are
+    replaced. Provenance section "baselines" records the names, the seed and the row counts.
+    """
+    which = list(which)
+    unknown = [name for name in which if name not in BASELINES]
+    if unknown or not which:
+        raise ValueError(f"add_baseline_columns: unknown baseline(s) {unknown or which}; choose from {list(BASELINES)}")
+    missing = [c for c in _NEEDED if c not in scored_dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"add_baseline_columns: the dataset lacks {missing}; pass the output of ResonanceTrainer.score() "
+            f"(columns present: {scored_dataset.column_names})"
+        )
+    if "ifd" in which and trainer is None:
+        raise ValueError("add_baseline_columns: 'ifd' needs the trainer (its model scores the prompt-less rows)")
+
+    n = len(scored_dataset)
+    ok = np.asarray([s == STATUS_OK for s in scored_dataset["resonance_status"]], dtype=bool)
+    loss = _as_float(scored_dataset["resonance_loss"], ok)
+    columns: dict[str, np.ndarray] = {}
+    for name in which:
+        if name == "loss":
+            columns["baseline_loss"] = loss
+        elif name == "perplexity":
+            columns["baseline_perplexity"] = np.exp(loss)
+        elif name == "length":
+            columns["baseline_length"] = _as_float(scored_dataset["resonance_tokens"], ok)
+        elif name == "random":
+            values = np.random.default_rng(seed).random(n)
+            values[~ok] = np.nan
+            columns["baseline_random"] = values
+        else:  # ifd
+            alone = np.full(n, np.nan)
+            rows = np.flatnonzero(ok)
+            if len(rows):
+                prompt_less = _without_prompt(scored_dataset.select(rows.tolist()))
+                alone[rows] = forward_losses(trainer, prompt_less, batch_size)[0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ifd = np.where(alone > 0, loss / alone, np.nan)
+            columns[ALONE_COLUMN] = alone
+            columns["baseline_ifd"] = ifd
+
+    out = scored_dataset.remove_columns([c for c in columns if c in scored_dataset.column_names])
+    for name, values in columns.items():
+        out = out.add_column(name, values.astype(np.float64).tolist())
+    return with_provenance(
+        out,
+        baselines={
+            "which": which,
+            "seed": seed,
+            "columns": list(columns),
+            "n_rows": n,
+            "n_scored": int(ok.sum()),
+        },
+    )
+
+
+def forward_losses(
+    trainer: ResonanceTrainer, dataset: Dataset, batch_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean completion-token loss per row, loss-token count per row) on the trainer's current model, forward only.
+
+    Rows go through the trainer's own TRL preparation; a row that preparation drops (no loss tokens left, or
+    truncated away) gets NaN and 0 tokens. Used for IFD's prompt-less pass and for held-out loss.
+    """
+    n = len(dataset)
+    losses, tokens = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return losses, tokens
+    kind = dataset_kind(dataset.column_names, trainer.args.dataset_text_field)
+    inputs = {
+        "tokenized": ["input_ids", "labels"],
+        "prompt_completion": ["prompt", "completion"],
+        "messages": ["messages"],
+        "text": [trainer.args.dataset_text_field],
+    }[kind]
+    inputs = [c for c in inputs if c in dataset.column_names]
+    with_ids = dataset.select_columns(inputs).add_column(ROW_ID, list(range(n)))
+    prepared = trainer._prepare_for_scoring(with_ids)
+    if len(prepared) == 0:
+        return losses, tokens
+    ids = list(prepared[ROW_ID])
+    rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
+    order = sorted(range(len(rows)), key=lambda k: -len(rows[k]["input_ids"]))  # little padding per batch
+    collate = trainer._scoring_collator()
+    model = trainer.model
+    head = LMHead.of(model)
+    device = next(model.parameters()).device
+    batch_size = batch_size or trainer.args.resonance_batch_size
+    chunk_mb = trainer.args.resonance_chunk_mb
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch = collate([rows[k] for k in chunk])
+                batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                loss, counts = head.per_sample_loss(batch, chunk_mb)
+                for k, value, count in zip(chunk, loss.double().tolist(), counts.tolist()):
+                    losses[ids[k]] = value if count else np.nan
+                    tokens[ids[k]] = count
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return losses, tokens
+
+
+def _as_float(values, ok: np.ndarray) -> np.ndarray:
+    out = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    out[~ok] = np.nan
+    return out
+
+
+def _without_prompt(dataset: Dataset) -> Dataset:
+    """The rows with the prompt taken out: "" for string prompts; one empty user turn for conversational prompts
+    and in place of the non-assistant turns of `messages` (an empty list would not render as a conversation)."""
+    names = dataset.column_names
+    empty_turn = [{"role": "user", "content": ""}]
+    if "prompt" in names and "completion" in names:
+        conversational = not isinstance(dataset[0]["prompt"], str)
+        prompts = [empty_turn if conversational else ""] * len(dataset)
+        return Dataset.from_dict({"prompt": prompts, "completion": dataset["completion"]})
+    if "messages" in names:
+        answers = [empty_turn + [m for m in chat if m["role"] == "assistant"] for chat in dataset["messages"]]
+        return Dataset.from_dict({"messages": answers})
+    raise ValueError(
+        "add_baseline_columns: 'ifd' needs prompt/completion or messages rows (the answer alone is the completion "
+        f"without its prompt); columns present: {names}"
+    )
+
+
+def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+    """Area under the ROC curve of `scores` flagging `positive` rows (higher score = more likely positive).
+
+    The Mann-Whitney statistic with ties counted half; NaN scores are left out. NaN when either class is empty.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    finite = np.isfinite(scores)
+    scores, positive = scores[finite], positive[finite]
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(scores: Sequence[float], positive: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    finite = np.isfinite(scores)
+    scores, positive = scores[finite], positive[finite]
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last row of each run of equal scores
+    tp = np.r_[0, np.cumsum(positive)[last]]
+    fp = np.r_[0, np.cumsum(~positive)[last]]
+    return fp / max(fp[-1], 1), tp / max(tp[-1], 1)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, equal values sharing their average rank."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values), dtype=np.float64)
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e + 1) / 2
+    return ranks

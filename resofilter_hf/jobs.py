@@ -1,0 +1,160 @@
+"""The jobs behind `resofilter score | select | train` and the YAML recipes.
+
+Arguments are TRL's own dataclasses (`ScriptArguments`, `ModelConfig`) plus `ResonanceConfig`, parsed by TRL's
+`TrlParser`, so a recipe is the same YAML a `trl sft --config` run takes, with `resonance_*` keys added. Two
+offline sources are built in: `model_name_or_path: toy:llama` (the tiny model factory) and
+`dataset_name: toy:math?n=200&seed=0` or `gsm8k` (the local GSM8K files); anything else is a local file or
+folder, or a Hub id loaded as usual.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+
+from .config import ResonanceConfig
+from .provenance import load_scored, read_provenance, write_parquet
+from .selection import select_by_resonance
+from .trainer import ResonanceTrainer
+
+
+@dataclass
+class DataArguments(ScriptArguments):
+    """TRL's `ScriptArguments` plus column mapping, a row cap and where scores go."""
+
+    prompt_column: str | None = field(
+        default=None, metadata={"help": "Column renamed to 'prompt' (e.g. 'query' for MetaMathQA)."}
+    )
+    completion_column: str | None = field(
+        default=None, metadata={"help": "Column renamed to 'completion' (e.g. 'response' for MetaMathQA)."}
+    )
+    max_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows of the split."})
+    scores_path: str | None = field(
+        default=None,
+        metadata={"help": "`score`: where the scored rows go (parquet); default <output_dir>/scored.parquet."},
+    )
+
+
+def parser() -> TrlParser:
+    return TrlParser((DataArguments, ResonanceConfig, ModelConfig))
+
+
+def parse(argv: list[str]) -> tuple[DataArguments, ResonanceConfig, ModelConfig]:
+    """Parse `--config recipe.yaml` plus command-line overrides, as `trl sft` does."""
+    return parser().parse_args_and_config(args=argv)
+
+
+# ---- sources -----------------------------------------------------------------------------------------------
+
+
+def _toy_options(uri: str) -> tuple[str, dict]:
+    parsed = urlparse(uri)
+    options = {}
+    for key, value in parse_qsl(parsed.query):
+        options[key] = value if key == "style" else (float(value) if "." in value else int(value))
+    return parsed.path, options
+
+
+def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
+    """The rows of `args.dataset_name` (`split`, default the train split), columns mapped, capped at max_rows."""
+    name = args.dataset_name
+    if not name:
+        raise ValueError("`dataset_name` is required: a Hub id, a local file or folder, 'gsm8k' or 'toy:math?n=...'.")
+    split = split or args.dataset_train_split
+    if name.startswith("toy:"):
+        from .toy import make_math_problems, make_test_problems
+
+        kind, options = _toy_options(name)
+        if kind != "math":
+            raise ValueError(f"unknown toy dataset {kind!r} in {name!r}; the toy world has 'math'.")
+        n = int(options.pop("n", 200))
+        dataset = make_test_problems(n, **options) if split == "test" else make_math_problems(n, **options)
+    elif name == "gsm8k":
+        from .data import load_gsm8k
+
+        dataset = load_gsm8k(split)
+    elif Path(name).exists():
+        path = Path(name)
+        if path.suffix == ".parquet":
+            dataset = load_scored(path)
+        elif path.suffix in (".json", ".jsonl"):
+            dataset = Dataset.from_json(str(path))
+        else:
+            loaded = load_from_disk(str(path))
+            dataset = loaded[split] if isinstance(loaded, DatasetDict) else loaded
+    else:
+        dataset = load_dataset(name, name=args.dataset_config, split=split)
+    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
+    renames = {old: new for old, new in renames.items() if old and old != new}
+    if renames:
+        dataset = dataset.rename_columns(renames)
+    if args.max_rows is not None:
+        dataset = dataset.select(range(min(args.max_rows, len(dataset))))
+    return dataset
+
+
+def resolve_model(name: str | None, output_dir: str) -> str:
+    """`toy:<arch>?seed=..&num_layers=..` builds the tiny model into <output_dir>/toy-<arch>; anything else as is."""
+    if not name:
+        raise ValueError("`model_name_or_path` is required (a Hub id, a local folder, or 'toy:llama').")
+    if not name.startswith("toy:"):
+        return name
+    from .toy import build_tiny_model
+
+    arch, options = _toy_options(name)
+    folder = Path(output_dir) / f"toy-{arch}"
+    if not (folder / "config.json").is_file():
+        build_tiny_model(folder, arch=arch, **{k: int(v) for k, v in options.items()})
+    return str(folder)
+
+
+def make_trainer(
+    data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig, train_dataset: Dataset
+) -> ResonanceTrainer:
+    model_init = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    training_args.model_init_kwargs = {**model_init, **(training_args.model_init_kwargs or {})}
+    return ResonanceTrainer(
+        model=resolve_model(model_args.model_name_or_path, training_args.output_dir),
+        args=training_args,
+        train_dataset=train_dataset,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+
+
+# ---- jobs --------------------------------------------------------------------------------------------------
+
+
+def run_score(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> Path:
+    """Score the train split; writes the scored rows (parquet, provenance in its metadata); returns the path."""
+    trainer = make_trainer(data_args, training_args, model_args, load_rows(data_args))
+    scored = trainer.score()
+    path = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored.parquet"))
+    if trainer.accelerator.is_main_process:
+        write_parquet(scored, path, read_provenance(scored))
+    return path
+
+
+def run_select(source: str | os.PathLike, output: str | os.PathLike, **options) -> tuple[Path, dict]:
+    """Select from a scored file with `select_by_resonance(**options)`; returns the path and the counts."""
+    selected = select_by_resonance(load_scored(source), **options)
+    provenance = read_provenance(selected)
+    return write_parquet(selected, output, provenance), provenance["selection"]
+
+
+def run_train(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> ResonanceTrainer:
+    """Fine-tune on the train split (scoring as `resonance_when` says), save, and push if asked."""
+    trainer = make_trainer(data_args, training_args, model_args, load_rows(data_args))
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=data_args.dataset_name)
+    return trainer

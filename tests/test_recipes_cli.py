@@ -1,0 +1,72 @@
+"""The recipes parse into TRL's and our dataclasses, and the toy ones run end to end through the CLI."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from resofilter_hf import jobs
+from resofilter_hf.cli import main
+from resofilter_hf.provenance import load_scored, read_provenance
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+CPU = ["--use_cpu", "true", "--bf16", "false"]  # GPU recipes are parsed here, not run
+
+
+def test_there_are_recipes():
+    assert {p.parent.name for p in RECIPES} >= {"toy", "metamathqa", "gsm8k"}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_parses_into_the_dataclasses(recipe, tmp_path):
+    data_args, training_args, model_args = jobs.parse(["--config", str(recipe), *CPU, "--output_dir", str(tmp_path)])
+    config = yaml.safe_load(recipe.read_text())
+    assert model_args.model_name_or_path == config["model_name_or_path"]
+    assert data_args.dataset_name == config["dataset_name"]
+    for key, value in config.items():  # every key landed somewhere, with its value
+        owner = next(a for a in (data_args, training_args, model_args) if hasattr(a, key))
+        if key not in ("output_dir", "use_cpu", "bf16", "dtype", "report_to"):  # set by CPU above, or normalised
+            assert getattr(owner, key) == value or str(getattr(owner, key)) == str(value), key
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: toy:llama\nresonance_lr_typo: 1.0\n")
+    with pytest.raises(ValueError, match="resonance_lr_typo"):
+        jobs.parse(["--config", str(bad), *CPU])
+
+
+def test_toy_recipes_score_select_train_through_the_cli(tmp_path, capsys):
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "toy"
+    scored, kept = tmp_path / "scored.parquet", tmp_path / "keep50.parquet"
+    small = ["--dataset_name", "toy:math?n=24&seed=0&flaw_rate=0.3", "--disable_tqdm", "true"]
+    assert main(["score", "--config", str(recipes / "score.yaml"), *small,
+                 "--output_dir", str(tmp_path), "--scores_path", str(scored)]) == 0  # fmt: skip
+    table = load_scored(scored)
+    assert len(table) == 24 and np.isfinite(table["resonance"]).all()
+    assert read_provenance(table)["scoring"]["lr"] == 1e-5
+
+    assert main(["select", str(scored), str(kept), "--keep", "0.5"]) == 0
+    assert "kept 12 of 24 rows" in capsys.readouterr().out
+    selected = load_scored(kept)
+    assert len(selected) == 12 and read_provenance(selected)["selection"]["keep"] == 0.5
+
+    out = tmp_path / "sft"
+    assert main(["train", "--config", str(recipes / "train_keep50.yaml"), "--dataset_name", str(kept),
+                 "--output_dir", str(out), "--max_steps", "2", "--disable_tqdm", "true"]) == 0  # fmt: skip
+    assert (out / "model.safetensors").is_file()
+    trained_scores = load_scored(out / "resonance_scores.parquet")
+    assert len(trained_scores) == 12 and "resonance_epoch0" in trained_scores.column_names
+
+
+def test_select_reports_bad_options_without_a_traceback(tmp_path, capsys):
+    scored = tmp_path / "s.parquet"
+    from datasets import Dataset
+
+    from resofilter_hf.provenance import write_parquet
+
+    write_parquet(Dataset.from_dict({"prompt": ["a", "b"], "completion": ["x", "y"], "score": [1.0, 2.0]}), scored)
+    assert main(["select", str(scored), str(tmp_path / "o.parquet"), "--keep", "0.5"]) == 1
+    assert "resonance" in capsys.readouterr().err  # the missing column is named
