@@ -20,6 +20,7 @@ state produced the scores.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -87,6 +88,13 @@ def add_baseline_columns(
         else:  # ifd
             alone = np.full(n, np.nan)
             rows = np.flatnonzero(ok)
+            if "messages" in scored_dataset.column_names and not trainer.args.assistant_only_loss:
+                warnings.warn(
+                    "add_baseline_columns: 'ifd' on `messages` rows without `assistant_only_loss=True` compares "
+                    "losses over the whole conversation with and without its user turns, not the answer's alone.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             if len(rows):
                 prompt_less = _without_prompt(scored_dataset.select(rows.tolist()))
                 alone[rows] = forward_losses(trainer, prompt_less, batch_size)[0]

@@ -32,6 +32,8 @@ COMPANION_COLUMNS = frozenset(
 class ResonanceConfig(SFTConfig):
     r"""
     Configuration for [`ResonanceTrainer`]: everything [`~trl.SFTConfig`] takes, plus how samples are scored.
+    One default differs: where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
+    accelerator, `bf16` left unset falls back to `False`.
 
     The score of a sample is a statistic of the weight change that one optimizer step on that sample alone would
     make, from the current model state (the ResoFilter paper: mean |dW| of `mlp.up_proj` in the last 3 decoder
@@ -181,12 +183,22 @@ class ResonanceConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        if self.bf16 is None and not self.fp16 and not self.use_cpu and not _bf16_accelerator():
+            # SFTConfig turns bf16 on by default and then refuses a machine without a bf16 accelerator; here the
+            # default falls back to fp32 instead, so `ResonanceConfig("out")` works on a laptop.
+            self.bf16 = False
         super().__post_init__()
         self.resonance_modules = (
             [self.resonance_modules] if isinstance(self.resonance_modules, str) else list(self.resonance_modules)
         )
         self.resonance_betas = [float(b) for b in self.resonance_betas]
         validate_resonance_options(self)
+
+
+def _bf16_accelerator() -> bool:
+    from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+    return is_torch_bf16_gpu_available() or is_torch_xla_available()
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

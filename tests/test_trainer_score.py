@@ -191,3 +191,14 @@ def test_resume_skips_rows_already_scored(model_dir, tmp_path):
     assert list(second["resonance"]) == list(first["resonance"])
     # the two kept lines, the cut line (skipped on reading), the four rescored rows
     assert len(files[0].read_text().splitlines()) == 2 + 1 + 4
+
+
+def test_config_defaults_work_on_a_machine_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("the fallback only applies without a bf16 accelerator")
+    args = ResonanceConfig(str(tmp_path))  # SFTConfig(str(tmp_path)) raises here: bf16 on a CPU-only machine
+    assert args.bf16 is False
+    with pytest.raises(ValueError, match="bf16"):
+        from trl import SFTConfig
+
+        SFTConfig(str(tmp_path))
