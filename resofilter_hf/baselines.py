@@ -60,7 +60,9 @@ def add_baseline_columns(
     which = list(which)
     unknown = [name for name in which if name not in BASELINES]
     if unknown or not which:
-        raise ValueError(f"add_baseline_columns: unknown baseline(s) {unknown or which}; choose from {list(BASELINES)}")
+        raise ValueError(
+            f"add_baseline_columns: unknown baseline(s) {unknown or which}; choose from {list(BASELINES)}"
+        )
     missing = [c for c in _NEEDED if c not in scored_dataset.column_names]
     if missing:
         raise ValueError(

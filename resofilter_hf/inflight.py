@@ -16,6 +16,7 @@ What the in-flight score is, and is not:
 - samples in one batch are scored at the same model state, the one the step's forward saw.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -147,7 +148,7 @@ class InflightRecorder:
                     ],
                 )
             )
-        spec = self.spec if states is None else ScoreSpec(**{**self.spec.__dict__, "states": states})
+        spec = self.spec if states is None else dataclasses.replace(self.spec, states=states)
         scores = score_records(per_sample, spec, len(spans))["score"]
         seen = self.epochs.setdefault(epoch, {})
         for k, row_id in enumerate(ids.tolist()):

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import torch
 
 from .capture import TargetRecord
-from .targets import Target
 
 
 @dataclass(frozen=True)
@@ -133,13 +132,16 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, T, in] and dy [B, T, out] over every call of the module (a per-sample gradient sums over calls)."""
+    """x [B, T, in] and dy [B, T, out] over every call of the module (a per-sample gradient sums over calls).
+
+    A call whose output got no gradient (nothing downstream of it had a loss) contributes nothing.
+    """
     pairs = [(x, g) for x, g in zip(record.inputs, record.output_grads) if g is not None]
-    if not pairs:
+    if not pairs:  # zero-length time axis: the per-sample gradients come out as zeros
+        batch = record.inputs[0].shape[0]
         out_features, in_features = record.target.weight.shape
-        batch = record.inputs[0].shape[0] if record.inputs else 0
-        empty = record.target.weight.new_zeros((batch, 0, 1), dtype=dtype)
-        return empty.expand(batch, 0, in_features), empty.expand(batch, 0, out_features)
+        zeros = record.target.weight.new_zeros
+        return zeros((batch, 0, in_features), dtype=dtype), zeros((batch, 0, out_features), dtype=dtype)
     x = torch.cat([x.to(dtype) for x, _ in pairs], dim=1)
     dy = torch.cat([g.to(dtype) for _, g in pairs], dim=1)
     return x, dy
@@ -221,10 +223,3 @@ def score_records(records: list[TargetRecord], spec: ScoreSpec, batch: int) -> d
         out["below_eps"] = sum(s.sums["below_eps"] for s in anatomy_stats) / total
         out["grad_norm"] = sum(s.sums["g_sq"] for s in anatomy_stats).sqrt()
     return out
-
-
-def targets_summary(targets: list[Target]) -> dict:
-    return {
-        "target_names": [t.name for t in targets],
-        "layers": sorted({t.layer for t in targets}),
-    }

@@ -6,6 +6,7 @@ the model exactly as it found it: weights, train/eval mode of every module, requ
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,9 +25,6 @@ from .head import LMHead
 from .metrics import AdamState, ScoreSpec, compute_dtype, per_sample_gradient, score_records
 from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .targets import Target, unwrap_model
-
-
-RESULT_KEYS = ("score", "loss", "tokens", "toward_zero", "below_eps", "grad_norm")
 
 
 def _rng_state() -> dict:
@@ -213,6 +211,8 @@ class ResonanceScorer:
         if self.resume_dir is not None:
             folder = self.resume_dir / self.fingerprint(rows, ids)
             results = self._load_done(folder) if folder.exists() else {}
+            # every process must see the same finished rows before any writes more, or the shares would differ
+            self._barrier()
         todo = [(i, r) for i, r in zip(ids, rows) if i not in results]
         # Longest first: batches of similar length waste little on padding, and memory peaks come first.
         todo.sort(key=lambda item: -len(item[1]["input_ids"]))
@@ -231,7 +231,8 @@ class ResonanceScorer:
             capture = stack.enter_context(GradientCapture(self.targets))
             if todo and self.spec.transform.optimizer == "adamw_state" and self.spec.states is None:
                 ordered = [r for _, r in sorted(zip(ids, rows), key=lambda item: item[0])]
-                self.spec.states = self.estimate_second_moment(ordered[: self.state_samples], capture)
+                states = self.estimate_second_moment(ordered[: self.state_samples], capture)
+                self.spec = dataclasses.replace(self.spec, states=states)
             for start in range(0, len(mine), self.batch_size):
                 chunk = mine[start : start + self.batch_size]
                 for (i, _), result in zip(chunk, self.score_batch([r for _, r in chunk], capture)):
@@ -242,6 +243,10 @@ class ResonanceScorer:
                     writer.flush()
                 bar.update(len(chunk) * self.num_processes)
         return self._gather(results)
+
+    def _barrier(self) -> None:
+        if self.num_processes > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
 
     def _gather(self, results: dict[int, dict]) -> dict[int, dict]:
         if self.num_processes == 1 or not torch.distributed.is_initialized():

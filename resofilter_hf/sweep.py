@@ -142,7 +142,9 @@ def generate_answers(
             chunk = order[start : start + batch_size]
             width = max(len(encoded[k]) for k in chunk)
             ids = torch.tensor([[pad] * (width - len(encoded[k])) + encoded[k] for k in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(encoded[k])) + [1] * len(encoded[k]) for k in chunk], device=device)
+            mask = torch.tensor(
+                [[0] * (width - len(encoded[k])) + [1] * len(encoded[k]) for k in chunk], device=device
+            )
             with torch.no_grad():
                 generated = model.generate(
                     input_ids=ids,
@@ -255,9 +257,7 @@ def keep_ratio_sweep(
                 cache[key] = train_and_evaluate(
                     model_dir, selected.remove_columns(ROW), test_dataset, settings, seed=seed, output_dir=folder
                 )
-            table.append(
-                {"column": column, "keep": keep, "seed": seed, "n_input": len(scored_dataset), **cache[key]}
-            )
+            table.append({"column": column, "keep": keep, "seed": seed, "n_input": len(scored_dataset), **cache[key]})
     return table
 
 

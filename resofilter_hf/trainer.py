@@ -115,9 +115,14 @@ class ResonanceTrainer(SFTTrainer):
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
-        if args.resonance_when != "none" and self.resonance_targets[0].role == "lora_A" and args.resonance_when in (
-            "before_train",
-            "inflight",
+        if (
+            args.resonance_when != "none"
+            and self.resonance_targets[0].role == "lora_A"
+            and args.resonance_when
+            in (
+                "before_train",
+                "inflight",
+            )
         ):
             self._warn_if_lora_b_is_zero()
 
@@ -437,7 +442,8 @@ class ResonanceTrainer(SFTTrainer):
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if self.scored_dataset is not None and self.is_world_process_zero():
             write_checkpoint_card(
-                self.args.output_dir, scored_dataset=self._scores_only(self.scored_dataset),
+                self.args.output_dir,
+                scored_dataset=self._scores_only(self.scored_dataset),
                 model_repo_id=self.hub_model_id,
             )
 
