@@ -33,16 +33,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_rate(fn, n_samples: int, repeats: int, device: str) -> tuple[float, list[float]]:
-    """Median samples/s of `fn` (which processes n_samples) over `repeats` timed runs."""
-    rates = []
+def interleaved_rates(tasks: dict, repeats: int, device: str) -> dict[str, list[float]]:
+    """samples/s of each task {name: (fn, n_samples)}, run in turn `repeats` times, so drift hits all alike."""
+    rates = {name: [] for name in tasks}
     for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        rates.append(n_samples / (time.perf_counter() - start))
-    return statistics.median(rates), rates
+        for name, (fn, n_samples) in tasks.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            rates[name].append(n_samples / (time.perf_counter() - start))
+    return rates
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median of the per-repeat ratios (each pair measured back to back)."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
 def write_result(name: str, payload: dict) -> Path:

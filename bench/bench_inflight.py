@@ -17,10 +17,11 @@ from datasets import Dataset
 from transformers import AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from _common import machine, sync, write_result
-from bench_scoring import SHAPES, build_model, make_rows
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.toy import cached_tiny_model
+
+from _common import machine, sync, write_result
+from bench_scoring import SHAPES, build_model, make_rows
 
 
 def run(cls, config_cls, shape, dtype, device, dataset, tokenizer, steps, batch_size, extra) -> float:

@@ -12,7 +12,6 @@ import argparse
 import statistics
 
 import torch
-from _common import machine, median_rate, write_result
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -20,6 +19,8 @@ from resofilter_hf.metrics import ScoreSpec, StepTransform
 from resofilter_hf.oracle import literal_loop_scores
 from resofilter_hf.scorer import ResonanceScorer
 from resofilter_hf.targets import find_targets
+
+from _common import interleaved_rates, machine, median_ratio, write_result
 
 
 SHAPES = {
@@ -89,7 +90,6 @@ def main() -> None:
 
     paper = engine(StepTransform("adamw"))
     paper.score(rows[:batch_size], ids[:batch_size])  # warm-up
-    engine_rate, engine_runs = median_rate(lambda: paper.score(rows, ids), n_rows, args.repeats, args.device)
 
     def forward_only() -> None:
         with torch.no_grad():
@@ -101,15 +101,23 @@ def main() -> None:
                 )
 
     forward_only()
-    forward_rate, forward_runs = median_rate(forward_only, n_rows, args.repeats, args.device)
-
     # The paper's loop: fp32, batch size 1, full fine-tuning step, whatever dtype the engine ran in.
     oracle_model = model if dtype == torch.float32 else build_model(args.shape, torch.float32, args.device)
     oracle_rows = rows[: args.oracle_rows]
     names = [t.name + ".weight" for t in targets]
-    oracle_rate, oracle_runs = median_rate(
-        lambda: literal_loop_scores(oracle_model, oracle_rows, names), len(oracle_rows), 1, args.device
+    runs = interleaved_rates(
+        {
+            "oracle": (lambda: literal_loop_scores(oracle_model, oracle_rows, names), len(oracle_rows)),
+            "engine": (lambda: paper.score(rows, ids), n_rows),
+            "forward": (forward_only, n_rows),
+        },
+        args.repeats,
+        args.device,
     )
+    rates = {name: statistics.median(values) for name, values in runs.items()}
+    over_oracle = median_ratio(runs["engine"], runs["oracle"])
+    over_forward = median_ratio(runs["engine"], runs["forward"])
+    oracle_rate, engine_rate, forward_rate = rates["oracle"], rates["engine"], rates["forward"]
 
     # How much the score varies across samples under each transform (the fresh-AdamW score barely does).
     variation = {}
@@ -134,17 +142,17 @@ def main() -> None:
         "rows": n_rows,
         "batch_size": batch_size,
         "scored": [t.name for t in targets],
-        "samples_per_s": {"oracle": oracle_rate, "engine": engine_rate, "forward": forward_rate},
-        "runs": {"oracle": oracle_runs, "engine": engine_runs, "forward": forward_runs},
-        "engine_over_oracle": engine_rate / oracle_rate,
-        "engine_over_forward": engine_rate / forward_rate,
+        "samples_per_s": rates,
+        "runs": runs,
+        "engine_over_oracle": over_oracle,
+        "engine_over_forward": over_forward,
         "coefficient_of_variation": variation,
     }
     path = write_result("scoring", payload)
     print(f"{args.shape} {args.dtype} on {args.device}, {args.threads} torch thread(s), {length}-token rows")
     print(f"  oracle   {oracle_rate:8.2f} samples/s (fp32, batch size 1)")
-    print(f"  engine   {engine_rate:8.2f} samples/s  = {engine_rate / oracle_rate:.1f}x the oracle")
-    print(f"  forward  {forward_rate:8.2f} samples/s  (engine = {engine_rate / forward_rate:.2f}x the forward)")
+    print(f"  engine   {engine_rate:8.2f} samples/s  = {over_oracle:.1f}x the oracle (median of paired runs)")
+    print(f"  forward  {forward_rate:8.2f} samples/s  (engine = {over_forward:.2f}x the forward)")
     print("  coefficient of variation of the score across samples:")
     for name, cv in variation.items():
         print(f"    {name:14s} {cv:.2e}")

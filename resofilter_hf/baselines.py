@@ -141,13 +141,13 @@ def forward_losses(
     }[kind]
     inputs = [c for c in inputs if c in dataset.column_names]
     with_ids = dataset.select_columns(inputs).add_column(ROW_ID, list(range(n)))
-    prepared = trainer._prepare_for_scoring(with_ids)
+    prepared = trainer.prepare_scoring_dataset(with_ids)
     if len(prepared) == 0:
         return losses, tokens
     ids = list(prepared[ROW_ID])
     rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
     order = sorted(range(len(rows)), key=lambda k: -len(rows[k]["input_ids"]))  # little padding per batch
-    collate = trainer._scoring_collator()
+    collate = trainer.scoring_collator()
     model = trainer.model
     head = LMHead.of(model)
     device = next(model.parameters()).device
@@ -223,6 +223,18 @@ def roc_curve(scores: Sequence[float], positive: Sequence[bool]) -> tuple[np.nda
     tp = np.r_[0, np.cumsum(positive)[last]]
     fp = np.r_[0, np.cumsum(~positive)[last]]
     return fp / max(fp[-1], 1), tp / max(tp[-1], 1)
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two score columns over the rows where both are finite (ties: average ranks)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < 2:
+        return float("nan")
+    ra, rb = _average_ranks(a[both]), _average_ranks(b[both])
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

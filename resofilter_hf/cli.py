@@ -15,14 +15,15 @@ from collections.abc import Callable, Sequence
 def add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the whole job on the built-in toy world (no download)",
-        description="Generate flawed synthetic math problems, build a tiny model and fine-tune it with TRL, "
-        "writing everything under one output folder.",
+        help="run the whole story on the built-in toy world (no download)",
+        description="Generate synthetic math problems with labelled flaws, build and warm up a tiny model, score a "
+        "flawed pool by resonance and by the baselines, retrain on the kept half by each and on the full pool, "
+        "evaluate on clean held-out problems, and print the table; everything goes under one output folder.",
     )
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute on two CPU cores)")
     parser.add_argument("--output-dir", default="resofilter-demo", help="where to write (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training (default: 0)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s; tiny models)")
     parser.set_defaults(func=_run_demo)
 
 

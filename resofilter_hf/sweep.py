@@ -42,22 +42,22 @@ class ProxySettings:
     max_length: int = 256
     max_new_tokens: int = 160
     eval_batch_size: int = 64
+    show_progress: bool = False  # tqdm bars while training
 
 
 # ---- training --------------------------------------------------------------------------------------------------
 
 
-def train_proxy(
+def proxy_trainer(
     model_dir: str | Path,
     train_dataset: Dataset,
     settings: ProxySettings,
     *,
     seed: int,
     output_dir: str | Path,
-    show_progress: bool = False,
 ):
-    """Fine-tune the model saved in `model_dir` on `train_dataset` (its prompt/completion or messages columns) and
-    return the trained `ResonanceTrainer` (scoring off: training is exactly TRL's `SFTTrainer`)."""
+    """A `ResonanceTrainer` (scoring off: training is exactly TRL's `SFTTrainer`) over the model saved in
+    `model_dir` and the prompt/completion or messages columns of `train_dataset`, not yet trained."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
@@ -89,7 +89,7 @@ def train_proxy(
         dataloader_num_workers=0,
         seed=seed,
         data_seed=seed,
-        disable_tqdm=not show_progress,
+        disable_tqdm=not settings.show_progress,
         resonance_resume=False,
         resonance_batch_size=settings.eval_batch_size,
     )
@@ -99,8 +99,21 @@ def train_proxy(
         train_dataset=train_dataset.select_columns(columns),
         processing_class=AutoTokenizer.from_pretrained(model_dir),
     )
-    if not show_progress:  # with tqdm off, transformers prints every log dict instead
+    if not settings.show_progress:  # with tqdm off, transformers prints every log dict instead
         trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train_proxy(
+    model_dir: str | Path,
+    train_dataset: Dataset,
+    settings: ProxySettings,
+    *,
+    seed: int,
+    output_dir: str | Path,
+):
+    """Fine-tune the model saved in `model_dir` on `train_dataset`; return the trained `proxy_trainer`."""
+    trainer = proxy_trainer(model_dir, train_dataset, settings, seed=seed, output_dir=output_dir)
     trainer.train()
     return trainer
 
@@ -130,7 +143,11 @@ def generate_answers(
         if isinstance(prompt, str):
             encoded.append(tokenizer(prompt)["input_ids"])
         else:
-            encoded.append(list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)))
+            encoded.append(
+                tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+                    "input_ids"
+                ]
+            )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda k: -len(encoded[k]))

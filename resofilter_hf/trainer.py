@@ -150,7 +150,8 @@ class ResonanceTrainer(SFTTrainer):
             chunk_mb=args.resonance_chunk_mb,
         )
 
-    def _scoring_collator(self):
+    def scoring_collator(self):
+        """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
         collator = self.data_collator
         collator = collator.collator if isinstance(collator, RowIdCollator) else collator
         if isinstance(collator, DataCollatorForLanguageModeling):
@@ -196,9 +197,12 @@ class ResonanceTrainer(SFTTrainer):
 
     # ---- scoring ---------------------------------------------------------------------------------------------
 
-    def _prepare_for_scoring(self, dataset: Dataset, max_length_override: bool = False) -> Dataset:
+    def prepare_scoring_dataset(self, dataset: Dataset, truncate: bool = True) -> Dataset:
+        """`dataset` through TRL's own preparation (chat template, loss masks, truncation), never packed: the
+        tokens a score is computed on. Fully masked rows are dropped, as TRL drops them; other columns are kept.
+        `truncate=False` skips the `max_length` cut (to tell truncated rows from rows without loss tokens)."""
         args = self.args
-        if max_length_override:
+        if not truncate:
             args = copy.copy(args)
             args.max_length = None
         return self._prepare_dataset(
@@ -225,11 +229,11 @@ class ResonanceTrainer(SFTTrainer):
         # TRL's own preparation, with an explicit row id (it drops fully masked rows and may shuffle).
         eligible = [i for i, s in enumerate(statuses) if s == STATUS_OK]
         with_ids = clean.add_column(ROW_ID, list(range(n))).select(eligible)
-        prepared = self._prepare_for_scoring(with_ids) if len(with_ids) else with_ids
+        prepared = self.prepare_scoring_dataset(with_ids) if len(with_ids) else with_ids
         present = set(prepared[ROW_ID]) if len(prepared) else set()
         dropped = [i for i in eligible if i not in present]
         if dropped:  # was it truncation, or were there never any loss tokens?
-            untruncated = self._prepare_for_scoring(with_ids.filter(lambda r: r[ROW_ID] in set(dropped)), True)
+            untruncated = self.prepare_scoring_dataset(with_ids.filter(lambda r: r[ROW_ID] in set(dropped)), truncate=False)
             had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
             for i in dropped:
                 statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
@@ -240,7 +244,7 @@ class ResonanceTrainer(SFTTrainer):
             self.model,
             self.resonance_targets,
             self._score_spec(),
-            self._scoring_collator(),
+            self.scoring_collator(),
             batch_size=args.resonance_batch_size,
             state_samples=args.resonance_state_samples,
             resume_dir=f"{args.output_dir}/resonance" if args.resonance_resume else None,

@@ -49,7 +49,7 @@ def peft_trainer(tmp_path, data, **resonance):
 
 
 def prepared_rows(trainer, data):
-    prepared = trainer._prepare_for_scoring(data.add_column(ROW_ID, list(range(len(data)))))
+    prepared = trainer.prepare_scoring_dataset(data.add_column(ROW_ID, list(range(len(data)))))
     return [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in sorted(prepared, key=lambda r: r[ROW_ID])]
 
 
@@ -58,7 +58,7 @@ def test_per_sample_gradients_equal_a_batch_size_one_loop(tmp_path, data, target
     trainer = peft_trainer(tmp_path, data, resonance_target=target)
     model, targets = trainer.model, trainer.resonance_targets
     rows = prepared_rows(trainer, data)
-    scorer = ResonanceScorer(model, targets, trainer._score_spec(), trainer._scoring_collator())
+    scorer = ResonanceScorer(model, targets, trainer._score_spec(), trainer.scoring_collator())
     with scoring_mode(model, targets), GradientCapture(targets) as capture:
         scorer._forward_backward(rows, capture)
         batched = {r.target.name: per_sample_gradient(r, torch.float64) for r in capture.records}

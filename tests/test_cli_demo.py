@@ -1,64 +1,50 @@
 """`resofilter demo --quick` end to end, and the subcommand registry."""
 
 import json
-import math
 
+import numpy as np
 import pytest
-from safetensors.torch import load_file
 
 from resofilter_hf import cli
-from resofilter_hf.demo import DemoSettings, make_data
+from resofilter_hf.provenance import load_scored, read_provenance
+from resofilter_hf.story import StorySettings
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert cli.main(["demo", "--quick", "--output-dir", str(out), "--seed", "0", "--threads", "2"]) == 0
-    return out
+    capture = pytest.MonkeyPatch()
+    printed = []
+    capture.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+    try:
+        assert cli.main(["demo", "--quick", "--output-dir", str(out), "--seed", "0"]) == 0
+    finally:
+        capture.undo()
+    return out, "\n".join(printed)
 
 
-def test_demo_writes_everything_under_one_folder(demo_dir, capsys):
-    for rel in (
-        "summary.json",
-        "data/train.jsonl",
-        "data/test.jsonl",
-        "base-model/config.json",
-        "base-model/model.safetensors",
-        "sft/model/model.safetensors",
-        "sft/model/tokenizer.json",
-    ):
-        assert (demo_dir / rel).is_file(), rel
-    assert not list(demo_dir.rglob("*.bin")), "no pickled files"
+def test_demo_writes_everything_under_one_folder(demo_run):
+    out, printed = demo_run
+    for rel in ("summary.json", "story.json", "scored.parquet", "score_histograms.png", "roc.png", "selections.png"):
+        assert (out / rel).is_file(), rel
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")), "no pickled files"
+    assert f"everything is in {out.resolve()}" in printed
 
 
-def test_demo_summary_and_training(demo_dir):
-    summary = json.loads((demo_dir / "summary.json").read_text())
-    sft = summary["sft"]
-    assert math.isfinite(sft["train_loss"]) and sft["logged_losses"]
-    assert all(math.isfinite(x) for x in sft["logged_losses"])
-    assert sft["logged_losses"][-1] < sft["logged_losses"][0]
-    quick = DemoSettings.quick()
-    assert sft["steps"] == math.ceil(quick.n_train / quick.batch_size)
-    assert summary["torch_threads"] == 2
-    train = [json.loads(line) for line in (demo_dir / "data/train.jsonl").read_text().splitlines()]
-    assert len(train) == quick.n_train
-    assert summary["flaw_counts"] == {f: sum(r["flaw"] == f for r in train) for f in summary["flaw_counts"]}
-    before = load_file(demo_dir / "base-model/model.safetensors")
-    after = load_file(demo_dir / "sft/model/model.safetensors")
-    assert before.keys() == after.keys()
-    name = "model.layers.3.mlp.up_proj.weight"
-    assert not after[name].equal(before[name])
-
-
-def test_demo_data_is_reproducible(tmp_path):
-    settings = DemoSettings(n_train=60, n_test=20)
-    make_data(tmp_path / "a", settings, seed=4)
-    make_data(tmp_path / "b", settings, seed=4)
-    for name in ("train.jsonl", "test.jsonl"):
-        assert (tmp_path / "a/data" / name).read_bytes() == (tmp_path / "b/data" / name).read_bytes()
-    test_questions = {json.loads(x)["prompt"][0]["content"] for x in (tmp_path / "a/data/test.jsonl").open()}
-    train_questions = {json.loads(x)["prompt"][0]["content"] for x in (tmp_path / "a/data/train.jsonl").open()}
-    assert not test_questions & train_questions
+def test_demo_scores_every_pool_row_and_prints_the_table(demo_run):
+    out, printed = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    scored = load_scored(out / "scored.parquet")
+    quick = StorySettings.quick()
+    assert len(scored) == summary["n"]["pool"] == quick.n_pool
+    assert summary["flaw_counts"] == {f: list(scored["flaw"]).count(f) for f in summary["flaw_counts"]}
+    assert set(scored["resonance_status"]) == {"ok"} and np.isfinite(scored["resonance"]).all()
+    assert read_provenance(scored)["scoring"]["optimizer"] == "adamw"
+    assert summary["torch_threads"] == 1
+    selections = {row["column"]: row for row in summary["selections"]}
+    assert selections["full"]["n_train"] == quick.n_pool
+    assert selections["resonance"]["n_train"] == quick.n_pool // 2
+    assert "| selection |" in printed and "| resonance |" in printed
 
 
 def test_no_command_prints_help(capsys):

@@ -16,18 +16,21 @@ from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
-SCRIPT = Path(__file__).parent / "scripts" / "score_two_ranks.py"
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def torchrun_two_ranks(script: str, *args: str) -> None:
+    """`torchrun --nproc_per_node 2` on CPU (gloo); the scripts assert and record the world size they got."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run([*cmd, str(SCRIPTS / script), *args], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 @pytest.mark.slow
 def test_two_ranks_score_like_one(tmp_path):
     model_dir = cached_tiny_model(arch="llama")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(SCRIPT), str(model_dir), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun_two_ranks("score_two_ranks.py", str(model_dir), str(tmp_path))
     world = json.loads((tmp_path / "world.json").read_text())
     assert world == {"world_size": 2, "env": 2}, "torchrun must have given two processes"
     shares = []
@@ -60,18 +63,10 @@ def test_two_ranks_score_like_one(tmp_path):
     assert shares[0] | shares[1] == {i for i, s in enumerate(single["resonance_status"]) if s == "ok"}
 
 
-TRAIN_SCRIPT = Path(__file__).parent / "scripts" / "train_two_ranks.py"
-
-
 @pytest.mark.slow
 def test_two_ranks_in_flight_score_each_row_once_per_epoch(tmp_path):
     model_dir = cached_tiny_model(arch="llama")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(TRAIN_SCRIPT), str(model_dir), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun_two_ranks("train_two_ranks.py", str(model_dir), str(tmp_path))
     assert json.loads((tmp_path / "world_rank0.json").read_text())["world_size"] == 2
 
     dataset = make_math_problems(11, seed=13, flaw_rate=0.5)

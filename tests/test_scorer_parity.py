@@ -38,7 +38,7 @@ def make_trainer(model_dir, dtype, dataset, output_dir, model=None, **resonance)
 
 
 def oracle_scores(trainer, dataset, **kwargs):
-    prepared = trainer._prepare_for_scoring(dataset.add_column(ROW_ID, list(range(len(dataset)))))
+    prepared = trainer.prepare_scoring_dataset(dataset.add_column(ROW_ID, list(range(len(dataset)))))
     rows = sorted(prepared, key=lambda r: r[ROW_ID])
     names = [t.name + ".weight" for t in trainer.resonance_targets]
     return np.array(literal_loop_scores(trainer.model, rows, names, **kwargs))
@@ -63,7 +63,7 @@ def test_float64_engine_equals_literal_loop(case, optimizer):
     lr = 1e-5 if optimizer == "adamw" else 1e-2  # SGD: a step well above fp64 rounding of W
     trainer = make_trainer(model_dir, torch.float64, dataset, out, resonance_optimizer=optimizer, resonance_lr=lr)
     reference = oracle_scores(trainer, dataset, optimizer=optimizer, lr=lr)
-    lengths = [len(ids) for ids in trainer._prepare_for_scoring(dataset)["input_ids"]]
+    lengths = [len(ids) for ids in trainer.prepare_scoring_dataset(dataset)["input_ids"]]
     assert max(lengths) > 1.5 * min(lengths), "the parity data should have uneven lengths"
     for batch_size in (1, 7):
         trainer.args.resonance_batch_size = batch_size

@@ -59,7 +59,7 @@ def test_loss_and_token_columns_match_a_plain_forward(model_dir, tmp_path):
     dataset = make_math_problems(4, seed=2)
     trainer = trainer_for(model_dir, dataset, tmp_path)
     scored = trainer.score()
-    prepared = trainer._prepare_for_scoring(dataset)
+    prepared = trainer.prepare_scoring_dataset(dataset)
     for row, loss, tokens in zip(prepared, scored["resonance_loss"], scored["resonance_tokens"]):
         labels = torch.tensor(row["labels"])
         with torch.no_grad():

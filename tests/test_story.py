@@ -1,0 +1,72 @@
+"""The quality story end to end at toy size: tables, row accounting, plots; AUROC rows against direct computation."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from resofilter_hf.baselines import auroc
+from resofilter_hf.story import StorySettings, auroc_table, format_table, pivot, run_story
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    out = tmp_path_factory.mktemp("story")
+    return out, run_story(out, seed=0, quick=True)
+
+
+def test_story_tables_and_row_accounting(story):
+    out, result = story
+    settings = StorySettings.quick()
+    assert result["n"]["pool"] == settings.n_pool and result["n"]["test"] == settings.n_test
+    assert sum(result["flaw_counts"].values()) == settings.n_pool
+    assert result["flaw_counts"]["none"] == settings.n_pool - round(settings.n_pool * settings.flaw_rate)
+    rows = {(r["column"], r["keep"]): r for r in result["selections"]}
+    assert set(rows) == {(c, settings.keep) for c in settings.selections} | {("full", 1.0)}
+    for (column, keep), row in rows.items():
+        assert row["n_train"] == math.ceil(settings.n_pool * keep), column
+        assert math.isfinite(row["heldout_loss"]) and 0 <= row["accuracy"] <= 1
+    makeup = {m["column"]: m for m in result["makeup"]}
+    assert makeup["full"]["flawed_share_kept"] == pytest.approx(1 - result["flaw_counts"]["none"] / settings.n_pool)
+    # every scorer x (each flaw type present + "any")
+    n_kinds = len(result["flaw_counts"]) - 1 + 1
+    scorers = {r["scorer"] for r in result["auroc"]}
+    assert len(result["auroc"]) == len(scorers) * n_kinds
+    assert {"resonance", "resonance_sgd", "resonance_grad_norm", "baseline_loss", "baseline_ifd"} <= scorers
+    assert all(0 <= r["auroc"] <= 1 for r in result["auroc"])
+    for name in ("histograms", "roc", "selections"):
+        assert Path(result["plots"][name]).read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "story.json").read_text())
+    assert saved["table"] == result["table"] and "| selection |" in result["table"]
+
+
+def test_auroc_table_matches_direct_auroc():
+    from datasets import Dataset
+
+    flaws = ["none", "truncated", "none", "off_topic", "truncated", "none"]
+    scores = [0.1, 0.9, 0.3, 0.2, 0.5, float("nan")]
+    rows = auroc_table(Dataset.from_dict({"flaw": flaws, "s": scores}), ["s"])
+    by_kind = {r["flaw"]: r for r in rows}
+    assert list(by_kind) == ["off_topic", "truncated", "any"]
+    assert by_kind["truncated"]["auroc"] == auroc([0.1, 0.9, 0.3, 0.5, float("nan")], [0, 1, 0, 1, 0]) == 1.0
+    assert by_kind["off_topic"]["auroc"] == 0.5  # 0.2 against clean 0.1 and 0.3
+    assert by_kind["any"]["n_flawed"] == 3 and by_kind["any"]["n_clean"] == 3
+    assert np.isclose(by_kind["any"]["auroc"], 5 / 6)
+
+
+def test_format_table_and_pivot():
+    rows = [{"a": "x", "b": 0.12345, "c": float("nan")}, {"a": "y", "b": 2, "c": 1.0}]
+    assert format_table(rows, digits=2) == "| a | b | c |\n|---|---|---|\n| x | 0.12 | nan |\n| y | 2 | 1.00 |"
+    long = [{"s": "r", "f": "t", "v": 1}, {"s": "r", "f": "u", "v": 2}, {"s": "q", "f": "t", "v": 3}]
+    assert pivot(long, "s", "f", "v") == [{"s": "r", "t": 1, "u": 2}, {"s": "q", "t": 3}]

@@ -1,0 +1,100 @@
+"""Keep-ratio sweep: kept shares and row counts, one training per distinct selection, the plot; generation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import resofilter_hf.sweep as sweep
+from resofilter_hf.selection import select_by_resonance
+from resofilter_hf.sweep import (
+    ProxySettings,
+    answer_accuracy,
+    generate_answers,
+    keep_ratio_sweep,
+    plot_sweep,
+    summarize,
+)
+from resofilter_hf.toy import cached_tiny_model, make_math_problems, make_test_problems
+
+
+TINY = ProxySettings(max_steps=1, batch_size=4, max_new_tokens=8, eval_batch_size=8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest (and steadiest on a busy machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return cached_tiny_model(arch="llama")
+
+
+def test_sweep_table_rows_and_one_training_per_selection(model_dir, tmp_path, monkeypatch):
+    pool = make_math_problems(16, seed=7)
+    pool = pool.add_column("resonance", [float(x) for x in np.random.default_rng(0).permutation(16)])
+    pool = pool.add_column("other", [float(x) for x in range(16)])
+    test = make_test_problems(4, seed=7, exclude=pool["prompt"])
+    trained = []
+    real = sweep.train_proxy
+
+    def counting(model_dir, train_dataset, settings, **kwargs):
+        trained.append(list(train_dataset["prompt"]))
+        return real(model_dir, train_dataset, settings, **kwargs)
+
+    monkeypatch.setattr(sweep, "train_proxy", counting)
+    keeps = (0.25, 0.5, 0.75, 1.0)
+    table = keep_ratio_sweep(
+        model_dir, pool, test, keeps=keeps, columns=("resonance", "other"), settings=TINY, output_dir=tmp_path
+    )
+    assert [(r["column"], r["keep"]) for r in table] == [(c, k) for c in ("resonance", "other") for k in keeps]
+    for row in table:
+        assert row["n_input"] == 16 and row["n_test"] == 4 and row["steps"] == 1
+        assert row["n_train"] == math.ceil(16 * row["keep"])
+        assert math.isfinite(row["heldout_loss"]) and 0 <= row["accuracy"] <= row["extracted"] <= 1
+    assert len(trained) == 7  # keep=1.0 is the same selection under both columns: trained once
+    expected = [select_by_resonance(pool, keep=k, column=c)["prompt"] for c in ("resonance", "other") for k in keeps]
+    assert trained == [p for i, p in enumerate(expected) if i != 7]
+    path = plot_sweep(table, tmp_path / "plots" / "sweep.png", title="tiny")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summarize_means_and_spread():
+    table = [{"k": "a", "x": 1.0}, {"k": "a", "x": 3.0}, {"k": "b", "x": 5.0}]
+    assert summarize(table, ("k",), ("x",)) == [
+        {"k": "a", "n_runs": 2, "x_mean": 2.0, "x_std": math.sqrt(2.0)},
+        {"k": "b", "n_runs": 1, "x_mean": 5.0, "x_std": 0.0},
+    ]
+
+
+def test_generate_answers_matches_plain_generate_in_input_order(model_dir):
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = make_test_problems(3, seed=8)["prompt"]
+    chat = [{"role": "user", "content": prompts[0]}]
+    got = generate_answers(model, tokenizer, [*prompts, chat], max_new_tokens=6, batch_size=1)
+    expected = []
+    for ids in [tokenizer(p)["input_ids"] for p in prompts] + [
+        tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    ]:
+        out = model.generate(
+            torch.tensor([ids]), max_new_tokens=6, do_sample=False, eos_token_id=tokenizer.eos_token_id
+        )
+        expected.append(tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True))
+    assert got == expected
+    assert not model.training
+
+
+def test_answer_accuracy_counts_final_answers():
+    generations = ["2 + 10 = 12\n#### 12", "#### 1,000 dollars", "I think 5", "#### 7"]
+    scores = answer_accuracy(generations, ["12", "x is #### 1000", "5", "8"])
+    assert scores == {"accuracy": 0.5, "extracted": 0.75}
+    with pytest.raises(ValueError, match="3 generations for 2 references"):
+        answer_accuracy(["a", "b", "c"], ["1", "2"])
