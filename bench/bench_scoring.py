@@ -24,10 +24,18 @@ from _common import interleaved_rates, machine, median_ratio, write_result
 
 
 SHAPES = {
-    # CPU default: 12 layers, the last 3 scored
+    # CPU default: 12 layers, the last 3 scored; Llama-2's 32k vocabulary makes the LM head 1.7x the layers' FLOPs
     "cpu-llama-12l": (LlamaConfig, LlamaForCausalLM, dict(
         hidden_size=256, intermediate_size=1024, num_hidden_layers=12, num_attention_heads=8,
         num_key_value_heads=4, vocab_size=32000)),
+    # deeper: 24 layers, the last 3 scored (the backward covers an eighth of the model)
+    "cpu-llama-24l": (LlamaConfig, LlamaForCausalLM, dict(
+        hidden_size=256, intermediate_size=1024, num_hidden_layers=24, num_attention_heads=8,
+        num_key_value_heads=4, vocab_size=32000)),
+    # the same, with gemma-2-2b's balance of LM head to layers (head FLOPs / layer FLOPs ~ 0.7, here 0.67)
+    "cpu-llama-12l-v12k": (LlamaConfig, LlamaForCausalLM, dict(
+        hidden_size=256, intermediate_size=1024, num_hidden_layers=12, num_attention_heads=8,
+        num_key_value_heads=4, vocab_size=12288)),
     "gemma-2-2b": (Gemma2Config, Gemma2ForCausalLM, dict(
         hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
         num_key_value_heads=4, head_dim=256, vocab_size=256000, final_logit_softcapping=30.0,
