@@ -123,6 +123,14 @@ def find_targets(
     targets: list[Target] = []
     for name, module, layer in sorted(found, key=lambda entry: (entry[2], entry[0])):
         targets.extend(_targets_of(name, module, layer, kind))
+    for target in targets:
+        linear = target.module
+        full = (linear.out_features, linear.in_features)
+        if tuple(target.weight.shape) != full or type(target.weight).__name__ == "DTensor":
+            raise ValueError(
+                f"{target.name}.weight is sharded ({tuple(target.weight.shape)} for a {full} layer: FSDP or "
+                "DeepSpeed ZeRO-3); per-sample deltas need whole weights. Score with DDP or a single process."
+            )
     return targets
 
 

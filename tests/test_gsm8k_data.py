@@ -6,7 +6,7 @@ import re
 import pytest
 
 from resofilter_hf.data import gsm8k
-from resofilter_hf.data.gsm8k import ENV_VAR, final_answer, find_gsm8k, load_gsm8k
+from resofilter_hf.data.gsm8k import ENV_VAR, find_gsm8k, load_gsm8k
 
 
 def write_split(folder, rows, split="train"):
@@ -71,13 +71,6 @@ def test_bad_rows_and_splits(nowhere):
         load_gsm8k(path=folder)
     with pytest.raises(ValueError, match="unknown GSM8K split 'validation'"):
         load_gsm8k("validation", path=folder)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"), [("x\n#### 1,234", "1234"), ("#### -5 ", "-5"), ("a #### 1\n#### 2", "2"), ("none", None)]
-)
-def test_final_answer(text, expected):
-    assert final_answer(text) == expected
 
 
 def _real_or_skip(split):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from ..evaluation import extract_final_answer
+
 
 ENV_VAR = "RESOFILTER_GSM8K_DIR"
 SPLITS = ("train", "test")
@@ -44,16 +46,10 @@ def find_gsm8k(split: str = "train", *, path: str | os.PathLike | None = None) -
     )
 
 
-def final_answer(solution: str) -> str | None:
-    """The text after the last ``####`` of a GSM8K-style solution, without thousands separators (None if absent)."""
-    if "####" not in solution:
-        return None
-    return solution.rsplit("####", 1)[1].strip().replace(",", "")
-
-
 def load_gsm8k(split: str = "train", *, path: str | os.PathLike | None = None) -> Dataset:
     """GSM8K `split` with columns ``prompt`` (the question and a newline), ``completion`` (the worked solution),
-    ``question``, ``answer`` (as in the file) and ``final_answer`` (the number after ``####``)."""
+    ``question``, ``answer`` (as in the file) and ``final_answer`` (the number after ``####``, normalised by
+    `extract_final_answer`)."""
     file = find_gsm8k(split, path=path)
     rows: dict[str, list[str]] = {"prompt": [], "completion": [], "question": [], "answer": [], "final_answer": []}
     with open(file, encoding="utf-8") as f:
@@ -69,5 +65,5 @@ def load_gsm8k(split: str = "train", *, path: str | os.PathLike | None = None) -
             rows["completion"].append(answer)
             rows["question"].append(question)
             rows["answer"].append(answer)
-            rows["final_answer"].append(final_answer(answer))
+            rows["final_answer"].append(extract_final_answer(answer))
     return Dataset.from_dict(rows)
