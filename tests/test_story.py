@@ -6,18 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from resofilter_hf.baselines import auroc
 from resofilter_hf.story import StorySettings, auroc_table, format_table, pivot, run_story
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

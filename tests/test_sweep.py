@@ -23,15 +23,6 @@ from resofilter_hf.toy import cached_tiny_model, make_math_problems, make_test_p
 TINY = ProxySettings(max_steps=1, batch_size=4, max_new_tokens=8, eval_batch_size=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on a busy machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model_dir():
     return cached_tiny_model(arch="llama")
