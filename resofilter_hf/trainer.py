@@ -115,15 +115,7 @@ class ResonanceTrainer(SFTTrainer):
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
-        if (
-            args.resonance_when != "none"
-            and self.resonance_targets[0].role == "lora_A"
-            and args.resonance_when
-            in (
-                "before_train",
-                "inflight",
-            )
-        ):
+        if args.resonance_when in ("before_train", "inflight") and self.resonance_targets[0].role == "lora_A":
             self._warn_if_lora_b_is_zero()
 
     # ---- configuration ---------------------------------------------------------------------------------------
@@ -233,7 +225,9 @@ class ResonanceTrainer(SFTTrainer):
         present = set(prepared[ROW_ID]) if len(prepared) else set()
         dropped = [i for i in eligible if i not in present]
         if dropped:  # was it truncation, or were there never any loss tokens?
-            untruncated = self.prepare_scoring_dataset(with_ids.filter(lambda r: r[ROW_ID] in set(dropped)), truncate=False)
+            untruncated = self.prepare_scoring_dataset(
+                with_ids.filter(lambda r: r[ROW_ID] in set(dropped)), truncate=False
+            )
             had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
             for i in dropped:
                 statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
