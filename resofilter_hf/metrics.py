@@ -122,7 +122,7 @@ class DeltaStats:
         raise ValueError(f"unknown metric {name!r}")
 
 
-def _rows_per_chunk(batch: int, cols: int, element_size: int, budget_mb: int, temporaries: int = 4) -> int:
+def rows_per_chunk(batch: int, cols: int, element_size: int, budget_mb: int, temporaries: int = 4) -> int:
     return max(1, (budget_mb * 2**20) // max(1, batch * cols * element_size * temporaries))
 
 
@@ -131,7 +131,7 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """x [B, T, in] and dy [B, T, out] over every call of the module (a per-sample gradient sums over calls).
 
     A call whose output got no gradient (nothing downstream of it had a loss) contributes nothing.
@@ -149,7 +149,7 @@ def _stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor
 
 def per_sample_gradient(record: TargetRecord, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
     """G[i] = sum_t dy[i,t]^T x[i,t] for the output rows `rows`: [batch, rows, in]."""
-    x, dy = _stack_calls(record, dtype)
+    x, dy = stack_calls(record, dtype)
     return torch.bmm(dy[:, :, rows].transpose(1, 2), x)
 
 
@@ -169,9 +169,9 @@ def _target_stats(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype, bat
     target = record.target
     w_full = target.weight.detach()
     out_features, in_features = w_full.shape
-    x, dy = _stack_calls(record, dtype)
+    x, dy = stack_calls(record, dtype)
     stats = DeltaStats(batch, w_full.device)
-    step = _rows_per_chunk(batch, in_features, torch.finfo(dtype).bits // 8, spec.chunk_mb)
+    step = rows_per_chunk(batch, in_features, torch.finfo(dtype).bits // 8, spec.chunk_mb)
     state = spec.states.get(target.name) if spec.states else None
     for r0 in range(0, out_features, step):
         rows = slice(r0, min(r0 + step, out_features))
@@ -192,7 +192,7 @@ def _effective_lora_stats(a_rec: TargetRecord, b_rec: TargetRecord, spec: ScoreS
     a_new = a.unsqueeze(0) + d_a
     s = b_rec.target.scaling
     stats = DeltaStats(batch, a.device)
-    step = _rows_per_chunk(batch, a.shape[1], torch.finfo(dtype).bits // 8, spec.chunk_mb)
+    step = rows_per_chunk(batch, a.shape[1], torch.finfo(dtype).bits // 8, spec.chunk_mb)
     for r0 in range(0, b.shape[0], step):
         rows = slice(r0, min(r0 + step, b.shape[0]))
         d_w = torch.bmm(d_b[:, rows], a_new).add_(torch.matmul(b[rows], d_a)).mul_(s)

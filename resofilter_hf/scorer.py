@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .capture import GradientCapture
 from .head import LMHead
-from .metrics import AdamState, ScoreSpec, compute_dtype, per_sample_gradient, score_records
+from .metrics import AdamState, ScoreSpec, compute_dtype, rows_per_chunk, score_records, stack_calls
 from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .targets import Target, unwrap_model
 
@@ -139,15 +139,12 @@ class ResonanceScorer:
 
     def score_batch(self, rows: list[dict], capture: GradientCapture) -> list[dict]:
         loss, counts = self._forward_backward(rows, capture)
-        values = score_records(capture.records, self.spec, len(rows))
+        values = {k: v.tolist() for k, v in score_records(capture.records, self.spec, len(rows)).items()}
         capture.clear()
+        values["loss"] = loss.tolist()
         out = []
-        for i in range(len(rows)):
-            n = int(counts[i])
-            result = {"tokens": n, "loss": float(loss[i]) if n else float("nan")}
-            for key, tensor in values.items():
-                result[key] = float(tensor[i]) if n else float("nan")
-            out.append(result)
+        for i, n in enumerate(counts.tolist()):  # one device-to-host copy per column, not per row
+            out.append({"tokens": n, **{key: column[i] if n else float("nan") for key, column in values.items()}})
         return out
 
     def estimate_second_moment(self, rows: list[dict], capture: GradientCapture) -> dict[str, AdamState]:
@@ -160,8 +157,13 @@ class ResonanceScorer:
             chunk = mine[start : start + self.batch_size]
             _, counts = self._forward_backward(chunk, capture)
             for record in capture.records:
-                g = per_sample_gradient(record, dtype)
-                sums[record.target.name] += (g * g).sum(0)
+                x, dy = stack_calls(record, dtype)
+                out_features, in_features = record.target.weight.shape
+                step = rows_per_chunk(len(chunk), in_features, torch.finfo(dtype).bits // 8, self.spec.chunk_mb)
+                for r0 in range(0, out_features, step):  # per-sample G, a chunk of output rows at a time
+                    rows_ = slice(r0, min(r0 + step, out_features))
+                    g = torch.bmm(dy[:, :, rows_].transpose(1, 2), x)
+                    sums[record.target.name][rows_] += (g * g).sum(0)
             count += int((counts > 0).sum())
             capture.clear()
         if self.num_processes > 1 and torch.distributed.is_initialized():

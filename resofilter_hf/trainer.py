@@ -225,9 +225,7 @@ class ResonanceTrainer(SFTTrainer):
         present = set(prepared[ROW_ID]) if len(prepared) else set()
         dropped = [i for i in eligible if i not in present]
         if dropped:  # was it truncation, or were there never any loss tokens?
-            untruncated = self.prepare_scoring_dataset(
-                with_ids.filter(lambda r: r[ROW_ID] in set(dropped)), truncate=False
-            )
+            untruncated = self.prepare_scoring_dataset(clean.add_column(ROW_ID, list(range(n))).select(dropped), False)
             had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
             for i in dropped:
                 statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
@@ -258,8 +256,6 @@ class ResonanceTrainer(SFTTrainer):
             if result["tokens"] == 0:
                 statuses[i] = STATUS_NO_TOKENS
         unscored = [i for i, s in enumerate(statuses) if s != STATUS_OK]
-        for i in unscored:
-            columns["score"][i] = np.nan
         if unscored:
             counts = {s: statuses.count(s) for s in sorted(set(statuses) - {STATUS_OK})}
             warnings.warn(
