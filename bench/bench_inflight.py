@@ -3,8 +3,8 @@
     python bench/bench_inflight.py                      # CPU: 12-layer Llama shape, 128-token rows
     python bench/bench_inflight.py --device cuda --shape qwen2.5-0.5b --dtype bfloat16 --length 512
 
-Same model weights, same rows, same seed; the two trainers alternate `--repeats` times and the median
-steps/s of each is compared. Writes JSON to bench/results/.
+Same model weights, same rows, same seed; the two trainers alternate `--repeats` times; the overhead is the
+median over those back-to-back pairs of the ratio of their times per step. Writes JSON to bench/results/.
 """
 
 import argparse
@@ -20,7 +20,7 @@ from trl import SFTConfig, SFTTrainer
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.toy import cached_tiny_model
 
-from _common import machine, sync, write_result
+from _common import machine, median_ratio, sync, write_result
 from bench_scoring import SHAPES, build_model, make_rows
 
 
@@ -71,7 +71,7 @@ def main() -> None:
                        args.batch_size, extra)  # fmt: skip
             rates[name].append(rate)
     median = {name: statistics.median(values) for name, values in rates.items()}
-    overhead = median["sft"] / median["inflight"] - 1
+    overhead = median_ratio(rates["sft"], rates["inflight"]) - 1  # time per step, paired back-to-back runs
     payload = {
         "machine": machine(args.threads, args.device),
         "shape": args.shape,
@@ -87,6 +87,8 @@ def main() -> None:
     print(f"{args.shape} {args.dtype} on {args.device}, {args.threads} torch thread(s), batch {args.batch_size}")
     print(f"  SFTTrainer                 {median['sft']:.3f} steps/s")
     print(f"  ResonanceTrainer(inflight) {median['inflight']:.3f} steps/s  -> overhead {100 * overhead:+.1f}%")
+    spread = [100 * (a / b - 1) for a, b in zip(rates["sft"], rates["inflight"])]
+    print(f"  per-pair overheads: {', '.join(f'{x:+.1f}%' for x in spread)} (median of these above)")
     print(f"  -> {path}")
 
 
