@@ -25,10 +25,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from datasets import Dataset
 
-from .head import LMHead
 from .inflight import ROW_ID
 from .provenance import with_provenance
 from .rows import STATUS_OK, dataset_kind
@@ -144,30 +142,9 @@ def forward_losses(
     prepared = trainer.prepare_scoring_dataset(with_ids)
     if len(prepared) == 0:
         return losses, tokens
-    ids = list(prepared[ROW_ID])
     rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
-    order = sorted(range(len(rows)), key=lambda k: -len(rows[k]["input_ids"]))  # little padding per batch
-    collate = trainer.scoring_collator()
-    model = trainer.model
-    head = LMHead.of(model)
-    device = next(model.parameters()).device
-    batch_size = batch_size or trainer.args.resonance_batch_size
-    chunk_mb = trainer.args.resonance_chunk_mb
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                batch = collate([rows[k] for k in chunk])
-                batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-                loss, counts = head.per_sample_loss(batch, chunk_mb)
-                for k, value, count in zip(chunk, loss.double().tolist(), counts.tolist()):
-                    losses[ids[k]] = value if count else np.nan
-                    tokens[ids[k]] = count
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    for row_id, (value, count) in trainer.scorer(batch_size).losses(rows, list(prepared[ROW_ID])).items():
+        losses[row_id], tokens[row_id] = value, count
     return losses, tokens
 
 

@@ -70,6 +70,11 @@ def scoring_mode(model: nn.Module, targets: list[Target]):
         _set_rng_state(rng)
 
 
+def _longest_first(items: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+    """Batches of similar length waste little on padding, and memory peaks come first."""
+    return sorted(items, key=lambda item: -len(item[1]["input_ids"]))
+
+
 def _last_byte(path: Path) -> bytes:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
@@ -122,9 +127,12 @@ class ResonanceScorer:
 
     # ---- one batch -------------------------------------------------------------------------------------------
 
-    def _forward_backward(self, rows: list[dict], capture: GradientCapture) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         batch = self.collate_fn([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
-        batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        return {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    def _forward_backward(self, rows: list[dict], capture: GradientCapture) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self._batch(rows)
         capture.clear()
         with torch.enable_grad():
             loss, counts = self.head.per_sample_loss(batch, self.spec.chunk_mb)
@@ -215,9 +223,7 @@ class ResonanceScorer:
             results = self._load_done(folder) if folder.exists() else {}
             # every process must see the same finished rows before any writes more, or the shares would differ
             self._barrier()
-        todo = [(i, r) for i, r in zip(ids, rows) if i not in results]
-        # Longest first: batches of similar length waste little on padding, and memory peaks come first.
-        todo.sort(key=lambda item: -len(item[1]["input_ids"]))
+        todo = _longest_first([(i, r) for i, r in zip(ids, rows) if i not in results])
         mine = todo[self.process_index :: self.num_processes]
         with contextlib.ExitStack() as stack:
             writer = stack.enter_context(self._open_resume_file(folder)) if folder is not None else None
@@ -245,6 +251,21 @@ class ResonanceScorer:
                     writer.flush()
                 bar.update(len(chunk) * self.num_processes)
         return self._gather(results)
+
+    def losses(self, rows: list[dict], ids: list[int]) -> dict[int, tuple[float, int]]:
+        """Forward only, this process: {id: (mean loss over the row's loss tokens, token count)}; NaN without tokens.
+
+        The same batches, preparation and LM head as `score`, for loss-based baselines and held-out loss.
+        """
+        out = {}
+        todo = _longest_first(list(zip(ids, rows)))
+        with scoring_mode(self.model, self.targets), torch.no_grad():
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                loss, counts = self.head.per_sample_loss(self._batch([r for _, r in chunk]), self.spec.chunk_mb)
+                for (i, _), value, n in zip(chunk, loss.double().tolist(), counts.tolist()):
+                    out[i] = (value if n else float("nan"), n)
+        return out
 
     def _barrier(self) -> None:
         if self.num_processes > 1 and torch.distributed.is_initialized():

@@ -142,6 +142,22 @@ class ResonanceTrainer(SFTTrainer):
             chunk_mb=args.resonance_chunk_mb,
         )
 
+    def scorer(self, batch_size: int | None = None) -> ResonanceScorer:
+        """The batched scoring engine over this trainer's model, targets, collator and resonance settings."""
+        args = self.args
+        return ResonanceScorer(
+            self.model,
+            self.resonance_targets,
+            self._score_spec(),
+            self.scoring_collator(),
+            batch_size=batch_size or args.resonance_batch_size,
+            state_samples=args.resonance_state_samples,
+            resume_dir=f"{args.output_dir}/resonance" if args.resonance_resume else None,
+            process_index=self.accelerator.process_index,
+            num_processes=self.accelerator.num_processes,
+            show_progress=not args.disable_tqdm,
+        )
+
     def scoring_collator(self):
         """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
         collator = self.data_collator
@@ -232,18 +248,7 @@ class ResonanceTrainer(SFTTrainer):
 
         rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
         ids = list(prepared[ROW_ID]) if len(prepared) else []
-        scorer = ResonanceScorer(
-            self.model,
-            self.resonance_targets,
-            self._score_spec(),
-            self.scoring_collator(),
-            batch_size=args.resonance_batch_size,
-            state_samples=args.resonance_state_samples,
-            resume_dir=f"{args.output_dir}/resonance" if args.resonance_resume else None,
-            process_index=self.accelerator.process_index,
-            num_processes=self.accelerator.num_processes,
-            show_progress=not args.disable_tqdm,
-        )
+        scorer = self.scorer()
         results = scorer.score(rows, ids) if rows else {}
 
         columns = {key: np.full(n, np.nan) for key in ("score", "loss")}

@@ -12,7 +12,7 @@ from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.capture import GradientCapture
 from resofilter_hf.metrics import per_sample_gradient
 from resofilter_hf.oracle import literal_loop_scores
-from resofilter_hf.scorer import ResonanceScorer, scoring_mode
+from resofilter_hf.scorer import scoring_mode
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 from resofilter_hf.trainer import ROW_ID
 
@@ -58,7 +58,7 @@ def test_per_sample_gradients_equal_a_batch_size_one_loop(tmp_path, data, target
     trainer = peft_trainer(tmp_path, data, resonance_target=target)
     model, targets = trainer.model, trainer.resonance_targets
     rows = prepared_rows(trainer, data)
-    scorer = ResonanceScorer(model, targets, trainer._score_spec(), trainer.scoring_collator())
+    scorer = trainer.scorer()
     with scoring_mode(model, targets), GradientCapture(targets) as capture:
         scorer._forward_backward(rows, capture)
         batched = {r.target.name: per_sample_gradient(r, torch.float64) for r in capture.records}
