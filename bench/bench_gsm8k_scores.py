@@ -2,7 +2,7 @@
 
 For each of three model seeds: a tiny Llama with a tokenizer trained on GSM8K text is initialised, warmed up on
 GSM8K train rows outside the scored subset, and scores the subset with every resonance variant and the baselines
-(resofilter_hf.story.score_pool, the same code path as the quality benchmark). Reported:
+(resofilter_hf.experiments.story.score_pool, the same code path as the quality benchmark). Reported:
 
 - summary statistics and histograms of each score;
 - stability of keep-50% (the paper's rule, select_by_resonance defaults): Jaccard overlap of the kept rows between
@@ -32,11 +32,11 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.baselines import rank_correlation  # noqa: E402
-from resofilter_hf.data.gsm8k import load_gsm8k  # noqa: E402
+from resofilter_hf.experiments.baselines import rank_correlation  # noqa: E402
+from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
+from resofilter_hf.experiments.story import format_table, score_columns, score_pool, warm_up  # noqa: E402
+from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
-from resofilter_hf.story import format_table, score_columns, score_pool, warm_up  # noqa: E402
-from resofilter_hf.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.toy.model import build_tiny_model  # noqa: E402
 
 from _common import RESULTS, machine, write_result  # noqa: E402

@@ -10,7 +10,7 @@ Protocol (issue 5), per seed, on the toy world (synthetic math problems with lab
    pool, and at keep 25% / 75% for resonance, loss and random (accuracy against kept share);
 5. held-out loss and greedy final-answer accuracy on clean held-out problems.
 
-Everything runs through the package (resofilter_hf.story / sweep / baselines); nothing is trained or generated here.
+Everything runs through the package (resofilter_hf.experiments.story / sweep / baselines); nothing is trained or generated here.
 The settings below were fixed before any scorer or selection result was seen: a sizing pilot (pilot seed 99,
 not a benchmark seed) looked only at the full-pool arm's accuracy, to check it is clearly above zero.
 
@@ -38,8 +38,8 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.baselines import rank_correlation  # noqa: E402
-from resofilter_hf.story import (  # noqa: E402
+from resofilter_hf.experiments.baselines import rank_correlation  # noqa: E402
+from resofilter_hf.experiments.story import (  # noqa: E402
     StorySettings,
     auroc_table,
     build_base,
@@ -52,7 +52,14 @@ from resofilter_hf.story import (  # noqa: E402
     selection_makeup,
     warm_up,
 )
-from resofilter_hf.sweep import ProxySettings, evaluate_proxy, keep_ratio_sweep, plot_sweep, proxy_trainer, summarize  # noqa: E402
+from resofilter_hf.experiments.sweep import (  # noqa: E402
+    ProxySettings,
+    evaluate_proxy,
+    keep_ratio_sweep,
+    plot_sweep,
+    proxy_trainer,
+    summarize,
+)
 
 from _common import RESULTS, machine, write_result  # noqa: E402
 

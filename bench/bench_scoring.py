@@ -15,10 +15,10 @@ import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from resofilter_hf.metrics import ScoreSpec, StepTransform
-from resofilter_hf.oracle import literal_loop_scores
-from resofilter_hf.scorer import ResonanceScorer
-from resofilter_hf.targets import find_targets
+from resofilter_hf.engine.deltas import ScoreSpec, StepTransform
+from resofilter_hf.engine.oracle import literal_loop_scores
+from resofilter_hf.engine.scorer import ResonanceScorer
+from resofilter_hf.engine.targets import find_targets
 
 from _common import interleaved_rates, machine, median_ratio, write_result
 

@@ -24,13 +24,13 @@ import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the olah helper lives with the tests that use it
+sys.path.insert(0, str(ROOT / "tests" / "hub"))  # the olah helper lives with the tests that use it
 sys.path.insert(0, str(ROOT))
 
 from olah_mirror import olah_mirror, read_back, sha256_tree  # noqa: E402
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer  # noqa: E402
-from resofilter_hf.hub import publish_dataset  # noqa: E402
+from resofilter_hf.hub.publish import publish_dataset  # noqa: E402
 from resofilter_hf.provenance import load_scored  # noqa: E402
 from resofilter_hf.toy import build_tiny_model, make_math_problems  # noqa: E402
 

@@ -16,7 +16,7 @@ _EXPORTS = {
     "ResonanceTrainer": "trainer",
     "select_by_resonance": "selection",
     "resonance_threshold": "selection",
-    "publish_dataset": "hub",
+    "publish_dataset": "hub.publish",
     "read_provenance": "provenance",
 }
 
@@ -44,7 +44,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ResonanceConfig
-    from .hub import publish_dataset
+    from .hub.publish import publish_dataset
     from .provenance import read_provenance
     from .selection import resonance_threshold, select_by_resonance
     from .trainer import ResonanceTrainer

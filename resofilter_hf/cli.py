@@ -28,7 +28,7 @@ def add_demo(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .experiments.demo import run_demo
 
     run_demo(args.output_dir, quick=args.quick, seed=args.seed, threads=args.threads)
     return 0
@@ -53,7 +53,7 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-column", action="append", help="column to break scores down by; repeatable")
 
     def run(args: argparse.Namespace) -> int:
-        from .hub import PublishError, publish_dataset
+        from .hub.publish import PublishError, publish_dataset
         from .provenance import load_scored
 
         if args.repo_id is None and args.local_dir is None:

@@ -24,15 +24,15 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from .cards import SCORES_FILE, write_checkpoint_card
 from .config import COMPANION_COLUMNS, ResonanceConfig, validate_resonance_options
-from .inflight import ROW_ID, ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
-from .metrics import ScoreSpec, StepTransform
+from .engine.deltas import ScoreSpec, StepTransform
+from .engine.inflight import ROW_ID, ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
+from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
+from .engine.rows import STATUS_NO_TOKENS, STATUS_OK, STATUS_TRUNCATED, check_rows
+from .engine.scorer import ResonanceScorer
+from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
+from .hub.cards import SCORES_FILE, write_checkpoint_card
 from .provenance import library_versions, load_scored, read_provenance, with_provenance, write_parquet
-from .quantized import check_not_repacked, cpu_4bit_repack_guard
-from .rows import STATUS_NO_TOKENS, STATUS_OK, STATUS_TRUNCATED, check_rows
-from .scorer import ResonanceScorer
-from .targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from resofilter_hf import cli
+from resofilter_hf.experiments.story import StorySettings
 from resofilter_hf.provenance import load_scored, read_provenance
-from resofilter_hf.story import StorySettings
 
 
 @pytest.fixture(scope="module")

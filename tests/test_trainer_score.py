@@ -206,7 +206,7 @@ def test_config_defaults_work_on_a_machine_without_a_gpu(tmp_path):
 
 def test_sharded_weights_are_refused(model_dir):
     """DeepSpeed ZeRO-3 leaves each rank an empty placeholder of a partitioned weight."""
-    from resofilter_hf.targets import find_targets
+    from resofilter_hf.engine.targets import find_targets
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     model.model.layers[3].mlp.up_proj.weight = torch.nn.Parameter(torch.empty(0))

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
-from resofilter_hf.cards import SCORES_FILE
+from resofilter_hf.hub.cards import SCORES_FILE
 from resofilter_hf.provenance import load_scored, read_provenance
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 

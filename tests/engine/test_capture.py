@@ -9,10 +9,10 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
-from resofilter_hf.capture import GradientCapture
-from resofilter_hf.metrics import per_sample_gradient
-from resofilter_hf.oracle import literal_loop_scores
-from resofilter_hf.scorer import scoring_mode
+from resofilter_hf.engine.capture import GradientCapture
+from resofilter_hf.engine.deltas import per_sample_gradient
+from resofilter_hf.engine.oracle import literal_loop_scores
+from resofilter_hf.engine.scorer import scoring_mode
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 from resofilter_hf.trainer import ROW_ID
 
@@ -136,7 +136,7 @@ def test_lora_dropout_is_off_while_scoring(tmp_path, data):
 
 def test_adamw_state_uses_the_mean_squared_per_sample_gradient(tmp_path, data):
     """The settled-moment transform: v = mean over rows of g_i^2 (from a batch-size-1 loop), then one step."""
-    from resofilter_hf.metrics import AdamState, StepTransform
+    from resofilter_hf.engine.deltas import AdamState, StepTransform
 
     trainer = peft_trainer(tmp_path, data, resonance_target="weights", resonance_optimizer="adamw_state")
     model, targets = trainer.model, trainer.resonance_targets

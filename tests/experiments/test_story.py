@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resofilter_hf.baselines import auroc
-from resofilter_hf.story import StorySettings, auroc_table, format_table, pivot, run_story
+from resofilter_hf.experiments.baselines import auroc
+from resofilter_hf.experiments.story import StorySettings, auroc_table, format_table, pivot, run_story
 
 
 @pytest.fixture(scope="module")

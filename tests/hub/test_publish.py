@@ -27,9 +27,9 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Remo
 from olah_mirror import olah_mirror, read_back, sha256_tree
 from publishing_data import FLAWS, scored_dataset
 
-from resofilter_hf import hub
-from resofilter_hf.cards import SECTION, write_checkpoint_card
-from resofilter_hf.hub import PublishError, publish_dataset
+from resofilter_hf.hub import publish as hub
+from resofilter_hf.hub.cards import SECTION, write_checkpoint_card
+from resofilter_hf.hub.publish import PublishError, publish_dataset
 from resofilter_hf.provenance import load_scored, parquet_provenance, read_provenance, write_parquet
 from resofilter_hf.selection import select_by_resonance
 

@@ -7,12 +7,12 @@ import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, select_by_resonance
-from resofilter_hf.data import load_gsm8k
 from resofilter_hf.evaluation import extract_final_answer
+from resofilter_hf.experiments.gsm8k import load_gsm8k
 from resofilter_hf.toy import cached_tiny_model
 
 
-SAMPLE = Path(__file__).parent / "data" / "gsm8k"
+SAMPLE = Path(__file__).parents[1] / "data" / "gsm8k"
 
 
 def test_sample_loads_with_final_answers():

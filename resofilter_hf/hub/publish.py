@@ -32,10 +32,10 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from . import __version__
+from .. import __version__
+from ..provenance import read_provenance, write_parquet
+from ..selection import select_by_resonance
 from .cards import merge_card, render_dataset_card
-from .provenance import read_provenance, write_parquet
-from .selection import select_by_resonance
 
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import compute_dtype
+from .deltas import compute_dtype
 from .targets import unwrap_model
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .capture import GradientCapture, TargetRecord
-from .metrics import AdamState, ScoreSpec, score_records
+from .deltas import AdamState, ScoreSpec, score_records
 from .targets import Target
 
 

@@ -7,9 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import resofilter_hf.sweep as sweep
-from resofilter_hf.selection import select_by_resonance
-from resofilter_hf.sweep import (
+import resofilter_hf.experiments.sweep as sweep
+from resofilter_hf.experiments.sweep import (
     ProxySettings,
     answer_accuracy,
     generate_answers,
@@ -17,6 +16,7 @@ from resofilter_hf.sweep import (
     plot_sweep,
     summarize,
 )
+from resofilter_hf.selection import select_by_resonance
 from resofilter_hf.toy import cached_tiny_model, make_math_problems, make_test_problems
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from resofilter_hf.evaluation import GSM8K_ACCURACY_PATH, extract_final_answer
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
 needs_gsm8k = pytest.mark.skipif(not (GSM8K / "test.jsonl").is_file(), reason=f"no GSM8K copy at {GSM8K}")
 

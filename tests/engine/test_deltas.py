@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from resofilter_hf.metrics import AdamState, DeltaStats, StepTransform
+from resofilter_hf.engine.deltas import AdamState, DeltaStats, StepTransform
 
 
 def _real_step(optimizer_cls, w, g, **kwargs):

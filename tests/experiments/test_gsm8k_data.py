@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from resofilter_hf.data import gsm8k
-from resofilter_hf.data.gsm8k import ENV_VAR, find_gsm8k, load_gsm8k
+from resofilter_hf.experiments import gsm8k
+from resofilter_hf.experiments.gsm8k import ENV_VAR, find_gsm8k, load_gsm8k
 
 
 def write_split(folder, rows, split="train"):

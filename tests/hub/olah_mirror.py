@@ -2,7 +2,7 @@
 serving git repos from a folder. Stock clients (`load_dataset`, `snapshot_download`) read from it through
 HF_ENDPOINT, over real HTTP. It is read-only: uploads answer 404/405, so writes are not covered by it.
 
-Used by tests/test_hub.py and bench/publish_example.py."""
+Used by tests/hub/test_publish.py and bench/publish_example.py."""
 
 import contextlib
 import hashlib

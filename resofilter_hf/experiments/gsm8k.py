@@ -18,7 +18,7 @@ from ..evaluation import extract_final_answer
 
 ENV_VAR = "RESOFILTER_GSM8K_DIR"
 SPLITS = ("train", "test")
-_REPO_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k"
+_REPO_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k"
 
 
 def candidate_dirs(path: str | os.PathLike | None = None) -> list[Path]:

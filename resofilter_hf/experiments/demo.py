@@ -3,7 +3,7 @@
 It generates GSM8K-style problems with labelled flaws, builds and warms up a tiny model, scores a flawed pool by
 resonance (the paper's score and variants) and by the baselines (loss, perplexity, IFD, length, random), checks
 each score against the flaw labels (AUROC), retrains on the kept half by each score and on the full pool, and
-evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.story`; the benchmark
+evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.experiments.story`; the benchmark
 (bench/bench_quality.py) runs the same steps at a larger size over three seeds.
 """
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .provenance import library_versions
+from ..provenance import library_versions
 
 
 def run_demo(

@@ -21,8 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import GradientCapture
+from .deltas import AdamState, ScoreSpec, compute_dtype, rows_per_chunk, score_records, stack_calls
 from .head import LMHead
-from .metrics import AdamState, ScoreSpec, compute_dtype, rows_per_chunk, score_records, stack_calls
 from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .targets import Target, unwrap_model
 

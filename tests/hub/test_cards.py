@@ -17,8 +17,8 @@ from datasets import ClassLabel, DatasetDict
 from huggingface_hub import DatasetCard, ModelCard
 from publishing_data import FLAWS, scored_dataset
 
-from resofilter_hf import cards
-from resofilter_hf.cards import (
+from resofilter_hf.hub import cards
+from resofilter_hf.hub.cards import (
     histogram_figure,
     merge_card,
     render_dataset_card,
@@ -29,7 +29,7 @@ from resofilter_hf.cards import (
 from resofilter_hf.selection import select_by_resonance
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def table_after(text: str, heading: str) -> list[list[str]]:
@@ -73,7 +73,7 @@ def test_template_found_in_source_tree_and_in_installed_layout(tmp_path):
     shutil.copytree(ROOT / "resofilter_hf", site / "resofilter_hf", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "model_cards", site / "resofilter_hf" / "_model_cards")
     code = (
-        "import resofilter_hf; from resofilter_hf.cards import template_path; "
+        "import resofilter_hf; from resofilter_hf.hub.cards import template_path; "
         "print(resofilter_hf.__file__); print(template_path('dataset_card.md')); print(template_path('model_card.md'))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -22,7 +22,7 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import DatasetCardData, ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
-from .provenance import read_provenance, write_parquet
+from ..provenance import read_provenance, write_parquet
 
 
 CITATION = """@inproceedings{tu-etal-2025-resofilter,
@@ -44,7 +44,7 @@ IMAGE_DIR = "images"
 SCORES_FILE = "resonance_scores.parquet"  # the scores beside a checkpoint
 SECTION = re.compile(r"<!-- resofilter-hf:begin (\S+) -->.*?<!-- resofilter-hf:end \1 -->\n?", re.S)
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # resofilter_hf/
 
 
 def template_path(name: str, package_dir: Path = _PACKAGE_DIR) -> Path:

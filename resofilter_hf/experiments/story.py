@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from ..provenance import read_provenance, write_parquet
+from ..selection import select_by_resonance
 from .baselines import BASELINES, add_baseline_columns, auroc, roc_curve
-from .provenance import read_provenance, write_parquet
-from .selection import select_by_resonance
 from .sweep import INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, plot_sweep, save_proxy, train_proxy
 
 
@@ -87,7 +87,7 @@ class StorySettings:
 
 def make_world(settings: StorySettings, seed: int) -> tuple[Dataset, Dataset, Dataset]:
     """(warm-up set, flawed pool, clean test set): three disjoint sets of toy problems (text prompt/completion)."""
-    from .toy.data import make_math_problems, make_test_problems
+    from ..toy.data import make_math_problems, make_test_problems
 
     pool = make_math_problems(settings.n_pool, seed=seed, flaw_rate=settings.flaw_rate)
     # the warm-up draws from the training stream of another seed; a question that is also in the pool is dropped
@@ -100,7 +100,7 @@ def make_world(settings: StorySettings, seed: int) -> tuple[Dataset, Dataset, Da
 
 def build_base(settings: StorySettings, seed: int, folder: str | Path) -> Path:
     """A randomly initialised tiny Llama (toy tokenizer) of the configured size."""
-    from .toy.model import build_tiny_model
+    from ..toy.model import build_tiny_model
 
     return build_tiny_model(
         folder,
@@ -138,8 +138,8 @@ def score_pool(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .config import ResonanceConfig
-    from .trainer import ResonanceTrainer
+    from ..config import ResonanceConfig
+    from ..trainer import ResonanceTrainer
 
     unknown = [s for s in scorers if s not in SCORERS]
     if unknown:

@@ -12,7 +12,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainerCallback
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
-from resofilter_hf.quantized import packed_4bit_modules
+from resofilter_hf.engine.quantized import packed_4bit_modules
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from ..evaluation import extract_final_answer
+from ..selection import select_by_resonance
 from .baselines import forward_losses
-from .evaluation import extract_final_answer
-from .selection import select_by_resonance
 
 
 ROW = "__sweep_row__"  # input position, carried through selection so equal selections train once
@@ -61,8 +61,8 @@ def proxy_trainer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-    from .config import ResonanceConfig
-    from .trainer import ResonanceTrainer
+    from ..config import ResonanceConfig
+    from ..trainer import ResonanceTrainer
 
     columns = [c for c in INPUT_COLUMNS if c in train_dataset.column_names]
     if not columns:
