@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from .engine.rows import COMPANION_COLUMNS
+
 
 TARGETS = ("auto", "weights", "lora")
 OPTIMIZERS = ("adamw", "sgd", "adamw_state")
@@ -15,17 +17,6 @@ METRICS = ("mean_abs", "l2", "max_abs", "std")
 LORA_DELTAS = ("adapter", "effective")
 WHEN = ("none", "before_train", "after_train", "inflight")
 INFLIGHT_STATES = ("fresh", "live")
-# Columns written beside the score column; the score column may not take one of these names.
-COMPANION_COLUMNS = frozenset(
-    {
-        "resonance_loss",
-        "resonance_tokens",
-        "resonance_status",
-        "resonance_toward_zero",
-        "resonance_below_eps",
-        "resonance_grad_norm",
-    }
-)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from .config import ResonanceConfig
+from .hub.cards import write_checkpoint_card
 from .provenance import load_scored, read_provenance, write_parquet
 from .selection import select_by_resonance
 from .trainer import ResonanceTrainer
@@ -155,6 +156,10 @@ def run_train(data_args: DataArguments, training_args: ResonanceConfig, model_ar
     trainer = make_trainer(data_args, training_args, model_args, load_rows(data_args))
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
+    if training_args.push_to_hub:  # TRL's card (with the ResoFilter citation) and the scores file go up
         trainer.push_to_hub(dataset_name=data_args.dataset_name)
+    if trainer.scored_dataset is not None and trainer.is_world_process_zero():
+        write_checkpoint_card(
+            training_args.output_dir, scored_dataset=trainer.scored_dataset, model_repo_id=trainer.hub_model_id
+        )
     return trainer

@@ -7,6 +7,7 @@ transform and selection rule produced the rows. The rest of the description is l
 
 import copy
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,54 @@ from typing import Any
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 
+from .engine.rows import COMPANION_COLUMNS, SCORES_ROW
+
 
 MARKER = "resofilter-hf: "
 PARQUET_KEY = b"resofilter-hf"  # parquet schema-metadata key holding the provenance JSON
+SCORES_FILE = "resonance_scores.parquet"  # the scores beside a saved model or checkpoint
+
+CITATION = """@inproceedings{tu-etal-2025-resofilter,
+  title = {{ResoFilter}: Fine-grained Synthetic Data Filtering for Large Language Models through Data-Parameter Resonance Analysis},
+  author = {Tu, Zeao and Meng, Xiangdi and He, Yu and Yao, Zihan and Qi, Tianyu and Liu, Jun and Li, Ming},
+  booktitle = {Findings of the Association for Computational Linguistics: NAACL 2025},
+  year = {2025},
+  pages = {5414--5428},
+  address = {Albuquerque, New Mexico},
+  publisher = {Association for Computational Linguistics},
+  url = {https://aclanthology.org/2025.findings-naacl.299/},
+  eprint = {2412.14809},
+  archivePrefix = {arXiv}
+}"""
+
+# The scoring provenance: (key, label) in the order cards show them. `ResonanceTrainer.resonance_provenance`
+# writes every key; cards read them back by this list.
+SCORING_FIELDS = (
+    ("model_id", "base model"),
+    ("model_revision", "model revision"),
+    ("target", "target"),
+    ("modules", "modules"),
+    ("last_n_layers", "last n layers"),
+    ("layers", "layers"),
+    ("target_names", "target weights"),
+    ("lora_delta", "LoRA delta"),
+    ("optimizer", "optimizer transform"),
+    ("lr", "learning rate"),
+    ("eps", "eps"),
+    ("weight_decay", "weight decay"),
+    ("betas", "betas"),
+    ("metric", "metric"),
+    ("dtype", "dtype"),
+    ("chat_template_sha256", "chat template sha256"),
+    ("max_length", "max length (tokens)"),
+    ("completion_only_loss", "completion-only loss"),
+    ("assistant_only_loss", "assistant-only loss"),
+    ("column", "score column"),
+    ("n_rows", "rows"),
+    ("n_scored", "scored rows"),
+    ("n_unscored", "unscored rows"),
+    ("versions", "library versions"),
+)
 
 
 def read_provenance(dataset: Dataset) -> dict[str, Any]:
@@ -48,10 +94,30 @@ def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, A
     if provenance:
         metadata[PARQUET_KEY] = json.dumps(provenance, sort_keys=True, default=str).encode()
     schema = schema.with_metadata(metadata)
-    with pq.ParquetWriter(path, schema) as writer:
-        for batch in dataset.with_format("arrow").iter(batch_size=10_000):
-            writer.write_table(batch)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # renamed into place only when complete
+    try:
+        with pq.ParquetWriter(partial, schema) as writer:
+            for batch in dataset.with_format("arrow").iter(batch_size=10_000):
+                writer.write_table(batch)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
+
+
+def score_columns(dataset: Dataset, column: str) -> list[str]:
+    """The score column, its variants (`<column>_epoch0`, ...) and the companion columns, in dataset order."""
+    return [c for c in dataset.column_names if c == column or c.startswith(f"{column}_") or c in COMPANION_COLUMNS]
+
+
+def write_scores_file(scored: Dataset, folder: str | Path, column: str | None = None) -> Path:
+    """`folder/resonance_scores.parquet`: `row` (the input row id) plus every score column of `scored`, with its
+    provenance. The one writer of this file, for the trainer's checkpoints and the cards alike."""
+    column = column or (read_provenance(scored).get("scoring") or {}).get("column") or "resonance"
+    keep = score_columns(scored, column)
+    table = scored.select_columns(keep)
+    table = table.add_column(SCORES_ROW, list(range(len(table)))).select_columns([SCORES_ROW, *keep])
+    return write_parquet(table, Path(folder) / SCORES_FILE, read_provenance(scored))
 
 
 def parquet_provenance(path: str | Path) -> dict[str, Any]:

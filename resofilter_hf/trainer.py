@@ -24,15 +24,31 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from .config import COMPANION_COLUMNS, ResonanceConfig, validate_resonance_options
+from .config import ResonanceConfig, validate_resonance_options
+from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
-from .engine.inflight import ROW_ID, ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
+from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
-from .engine.rows import STATUS_NO_TOKENS, STATUS_OK, STATUS_TRUNCATED, check_rows
+from .engine.rows import (
+    COMPANION_COLUMNS,
+    ROW_ID,
+    SCORES_ROW,
+    STATUS_NO_TOKENS,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    check_rows,
+)
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
-from .hub.cards import SCORES_FILE, write_checkpoint_card
-from .provenance import library_versions, load_scored, read_provenance, with_provenance, write_parquet
+from .provenance import (
+    CITATION,
+    SCORES_FILE,
+    library_versions,
+    load_scored,
+    read_provenance,
+    with_provenance,
+    write_scores_file,
+)
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -63,6 +79,12 @@ class ResonanceTrainer(SFTTrainer):
     """
 
     _tag_names = ["trl", "sft", "resofilter"]
+    _paper = {  # TRL's own model card cites the method through these
+        "title": "ResoFilter: Fine-grained Synthetic Data Filtering for Large Language Models through Data-Parameter "
+        "Resonance Analysis",
+        "id": "2412.14809",
+        "citation": CITATION,
+    }
 
     def __init__(
         self,
@@ -82,6 +104,7 @@ class ResonanceTrainer(SFTTrainer):
         peft_config=None,
         formatting_func: Callable[[dict], str] | None = None,
     ):
+        check_private_symbols()
         args = _as_resonance_config(args, model)
         validate_resonance_options(args)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
@@ -213,8 +236,8 @@ class ResonanceTrainer(SFTTrainer):
         if not truncate:
             args = copy.copy(args)
             args.max_length = None
-        return self._prepare_dataset(
-            dataset, self.processing_class, args, False, getattr(self, "_formatting_func", None), "resonance"
+        return prepare_dataset(
+            self, dataset, self.processing_class, args, getattr(self, "_formatting_func", None), "resonance"
         )
 
     def score(self, dataset: Dataset | None = None) -> Dataset:
@@ -357,11 +380,7 @@ class ResonanceTrainer(SFTTrainer):
         if args.resonance_when == "after_train":
             self.scored_dataset = self.score()
         if self.scored_dataset is not None and self.args.should_save:
-            write_parquet(
-                self._scores_only(self.scored_dataset),
-                Path(args.output_dir) / SCORES_FILE,
-                read_provenance(self.scored_dataset),
-            )
+            self.save_scores(args.output_dir)
         return output
 
     @property
@@ -397,11 +416,9 @@ class ResonanceTrainer(SFTTrainer):
         provenance.update(when="inflight", inflight_state=self.args.resonance_inflight_state)
         return with_provenance(scored, scoring=provenance)
 
-    def _scores_only(self, scored: Dataset) -> Dataset:
-        column = self.args.resonance_column
-        keep = [c for c in scored.column_names if c == column or c.startswith(f"{column}_") or c in COMPANION_COLUMNS]
-        table = scored.select_columns(keep)
-        return table.add_column("row", list(range(len(table)))).select_columns(["row", *keep])
+    def save_scores(self, folder: str | os.PathLike) -> Path:
+        """`folder/resonance_scores.parquet`: `row` and every score column of `scored_dataset`, with provenance."""
+        return write_scores_file(self.scored_dataset, folder, self.args.resonance_column)
 
     def _save_checkpoint(self, model, trial):
         recorder = self._resonance_recorder
@@ -424,27 +441,15 @@ class ResonanceTrainer(SFTTrainer):
                 clean = self._resonance_source.remove_columns(
                     [c for c in self._resonance_source.column_names if c in scores.column_names]
                 )
-                restored = concatenate_datasets([clean, scores.remove_columns("row")], axis=1)
+                restored = concatenate_datasets([clean, scores.remove_columns(SCORES_ROW)], axis=1)
                 self.scored_dataset = with_provenance(restored, **read_provenance(scores))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """`Trainer.save_model`, plus the resonance model card and scores file when there are scores."""
+        """`Trainer.save_model`, plus the scores file beside the weights when there are scores (the full
+        resonance model card is `resofilter_hf.hub.cards.write_checkpoint_card`, which `resofilter train` calls)."""
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
-            write_checkpoint_card(
-                output_dir or self.args.output_dir,
-                scored_dataset=self._scores_only(self.scored_dataset),
-                model_repo_id=self.hub_model_id,
-            )
-
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
-        if self.scored_dataset is not None and self.is_world_process_zero():
-            write_checkpoint_card(
-                self.args.output_dir,
-                scored_dataset=self._scores_only(self.scored_dataset),
-                model_repo_id=self.hub_model_id,
-            )
+            self.save_scores(output_dir or self.args.output_dir)
 
 
 def _check_inflight_args(args: ResonanceConfig, train_dataset) -> None:

@@ -57,7 +57,9 @@ def _imports(module: str, path: Path) -> list[tuple[str, int]]:
                     name = target  # an attribute of a package, e.g. `from .. import __version__`: the root facade
                 found.append((name, node.lineno))
         elif isinstance(node, ast.Import):
-            found += [(a.name.partition(".")[2], node.lineno) for a in node.names if a.name.startswith("resofilter_hf.")]
+            found += [
+                (a.name.partition(".")[2], node.lineno) for a in node.names if a.name.startswith("resofilter_hf.")
+            ]
     return found
 
 

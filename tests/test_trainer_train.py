@@ -11,8 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
-from resofilter_hf.hub.cards import SCORES_FILE
-from resofilter_hf.provenance import load_scored, read_provenance
+from resofilter_hf.provenance import SCORES_FILE, load_scored, read_provenance
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
@@ -287,7 +286,7 @@ def test_save_model_writes_scores_and_card_beside_the_weights(model_dir, tmp_pat
         assert list(scores["row"]) == list(range(6))
         np.testing.assert_array_equal(scores["resonance"], trainer.scored_dataset["resonance"])
         assert read_provenance(scores)["scoring"]["lr"] == 1e-5
-        assert "resonance" in (folder / "README.md").read_text()
+    assert "2412.14809" in (tmp_path / "README.md").read_text()  # TRL's own card cites the method
     # a resumed run restores the before-train scores instead of scoring again
     resumed = build(ResonanceTrainer, ResonanceConfig, model_dir, dataset, tmp_path, max_steps=2,
                     resonance_when="before_train")  # fmt: skip
@@ -304,3 +303,20 @@ def test_unscored_rows_stay_nan_in_flight(model_dir, tmp_path):
     trainer.train()
     column = np.array(trainer.scored_dataset["resonance_epoch0"])
     assert np.isnan(column[2]) and np.isfinite(np.delete(column, 2)).all()
+
+
+def test_scores_file_keeps_every_column_with_a_custom_score_column(model_dir, tmp_path):
+    """One writer: the file after train(), save_model() and a checkpoint has the same columns, companions included."""
+    dataset = make_math_problems(6, seed=12)
+    trainer = build(ResonanceTrainer, ResonanceConfig, model_dir, dataset, tmp_path, max_steps=2,
+                    save_strategy="steps", save_steps=2, resonance_when="before_train",
+                    resonance_column="reso")  # fmt: skip
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    expected = ["row", "reso", "resonance_loss", "resonance_tokens", "resonance_status"]
+    for folder in (tmp_path, tmp_path / "checkpoint-2", tmp_path / "final"):
+        scores = load_scored(folder / SCORES_FILE)
+        assert scores.column_names == expected, folder
+        np.testing.assert_array_equal(scores["reso"], trainer.scored_dataset["reso"])
+        assert scores["resonance_status"] == trainer.scored_dataset["resonance_status"]
+        assert read_provenance(scores)["scoring"]["column"] == "reso"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .compat import in_backward
 from .targets import Target
 
 
@@ -38,7 +39,6 @@ class GradientCapture:
     def __init__(self, targets: list[Target], grad_hooks: bool = False):
         self.records = [TargetRecord(t) for t in targets]
         self.grad_hooks = grad_hooks
-        self.enabled = True
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> "GradientCapture":
@@ -63,8 +63,7 @@ class GradientCapture:
         def hook(module, args, output):
             # Only calls that build a graph are recorded; under gradient checkpointing the forward runs again
             # inside backward (graph task id != -1), and those recomputations are skipped.
-            in_backward = torch._C._current_graph_task_id() != -1
-            if not self.enabled or in_backward or not torch.is_grad_enabled() or not output.requires_grad:
+            if in_backward() or not torch.is_grad_enabled() or not output.requires_grad:
                 return
             record.inputs.append(args[0].detach())
             record.outputs.append(output)

@@ -24,10 +24,10 @@ from torch import nn
 
 from .capture import GradientCapture, TargetRecord
 from .deltas import AdamState, ScoreSpec, score_records
+from .rows import ROW_ID
 from .targets import Target
 
 
-ROW_ID = "__resonance_row_id__"  # dataset column carrying the input row index through TRL's preparation
 ROW_KEY = "resonance_row_id"  # batch key the collator adds; taken off before the batch reaches the model
 
 

@@ -8,6 +8,22 @@ its index and the offending field, not as a tokenizer traceback an hour in.
 from datasets import Dataset
 
 
+# One convention for row identity: a row's id is its position in the dataset the user passed. It rides through
+# TRL's preparation, collators, selection and sweeps as the ROW_ID column, and is written as `row` in scores files.
+ROW_ID = "__resonance_row_id__"
+SCORES_ROW = "row"
+# Columns written beside the score column; the score column may not take one of these names.
+COMPANION_COLUMNS = frozenset(
+    {
+        "resonance_loss",
+        "resonance_tokens",
+        "resonance_status",
+        "resonance_toward_zero",
+        "resonance_below_eps",
+        "resonance_grad_norm",
+    }
+)
+
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty_completion"
 STATUS_TRUNCATED = "truncated"

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from datasets import Dataset
 
-from ..engine.inflight import ROW_ID
-from ..engine.rows import STATUS_OK, dataset_kind
+from ..engine.rows import ROW_ID, STATUS_OK, dataset_kind
 from ..provenance import with_provenance
 
 

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from ..engine.rows import ROW_ID
 from ..evaluation import extract_final_answer
 from ..selection import select_by_resonance
 from .baselines import forward_losses
 
 
-ROW = "__sweep_row__"  # input position, carried through selection so equal selections train once
 INPUT_COLUMNS = ("prompt", "completion", "messages")
 
 
@@ -263,16 +263,16 @@ def keep_ratio_sweep(
     """
     settings = settings or ProxySettings()
     cache = {} if cache is None else cache
-    indexed = scored_dataset.add_column(ROW, list(range(len(scored_dataset))))
+    indexed = scored_dataset.add_column(ROW_ID, list(range(len(scored_dataset))))
     table = []
     for column in columns:
         for keep in keeps:
             selected = select_by_resonance(indexed, keep=keep, column=column, **(select_kwargs or {}))
-            key = (seed, tuple(selected[ROW]))
+            key = (seed, tuple(selected[ROW_ID]))
             if key not in cache:
                 folder = Path(output_dir) / f"{column}-keep{round(keep * 100)}-seed{seed}"
                 cache[key] = train_and_evaluate(
-                    model_dir, selected.remove_columns(ROW), test_dataset, settings, seed=seed, output_dir=folder
+                    model_dir, selected.remove_columns(ROW_ID), test_dataset, settings, seed=seed, output_dir=folder
                 )
             table.append({"column": column, "keep": keep, "seed": seed, "n_input": len(scored_dataset), **cache[key]})
     return table

@@ -22,26 +22,12 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import DatasetCardData, ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
-from ..provenance import read_provenance, write_parquet
+from ..provenance import CITATION, SCORES_FILE, SCORING_FIELDS, read_provenance, write_scores_file
 
-
-CITATION = """@inproceedings{tu-etal-2025-resofilter,
-  title = {{ResoFilter}: Fine-grained Synthetic Data Filtering for Large Language Models through Data-Parameter Resonance Analysis},
-  author = {Tu, Zeao and Meng, Xiangdi and He, Yu and Yao, Zihan and Qi, Tianyu and Liu, Jun and Li, Ming},
-  booktitle = {Findings of the Association for Computational Linguistics: NAACL 2025},
-  year = {2025},
-  pages = {5414--5428},
-  address = {Albuquerque, New Mexico},
-  publisher = {Association for Computational Linguistics},
-  url = {https://aclanthology.org/2025.findings-naacl.299/},
-  eprint = {2412.14809},
-  archivePrefix = {arXiv}
-}"""
 
 TAGS = ["resofilter-hf", "data-filtering"]
 LABEL_COLUMNS = ("flaw", "label")  # looked for by name when no label column is given (ClassLabel/bool always are)
 IMAGE_DIR = "images"
-SCORES_FILE = "resonance_scores.parquet"  # the scores beside a checkpoint
 SECTION = re.compile(r"<!-- resofilter-hf:begin (\S+) -->.*?<!-- resofilter-hf:end \1 -->\n?", re.S)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # resofilter_hf/
@@ -222,36 +208,14 @@ def label_table(base: Dataset, label_column: str, *, column: str, kept: Mapping[
 
 # ----------------------------------------------------------------------------------------------------- provenance
 
-_SCORING_FIELDS = [
-    ("model_id", "base model"),
-    ("model_revision", "model revision"),
-    ("target", "target"),
-    ("modules", "modules"),
-    ("layers", "layers"),
-    ("target_names", "target weights"),
-    ("optimizer", "optimizer transform"),
-    ("lr", "learning rate"),
-    ("eps", "eps"),
-    ("weight_decay", "weight decay"),
-    ("betas", "betas"),
-    ("metric", "metric"),
-    ("dtype", "dtype"),
-    ("chat_template_sha256", "chat template sha256"),
-    ("max_length", "max length (tokens)"),
-    ("column", "score column"),
-    ("n_rows", "rows"),
-    ("n_scored", "scored rows"),
-    ("n_unscored", "unscored rows"),
-]
-
 
 def scoring_table(scoring: Mapping[str, Any]) -> str:
     """The scoring provenance as a markdown table (known fields first, in a fixed order, then any others), and the
     library versions as a second one. Empty when there is no provenance."""
     if not scoring:
         return ""
-    known = dict(_SCORING_FIELDS)
-    rows = [(label, scoring[key]) for key, label in _SCORING_FIELDS if key in scoring]
+    known = dict(SCORING_FIELDS)
+    rows = [(label, scoring[key]) for key, label in SCORING_FIELDS if key in scoring and key != "versions"]
     rows += [(key, value) for key, value in scoring.items() if key not in known and key != "versions"]
     text = markdown_table(["setting", "value"], [(label, _code(value)) for label, value in rows])
     versions = scoring.get("versions") or {}
@@ -626,11 +590,7 @@ def write_checkpoint_card(
         base_model = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     scores_file = None
     if scored_dataset is not None:
-        column = score_column(scored_dataset)
-        keep = [c for c in scored_dataset.column_names if c == column or c.startswith(f"{column}_")]
-        scores = scored_dataset.select_columns(keep)
-        scores = scores.add_column("row", list(range(len(scores))))
-        write_parquet(scores.select_columns(["row", *keep]), output_dir / SCORES_FILE, read_provenance(scored_dataset))
+        write_scores_file(scored_dataset, output_dir, score_column(scored_dataset))
         scores_file = SCORES_FILE
     card = render_model_card(
         scored_dataset=scored_dataset,

@@ -32,8 +32,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .. import __version__
-from ..provenance import read_provenance, write_parquet
+from ..provenance import library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
 from .cards import merge_card, render_dataset_card
 
@@ -120,7 +119,7 @@ def publish_dataset(
 
     api = api or HfApi()
     message = commit_message or (
-        f"Publish resonance-scored configs {', '.join(all_configs)} (resofilter-hf {__version__})"
+        f"Publish resonance-scored configs {', '.join(all_configs)} (resofilter-hf {library_versions().get('resofilter-hf', 'dev')})"
     )
     try:
         _retry(

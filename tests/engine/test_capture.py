@@ -12,9 +12,9 @@ from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.engine.capture import GradientCapture
 from resofilter_hf.engine.deltas import per_sample_gradient
 from resofilter_hf.engine.oracle import literal_loop_scores
+from resofilter_hf.engine.rows import ROW_ID
 from resofilter_hf.engine.scorer import scoring_mode
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
-from resofilter_hf.trainer import ROW_ID
 
 
 def rel_err(got, ref):

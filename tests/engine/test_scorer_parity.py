@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.engine.oracle import literal_loop_scores
+from resofilter_hf.engine.rows import ROW_ID
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
-from resofilter_hf.trainer import ROW_ID
 
 
 N_ROWS = 10
