@@ -75,6 +75,17 @@ class ResonanceConfig(SFTConfig):
             toward zero), `resonance_below_eps` (share of entries with |g| < eps) and `resonance_grad_norm`
             (L2 norm of the sample's gradient over all targets).
 
+        > Alignment with a reference set
+
+        resonance_reference (`str` or `None`, *optional*, defaults to `None`):
+            A trusted reference set: a local parquet / JSON Lines file or `save_to_disk` folder, or a Hub dataset
+            id (its train split); `score(reference=...)` also takes a `datasets.Dataset`. Adds the column
+            `resonance_alignment`: the cosine between each sample's step (the configured transform; `"sgd"` with
+            `resonance_weight_decay=0` gives the raw gradient) and R, the mean over the reference rows of each
+            row's own step, over all target tensors (for LoRA: the A and B steps). Higher means more like the
+            reference. R is taken at the model state the scores are taken at; in flight, once, from the weights
+            `train()` starts from.
+
         > Output and execution
 
         resonance_column (`str`, *optional*, defaults to `"resonance"`):
@@ -146,6 +157,13 @@ class ResonanceConfig(SFTConfig):
     resonance_anatomy: bool = field(
         default=False,
         metadata={"help": "Also write resonance_toward_zero, resonance_below_eps and resonance_grad_norm columns."},
+    )
+    resonance_reference: str | None = field(
+        default=None,
+        metadata={
+            "help": "Trusted reference set (local parquet/JSON Lines file, save_to_disk folder or Hub id): adds "
+            "resonance_alignment, the cosine between each sample's step and the mean step of the reference rows."
+        },
     )
     resonance_column: str = field(default="resonance", metadata={"help": "Name of the score column."})
     resonance_batch_size: int = field(
@@ -226,5 +244,7 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
             f"`resonance_column` must be a non-empty name other than the companion columns "
             f"{sorted(COMPANION_COLUMNS)}, got {args.resonance_column!r}."
         )
+    if args.resonance_reference is not None and not str(args.resonance_reference).strip():
+        raise ValueError("`resonance_reference` must be a dataset path or Hub id, got an empty string.")
     if args.resonance_inflight_state == "live" and args.resonance_when != "inflight":
         raise ValueError("`resonance_inflight_state='live'` only applies with `resonance_when='inflight'`.")

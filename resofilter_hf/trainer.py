@@ -25,6 +25,7 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .config import ResonanceConfig, validate_resonance_options
+from .engine.alignment import attach_reference
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
@@ -49,6 +50,7 @@ from .provenance import (
     with_provenance,
     write_scores_file,
 )
+from .reference import reference_rows
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -240,13 +242,14 @@ class ResonanceTrainer(SFTTrainer):
             self, dataset, self.processing_class, args, getattr(self, "_formatting_func", None), "resonance"
         )
 
-    def score(self, dataset: Dataset | None = None) -> Dataset:
+    def score(self, dataset: Dataset | None = None, reference: Dataset | str | None = None) -> Dataset:
         """Score every row of `dataset` (default: the train dataset) on the current model state.
 
         Returns the rows in input order with their columns plus the score column (float64, NaN when there is no
-        score), `resonance_loss`, `resonance_tokens`, `resonance_status`, and with `resonance_anatomy`
-        `resonance_toward_zero`, `resonance_below_eps`, `resonance_grad_norm`. The model is left exactly as
-        it was. In a multi-process run each process scores a share and every process returns the full result.
+        score), `resonance_loss`, `resonance_tokens`, `resonance_status`, with `resonance_anatomy`
+        `resonance_toward_zero`, `resonance_below_eps`, `resonance_grad_norm`, and with a `reference` set
+        (default: `resonance_reference`) `resonance_alignment`. The model is left exactly as it was. In a
+        multi-process run each process scores a share and every process returns the full result.
         """
         args = self.args
         source = self._resonance_source if dataset is None else dataset
@@ -272,12 +275,15 @@ class ResonanceTrainer(SFTTrainer):
         rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
         ids = list(prepared[ROW_ID]) if len(prepared) else []
         scorer = self.scorer()
+        reference_info = self._attach_reference(scorer, reference, rows, ids)
         results = scorer.score(rows, ids) if rows else {}
 
         columns = {key: np.full(n, np.nan) for key in ("score", "loss")}
         columns["tokens"] = np.zeros(n, dtype=np.int64)
         if args.resonance_anatomy:
             columns.update({key: np.full(n, np.nan) for key in ("toward_zero", "below_eps", "grad_norm")})
+        if reference_info is not None:
+            columns["alignment"] = np.full(n, np.nan)
         for i, result in results.items():
             for key in columns:
                 columns[key][i] = result.get(key, np.nan)
@@ -297,7 +303,20 @@ class ResonanceTrainer(SFTTrainer):
         table["resonance_status"] = statuses
         scored = concatenate_datasets([clean, Dataset.from_dict(table)], axis=1)
         provenance = self.resonance_provenance(n, n - len(unscored))
+        if reference_info is not None:
+            provenance["reference"] = reference_info
         return with_provenance(scored, scoring=provenance)
+
+    def _attach_reference(self, scorer, reference, rows=None, ids=None) -> dict | None:
+        """Put the reference step R (of `reference`, else `resonance_reference`) into `scorer`; its provenance."""
+        reference = reference if reference is not None else self.args.resonance_reference
+        if reference is None:
+            return None
+        reference_rows_, info = reference_rows(self, reference)
+        if rows is not None and not rows:  # nothing to score: no step to take
+            return {**info, "n_used": 0}
+        step = attach_reference(scorer, reference_rows_, rows, ids)
+        return {**info, "n_used": step.n_rows, "fingerprint": step.fingerprint, "step": "mean of per-row steps"}
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 

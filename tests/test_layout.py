@@ -17,6 +17,8 @@ LAYERS = {  # first dotted part under resofilter_hf -> layer
     "trainer": 1,
     "selection": 1,
     "provenance": 1,
+    "reference": 1,
+    "confounds": 1,
     "hub": 2,
     "toy": 3,
     "evaluation": 3,

@@ -8,6 +8,7 @@ chunk, and every sum is accumulated in fp64: scores differ across samples only i
 """
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -91,9 +92,14 @@ class DeltaStats:
             self.sums[key] = self.sums[key] + value
 
     def add(
-        self, d: torch.Tensor, g: torch.Tensor | None = None, w: torch.Tensor | None = None, eps: float = 0.0
+        self,
+        d: torch.Tensor,
+        g: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
+        eps: float = 0.0,
+        reference: torch.Tensor | None = None,
     ) -> None:
-        """Fold in one chunk: `d`, `g` are [batch, rows, cols]; `w` is [rows, cols]."""
+        """Fold in one chunk: `d`, `g` are [batch, rows, cols]; `w` and `reference` (R's rows) are [rows, cols]."""
         flat = d.flatten(1)
         self.count += flat.shape[1]
         a = flat.abs()
@@ -107,6 +113,8 @@ class DeltaStats:
             self._acc("below_eps", (gf.abs() < eps).sum(1, dtype=torch.float64))
         if w is not None:
             self._acc("toward_zero", ((d * w) < 0).flatten(1).sum(1, dtype=torch.float64))
+        if reference is not None:
+            self._acc("dot", (flat * reference.to(flat.dtype).flatten()).sum(1, dtype=torch.float64))
 
     def metric(self, name: str) -> torch.Tensor:
         n = self.count
@@ -124,6 +132,13 @@ class DeltaStats:
 
 def rows_per_chunk(batch: int, cols: int, element_size: int, budget_mb: int, temporaries: int = 4) -> int:
     return max(1, (budget_mb * 2**20) // max(1, batch * cols * element_size * temporaries))
+
+
+def row_chunks(n_rows: int, batch: int, cols: int, dtype: torch.dtype, budget_mb: int) -> Iterator[slice]:
+    """Slices of output rows such that `batch` per-sample [rows, cols] blocks (and temporaries) fit the budget."""
+    step = rows_per_chunk(batch, cols, torch.finfo(dtype).bits // 8, budget_mb)
+    for r0 in range(0, n_rows, step):
+        yield slice(r0, min(r0 + step, n_rows))
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -147,10 +162,35 @@ def stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor,
     return x, dy
 
 
-def per_sample_gradient(record: TargetRecord, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
-    """G[i] = sum_t dy[i,t]^T x[i,t] for the output rows `rows`: [batch, rows, in]."""
+def gradient_chunks(record: TargetRecord, dtype: torch.dtype, budget_mb: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    """The per-sample gradients G[i] = sum_t dy[i,t]^T x[i,t] of `record`'s weight, a chunk of output rows at a
+    time: (rows, G[:, rows] of shape [batch, rows, in]). Every per-sample pass over a weight goes through here."""
     x, dy = stack_calls(record, dtype)
-    return torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+    for rows in row_chunks(dy.shape[2], x.shape[0], x.shape[2], dtype, budget_mb):
+        yield rows, torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+
+
+def per_sample_gradient(record: TargetRecord, dtype: torch.dtype) -> torch.Tensor:
+    """The whole per-sample gradient [batch, out, in] (small weights and tests only)."""
+    return torch.cat([g for _, g in gradient_chunks(record, dtype, 2**20)], dim=1)
+
+
+@dataclass(frozen=True)
+class ReferenceStep:
+    """The mean step R of a reference set, per target tensor, that alignment scores are cosines against.
+
+    `steps` maps target names to R (fp64, the weight's shape); `norm_sq` is ||R||^2 over all targets; `n_rows`
+    the reference rows R averages over; `fingerprint` identifies the rows and settings it was computed from.
+    """
+
+    steps: dict[str, torch.Tensor]
+    n_rows: int
+    fingerprint: str = ""
+    norm_sq: float = field(init=False)
+
+    def __post_init__(self):
+        total = sum(float((r.double() * r.double()).sum()) for r in self.steps.values())
+        object.__setattr__(self, "norm_sq", total)
 
 
 @dataclass
@@ -163,63 +203,74 @@ class ScoreSpec:
     lora_delta: str = "adapter"  # "adapter" | "effective"
     chunk_mb: int = 256
     states: dict[str, AdamState] | None = None  # target name -> moments (adamw_state)
+    reference: ReferenceStep | None = None  # mean step of a reference set -> an "alignment" score
+
+
+def step_chunks(
+    record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(rows, g, w, d) a chunk of output rows at a time: per-sample gradients, the weight's rows, and the step
+    `spec.transform` makes from them ([batch, rows, in], [rows, in], [batch, rows, in])."""
+    w_full = record.target.weight.detach()
+    state = spec.states.get(record.target.name) if spec.states else None
+    for rows, g in gradient_chunks(record, dtype, spec.chunk_mb):
+        w = w_full[rows].to(dtype)
+        yield rows, g, w, spec.transform.delta(g, w, state, rows)
 
 
 def _target_stats(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype, batch: int) -> DeltaStats:
-    target = record.target
-    w_full = target.weight.detach()
-    out_features, in_features = w_full.shape
-    x, dy = stack_calls(record, dtype)
-    stats = DeltaStats(batch, w_full.device)
-    step = rows_per_chunk(batch, in_features, torch.finfo(dtype).bits // 8, spec.chunk_mb)
-    state = spec.states.get(target.name) if spec.states else None
-    for r0 in range(0, out_features, step):
-        rows = slice(r0, min(r0 + step, out_features))
-        g = torch.bmm(dy[:, :, rows].transpose(1, 2), x)
-        w = w_full[rows].to(dtype)
-        d = spec.transform.delta(g, w, state, rows)
-        stats.add(d, g if spec.anatomy else None, w if spec.anatomy else None, spec.transform.eps)
+    stats = DeltaStats(batch, record.target.weight.device)
+    reference = spec.reference.steps[record.target.name] if spec.reference is not None else None
+    for rows, g, w, d in step_chunks(record, spec, dtype):
+        r = reference[rows] if reference is not None else None
+        stats.add(d, g if spec.anatomy else None, w if spec.anatomy else None, spec.transform.eps, r)
     return stats
+
+
+def _whole_step(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype) -> torch.Tensor:
+    return torch.cat([d for _, _, _, d in step_chunks(record, spec, dtype)], dim=1)
 
 
 def _effective_lora_stats(a_rec: TargetRecord, b_rec: TargetRecord, spec: ScoreSpec, dtype, batch) -> DeltaStats:
     """Metric over s*(dB A + B dA + dB dA) = s*(dB (A + dA) + B dA), chunked over output rows."""
     a = a_rec.target.weight.detach().to(dtype)
     b = b_rec.target.weight.detach().to(dtype)
-    states = spec.states or {}
-    d_a = spec.transform.delta(per_sample_gradient(a_rec, dtype), a, states.get(a_rec.target.name))
-    d_b = spec.transform.delta(per_sample_gradient(b_rec, dtype), b, states.get(b_rec.target.name))
+    d_a, d_b = _whole_step(a_rec, spec, dtype), _whole_step(b_rec, spec, dtype)  # LoRA factors are small
     a_new = a.unsqueeze(0) + d_a
     s = b_rec.target.scaling
     stats = DeltaStats(batch, a.device)
-    step = rows_per_chunk(batch, a.shape[1], torch.finfo(dtype).bits // 8, spec.chunk_mb)
-    for r0 in range(0, b.shape[0], step):
-        rows = slice(r0, min(r0 + step, b.shape[0]))
+    for rows in row_chunks(b.shape[0], batch, a.shape[1], dtype, spec.chunk_mb):
         d_w = torch.bmm(d_b[:, rows], a_new).add_(torch.matmul(b[rows], d_a)).mul_(s)
         stats.add(d_w)
     return stats
 
 
+def _alignment(stats: list[DeltaStats], reference: ReferenceStep) -> torch.Tensor:
+    """cos(d_i, R) over all target tensors: fp64 sums of <d_i, R> and ||d_i||^2 from the same chunks."""
+    dot = sum(s.sums["dot"] for s in stats)
+    norm = (sum(s.sums["sq"] for s in stats) * reference.norm_sq).sqrt()
+    return torch.where(norm > 0, dot / norm.clamp_min(torch.finfo(torch.float64).tiny), torch.nan)
+
+
 def score_records(records: list[TargetRecord], spec: ScoreSpec, batch: int) -> dict[str, torch.Tensor]:
-    """Per-sample score (and anatomy) from one batch's records: {"score": [B] fp64, ...}."""
+    """Per-sample score (and anatomy, alignment) from one batch's records: {"score": [B] fp64, ...}."""
     dtype = compute_dtype(records[0].target.weight.dtype)
-    metric_stats: list[DeltaStats] = []
-    anatomy_stats: list[DeltaStats] = []
-    if spec.lora_delta == "effective" and records[0].target.role != "weight":
+    effective = spec.lora_delta == "effective" and records[0].target.role != "weight"
+    per_target = spec.anatomy or spec.reference is not None or not effective
+    target_stats = [_target_stats(r, spec, dtype, batch) for r in records] if per_target else []
+    if effective:
         by_group: dict[str, dict[str, TargetRecord]] = {}
         for record in records:
             by_group.setdefault(record.target.group, {})[record.target.role] = record
-        for pair in by_group.values():
-            metric_stats.append(_effective_lora_stats(pair["lora_A"], pair["lora_B"], spec, dtype, batch))
-        if spec.anatomy:
-            anatomy_stats = [_target_stats(r, spec, dtype, batch) for r in records]
+        metric_stats = [_effective_lora_stats(p["lora_A"], p["lora_B"], spec, dtype, batch) for p in by_group.values()]
     else:
-        metric_stats = [_target_stats(r, spec, dtype, batch) for r in records]
-        anatomy_stats = metric_stats if spec.anatomy else []
+        metric_stats = target_stats
     out = {"score": torch.stack([s.metric(spec.metric) for s in metric_stats]).mean(0)}
     if spec.anatomy:
-        total = sum(s.count for s in anatomy_stats)
-        out["toward_zero"] = sum(s.sums["toward_zero"] for s in anatomy_stats) / total
-        out["below_eps"] = sum(s.sums["below_eps"] for s in anatomy_stats) / total
-        out["grad_norm"] = sum(s.sums["g_sq"] for s in anatomy_stats).sqrt()
+        total = sum(s.count for s in target_stats)
+        out["toward_zero"] = sum(s.sums["toward_zero"] for s in target_stats) / total
+        out["below_eps"] = sum(s.sums["below_eps"] for s in target_stats) / total
+        out["grad_norm"] = sum(s.sums["g_sq"] for s in target_stats).sqrt()
+    if spec.reference is not None:
+        out["alignment"] = _alignment(target_stats, spec.reference)
     return out

@@ -21,6 +21,7 @@ COMPANION_COLUMNS = frozenset(
         "resonance_toward_zero",
         "resonance_below_eps",
         "resonance_grad_norm",
+        "resonance_alignment",
     }
 )
 

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import GradientCapture
-from .deltas import AdamState, ScoreSpec, compute_dtype, rows_per_chunk, score_records, stack_calls
+from .deltas import AdamState, ScoreSpec, compute_dtype, gradient_chunks, score_records
 from .head import LMHead
 from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .targets import Target, unwrap_model
@@ -165,12 +165,7 @@ class ResonanceScorer:
             chunk = mine[start : start + self.batch_size]
             _, counts = self._forward_backward(chunk, capture)
             for record in capture.records:
-                x, dy = stack_calls(record, dtype)
-                out_features, in_features = record.target.weight.shape
-                step = rows_per_chunk(len(chunk), in_features, torch.finfo(dtype).bits // 8, self.spec.chunk_mb)
-                for r0 in range(0, out_features, step):  # per-sample G, a chunk of output rows at a time
-                    rows_ = slice(r0, min(r0 + step, out_features))
-                    g = torch.bmm(dy[:, :, rows_].transpose(1, 2), x)
+                for rows_, g in gradient_chunks(record, dtype, self.spec.chunk_mb):
                     sums[record.target.name][rows_] += (g * g).sum(0)
             count += int((counts > 0).sum())
             capture.clear()
@@ -178,6 +173,13 @@ class ResonanceScorer:
             for tensor in [*sums.values(), count]:
                 torch.distributed.all_reduce(tensor)
         return {name: AdamState(exp_avg_sq=s / count.clamp(min=1)) for name, s in sums.items()}
+
+    def settle_states(self, rows: list[dict], ids: list[int], capture: GradientCapture) -> None:
+        """For `adamw_state` without moments: estimate them from the first `state_samples` rows (by id), once."""
+        if self.spec.transform.optimizer == "adamw_state" and self.spec.states is None:
+            ordered = [r for _, r in sorted(zip(ids, rows), key=lambda item: item[0])]
+            states = self.estimate_second_moment(ordered[: self.state_samples], capture)
+            self.spec = dataclasses.replace(self.spec, states=states)
 
     # ---- a whole set of rows ---------------------------------------------------------------------------------
 
@@ -187,6 +189,8 @@ class ResonanceScorer:
         h.update(
             json.dumps([spec.transform.__dict__, spec.metric, spec.anatomy, spec.lora_delta], default=str).encode()
         )
+        if spec.reference is not None:  # alignment scores depend on the reference step too
+            h.update(spec.reference.fingerprint.encode())
         h.update(json.dumps([t.name for t in self.targets]).encode())
         h.update(model_checksum(self.model).encode())
         for i, row in zip(ids, rows):
@@ -237,10 +241,8 @@ class ResonanceScorer:
             )
             stack.enter_context(scoring_mode(self.model, self.targets))
             capture = stack.enter_context(GradientCapture(self.targets))
-            if todo and self.spec.transform.optimizer == "adamw_state" and self.spec.states is None:
-                ordered = [r for _, r in sorted(zip(ids, rows), key=lambda item: item[0])]
-                states = self.estimate_second_moment(ordered[: self.state_samples], capture)
-                self.spec = dataclasses.replace(self.spec, states=states)
+            if todo:
+                self.settle_states(rows, ids, capture)
             for start in range(0, len(mine), self.batch_size):
                 chunk = mine[start : start + self.batch_size]
                 for (i, _), result in zip(chunk, self.score_batch([r for _, r in chunk], capture)):

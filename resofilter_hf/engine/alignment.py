@@ -1,0 +1,75 @@
+"""Gradient alignment: the cosine between a sample's step and the mean step R of a trusted reference set.
+
+LESS (Xia et al., 2024) scores a training sample by the cosine between its Adam-preconditioned gradient and the
+mean gradient of a small target set, after projecting both to 8,192 random dimensions. Here nothing is projected:
+R has the shape of the target weights, and each sample's cosine is summed chunk by chunk in the same pass that
+forms its step (`deltas.score_records`), with the dot product and the squared norm in fp64.
+
+R is the mean over reference rows of each row's own step under the configured transform (raw gradient through
+`sgd` without weight decay, `sgd`, fresh `adamw`, settled `adamw_state`), not the transform of the mean gradient:
+as in LESS, which averages per-sample gradients of the target set, each reference row weighs the same whatever
+its length, and a reference row scored against R is measured in the same space as every other sample.
+"""
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import torch
+
+from .capture import GradientCapture
+from .deltas import ReferenceStep, compute_dtype, step_chunks
+from .scorer import ResonanceScorer, scoring_mode
+
+
+def _fingerprint(scorer: ResonanceScorer, rows: list[dict]) -> str:
+    h = hashlib.sha256(json.dumps(scorer.spec.transform.__dict__, default=str).encode())
+    for row in rows:
+        h.update(np.asarray([-1, *row["input_ids"], -2, *row["labels"]], dtype=np.int64).tobytes())
+    return h.hexdigest()[:20]
+
+
+def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientCapture) -> ReferenceStep:
+    """R = the mean step of `rows` (tokenized {"input_ids", "labels"}) at the scorer's model state, per target.
+
+    Runs inside `scoring_mode` with `capture` installed. Rows without loss tokens are left out (their step would
+    be the weight-decay term alone). In a multi-process run each process takes a share and the sums are reduced.
+    """
+    spec = scorer.spec
+    dtype = compute_dtype(scorer.targets[0].weight.dtype)
+    sums = {t.name: torch.zeros(t.weight.shape, dtype=torch.float64, device=scorer.device) for t in scorer.targets}
+    count = torch.zeros((), dtype=torch.float64, device=scorer.device)
+    mine = rows[scorer.process_index :: scorer.num_processes]
+    for start in range(0, len(mine), scorer.batch_size):
+        _, counts = scorer._forward_backward(mine[start : start + scorer.batch_size], capture)
+        has_tokens = (counts > 0).to(scorer.device)
+        for record in capture.records:
+            total = sums[record.target.name]
+            for out_rows, _, _, d in step_chunks(record, spec, dtype):
+                total[out_rows] += d[has_tokens].sum(0, dtype=torch.float64)
+        count += has_tokens.sum()
+        capture.clear()
+    if scorer.num_processes > 1 and torch.distributed.is_initialized():
+        for tensor in [*sums.values(), count]:
+            torch.distributed.all_reduce(tensor)
+    n = int(count)
+    if n == 0:
+        raise ValueError(f"`resonance_reference`: none of its {len(rows)} rows has a loss token to take a step on.")
+    return ReferenceStep({name: s / n for name, s in sums.items()}, n_rows=n, fingerprint=_fingerprint(scorer, rows))
+
+
+def attach_reference(
+    scorer: ResonanceScorer, reference_rows: list[dict], rows: list[dict] | None = None, ids: list[int] | None = None
+) -> ReferenceStep:
+    """Compute R on `reference_rows` and put it in `scorer.spec`, so `scorer.score` adds an "alignment" result.
+
+    With `adamw_state` the settled moments are estimated first, from the scored `rows` exactly as `score` would
+    (so R and every sample's step share one preconditioner); pass the rows and ids that will be scored.
+    """
+    with scoring_mode(scorer.model, scorer.targets), GradientCapture(scorer.targets) as capture:
+        if rows:
+            scorer.settle_states(rows, ids if ids is not None else list(range(len(rows))), capture)
+        reference = reference_step(scorer, reference_rows, capture)
+    scorer.spec = dataclasses.replace(scorer.spec, reference=reference)
+    return reference
