@@ -7,6 +7,7 @@ offline sources are built in: `model_name_or_path: toy:llama` (the tiny model fa
 folder, or a Hub id loaded as usual.
 """
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,18 @@ def resolve_model(name: str | None, output_dir: str) -> str:
     return str(folder)
 
 
+def resolve_reference(data_args: DataArguments, training_args: ResonanceConfig) -> None:
+    """A built-in `resonance_reference` source (`toy:math?...`, `gsm8k`) is written to
+    <output_dir>/resonance_reference.parquet and the field pointed at it; paths and Hub ids stay as they are."""
+    name = training_args.resonance_reference
+    if not name or not (name.startswith("toy:") or name == "gsm8k"):
+        return
+    source = dataclasses.replace(data_args, dataset_name=name, max_rows=None)
+    path = Path(training_args.output_dir) / "resonance_reference.parquet"
+    write_parquet(load_rows(source), path)  # every process writes the same rows, atomically
+    training_args.resonance_reference = str(path)
+
+
 def make_trainer(
     data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig, train_dataset: Dataset
 ) -> ResonanceTrainer:
@@ -122,6 +135,7 @@ def make_trainer(
         dtype=model_args.dtype,
     )
     training_args.model_init_kwargs = {**model_init, **(training_args.model_init_kwargs or {})}
+    resolve_reference(data_args, training_args)
     return ResonanceTrainer(
         model=resolve_model(model_args.model_name_or_path, training_args.output_dir),
         args=training_args,

@@ -4,11 +4,13 @@ A reference set is a small dataset of trusted samples (same formats as a train s
 trainer's own preparation, so the reference step R is taken on the tokens the trainer would train on.
 """
 
+import dataclasses
 import os
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
+from .engine.alignment import attach_reference
 from .engine.rows import ROW_ID, STATUS_OK, check_rows
 from .provenance import load_scored
 
@@ -57,3 +59,29 @@ def reference_rows(trainer, reference: Dataset | str | os.PathLike) -> tuple[lis
         )
     info = {"source": source or f"datasets.Dataset {dataset._fingerprint}", "n_rows": len(dataset)}
     return rows, info
+
+
+def attach_reference_set(trainer, scorer, reference=None, rows=None, ids=None) -> dict | None:
+    """Put the reference step R of `reference` (default: `resonance_reference`) into `scorer` before it scores
+    `rows`; returns what the provenance records about it, or None without a reference set."""
+    reference = reference if reference is not None else trainer.args.resonance_reference
+    if reference is None:
+        return None
+    ref_rows, info = reference_rows(trainer, reference)
+    if rows is not None and not rows:  # nothing to score: no step to take
+        return {**info, "n_used": 0}
+    step = attach_reference(scorer, ref_rows, rows, ids)
+    return {**info, "n_used": step.n_rows, "fingerprint": step.fingerprint, "step": "mean of per-row steps"}
+
+
+def inflight_reference(trainer, recorder) -> dict | None:
+    """In flight: R once, from the weights `train()` starts from (before any step, also when resuming), under the
+    configured transform (`resonance_optimizer`, also with `resonance_inflight_state="live"`); into `recorder`."""
+    scorer = trainer.scorer()
+    transform = dataclasses.replace(scorer.spec.transform, optimizer=trainer.args.resonance_optimizer)
+    scorer.spec = dataclasses.replace(scorer.spec, transform=transform)
+    info = attach_reference_set(trainer, scorer)
+    if info is not None:
+        recorder.spec = dataclasses.replace(recorder.spec, reference=scorer.spec.reference)
+        info["state"] = "weights train() started from"
+    return info

@@ -25,7 +25,6 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .config import ResonanceConfig, validate_resonance_options
-from .engine.alignment import attach_reference
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
@@ -50,7 +49,7 @@ from .provenance import (
     with_provenance,
     write_scores_file,
 )
-from .reference import reference_rows
+from .reference import attach_reference_set, inflight_reference
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -112,6 +111,7 @@ class ResonanceTrainer(SFTTrainer):
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
+        self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
         inflight = args.resonance_when == "inflight"
         if inflight:
             _check_inflight_args(args, train_dataset)
@@ -275,7 +275,7 @@ class ResonanceTrainer(SFTTrainer):
         rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
         ids = list(prepared[ROW_ID]) if len(prepared) else []
         scorer = self.scorer()
-        reference_info = self._attach_reference(scorer, reference, rows, ids)
+        reference_info = attach_reference_set(self, scorer, reference, rows, ids)
         results = scorer.score(rows, ids) if rows else {}
 
         columns = {key: np.full(n, np.nan) for key in ("score", "loss")}
@@ -306,17 +306,6 @@ class ResonanceTrainer(SFTTrainer):
         if reference_info is not None:
             provenance["reference"] = reference_info
         return with_provenance(scored, scoring=provenance)
-
-    def _attach_reference(self, scorer, reference, rows=None, ids=None) -> dict | None:
-        """Put the reference step R (of `reference`, else `resonance_reference`) into `scorer`; its provenance."""
-        reference = reference if reference is not None else self.args.resonance_reference
-        if reference is None:
-            return None
-        reference_rows_, info = reference_rows(self, reference)
-        if rows is not None and not rows:  # nothing to score: no step to take
-            return {**info, "n_used": 0}
-        step = attach_reference(scorer, reference_rows_, rows, ids)
-        return {**info, "n_used": step.n_rows, "fingerprint": step.fingerprint, "step": "mean of per-row steps"}
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 
@@ -382,6 +371,7 @@ class ResonanceTrainer(SFTTrainer):
             self.scored_dataset = self.score()
         recorder = self._resonance_recorder
         if recorder is not None:
+            self._resonance_reference_info = inflight_reference(self, recorder)  # R from the starting weights
             recorder.attach(self.model)
         try:
             output = super().train(
@@ -420,11 +410,14 @@ class ResonanceTrainer(SFTTrainer):
         recorder = self._resonance_recorder
         n = len(self._resonance_source)
         columns = {}
+        reference_info = self._resonance_reference_info
         for epoch in sorted(recorder.epochs):
-            values = np.full(n, np.nan)
-            for row_id, (score, _) in recorder.epochs[epoch].items():
-                values[row_id] = score
+            values, alignment = np.full(n, np.nan), np.full(n, np.nan)
+            for row_id, (score, _, aligned) in recorder.epochs[epoch].items():
+                values[row_id], alignment[row_id] = score, aligned
             columns[f"{self.args.resonance_column}_epoch{epoch}"] = values
+            if reference_info is not None:
+                columns[f"{self.args.resonance_column}_alignment_epoch{epoch}"] = alignment
         source = self._resonance_source
         clean = source.remove_columns([c for c in source.column_names if c in columns])
         scored = concatenate_datasets([clean, Dataset.from_dict(columns)], axis=1) if columns else clean
@@ -433,6 +426,8 @@ class ResonanceTrainer(SFTTrainer):
             ever_scored |= np.isfinite(values)
         provenance = self.resonance_provenance(n, int(ever_scored.sum()))
         provenance.update(when="inflight", inflight_state=self.args.resonance_inflight_state)
+        if reference_info is not None:
+            provenance["reference"] = reference_info
         return with_provenance(scored, scoring=provenance)
 
     def save_scores(self, folder: str | os.PathLike) -> Path:

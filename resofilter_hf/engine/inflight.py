@@ -68,11 +68,14 @@ def _per_sample(tensor: torch.Tensor, spans: list[tuple[int, int, int]]) -> torc
 
 @dataclass
 class InflightRecorder:
-    """Per-epoch in-flight scores: {epoch: {row id: (score, global step)}}, first occurrence kept."""
+    """Per-epoch in-flight scores: {epoch: {row id: (score, global step, alignment)}}, first occurrence kept.
+
+    The alignment is NaN unless `spec.reference` holds a reference step.
+    """
 
     targets: list[Target]
     spec: ScoreSpec
-    epochs: dict[int, dict[int, tuple[float, int]]] = field(default_factory=dict)
+    epochs: dict[int, dict[int, tuple[float, int, float]]] = field(default_factory=dict)
     _capture: GradientCapture | None = None
     _handle: torch.utils.hooks.RemovableHandle | None = None
     _logprob_grads: list[torch.Tensor | None] = field(default_factory=list)
@@ -149,11 +152,14 @@ class InflightRecorder:
                 )
             )
         spec = self.spec if states is None else dataclasses.replace(self.spec, states=states)
-        scores = score_records(per_sample, spec, len(spans))["score"]
+        out = score_records(per_sample, spec, len(spans))
+        scores, alignment = out["score"].tolist(), out.get("alignment")
+        alignment = alignment.tolist() if alignment is not None else [float("nan")] * len(scores)
         seen = self.epochs.setdefault(epoch, {})
         for k, row_id in enumerate(ids.tolist()):
             if row_id not in seen:
-                seen[row_id] = (float(scores[k]) if bool(valid[k]) else float("nan"), step)
+                ok = bool(valid[k])
+                seen[row_id] = (scores[k] if ok else float("nan"), step, alignment[k] if ok else float("nan"))
         self.discard()
 
     # ---- checkpoints and processes ---------------------------------------------------------------------------
@@ -162,18 +168,21 @@ class InflightRecorder:
         return {str(e): {str(i): list(v) for i, v in rows.items()} for e, rows in self.epochs.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epochs = {
-            int(e): {int(i): (float(v[0]), int(v[1])) for i, v in rows.items()} for e, rows in state.items()
+        self.epochs = {  # states saved before alignment scores existed have (score, step) pairs
+            int(e): {
+                int(i): (float(v[0]), int(v[1]), float(v[2]) if len(v) > 2 else float("nan")) for i, v in rows.items()
+            }
+            for e, rows in state.items()
         }
 
-    def merge(self, others: list[dict[int, dict[int, tuple[float, int]]]]) -> None:
+    def merge(self, others: list[dict[int, dict[int, tuple[float, int, float]]]]) -> None:
         """Fold in other processes' scores; a row seen twice in an epoch keeps the earliest step."""
         for other in others:
             for epoch, rows in other.items():
                 mine = self.epochs.setdefault(epoch, {})
-                for row_id, (score, step) in rows.items():
-                    if row_id not in mine or step < mine[row_id][1]:
-                        mine[row_id] = (score, step)
+                for row_id, value in rows.items():
+                    if row_id not in mine or value[1] < mine[row_id][1]:
+                        mine[row_id] = value
 
 
 def live_adam_states(optimizer, targets: list[Target]) -> dict[str, AdamState]:

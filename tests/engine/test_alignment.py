@@ -2,16 +2,24 @@
 one stepped by a real torch optimizer (or left raw), flattened over all targets, cosine with the mean step of the
 reference rows. float64, to 1e-9 relative, for full weights and LoRA adapters, for every transform."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
+from resofilter_hf.engine.alignment import attach_reference
 from resofilter_hf.engine.rows import ROW_ID
 from resofilter_hf.engine.scorer import scoring_mode
+from resofilter_hf.provenance import load_scored
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
@@ -42,8 +50,7 @@ def make_trainer(tmp_path, dataset, kind, **resonance):
         use_cpu=True,
         disable_tqdm=True,
         resonance_resume=False,
-        resonance_chunk_mb=1,  # several row chunks per target
-        **resonance,
+        **{"resonance_chunk_mb": 1, **resonance},  # several row chunks per target
     )
     peft_config = LoraConfig(**LORA) if kind == "lora" else None
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -119,3 +126,64 @@ def test_alignment_equals_a_batch_size_one_autograd_loop(tmp_path, data, kind, n
         assert rel <= 1e-9, (batch_size, got, expected)
     info = read_provenance(out)["scoring"]["reference"]
     assert info["n_rows"] == info["n_used"] == len(reference)
+
+
+def test_inflight_alignment_uses_the_reference_step_of_the_starting_weights(tmp_path, data):
+    """R in flight is taken once, from the weights train() starts from; the first step's batch (every row, at the
+    starting weights) then aligns as score() does there.
+
+    In-flight gradients come through TRL's fused LM head, which rounds dL/dy to float32 even for a float64 model;
+    summed over tokens, the raw per-sample gradients then agree with score()'s to ~5e-4 relative (fresh AdamW
+    saturates it away from the paper's score, not from a cosine): hence 2e-3 here. The second step sees new
+    weights, and still the starting R.
+    """
+    scored, reference = data
+    path = tmp_path / "reference.jsonl"
+    reference.to_json(str(path))
+    trainer = make_trainer(
+        tmp_path, scored, "weights", resonance_reference=str(path), resonance_when="inflight",
+        per_device_train_batch_size=len(scored), max_steps=2, learning_rate=1e-2, save_strategy="no",
+        **TRANSFORMS["grad"],
+    )  # fmt: skip
+    before = np.array(trainer.score()["resonance_alignment"])  # the config's reference, at the starting weights
+    fresh = make_trainer(tmp_path / "fresh", scored, "weights", **TRANSFORMS["grad"])
+    scorer = fresh.scorer()
+    expected = attach_reference(scorer, rows_of(fresh, reference)).steps
+    trainer.train()
+    got = trainer._resonance_recorder.spec.reference.steps
+    for name, step in expected.items():
+        torch.testing.assert_close(got[name], step, rtol=1e-12, atol=0)
+    out = trainer.scored_dataset
+    np.testing.assert_allclose(out["resonance_alignment_epoch0"], before, rtol=2e-3)
+    assert np.isfinite(out["resonance_alignment_epoch1"]).all()
+    assert np.max(np.abs(np.array(out["resonance_alignment_epoch1"]) - before)) > 1e-2, "the second step moved"
+    info = read_provenance(out)["scoring"]["reference"]
+    assert info["source"] == str(path) and info["n_used"] == len(reference)
+
+
+def test_reference_without_usable_rows_is_an_error(tmp_path, data):
+    scored, reference = data
+    trainer = make_trainer(tmp_path, scored, "weights")
+    empty = reference.map(lambda row: {"completion": " "})
+    with pytest.raises(ValueError, match="`resonance_reference` has no row to take a step on: all 4 rows"):
+        trainer.score(scored, reference=empty)
+    with pytest.raises(ValueError, match=r"`resonance_reference` row 1: `prompt` and .* `completion` is None"):
+        trainer.score(scored, reference=Dataset.from_dict({"prompt": ["a", "b"], "completion": ["c", None]}))
+    with pytest.raises(TypeError, match="`resonance_reference` must be a datasets.Dataset or a path, got list"):
+        trainer.score(scored, reference=[{"prompt": "a", "completion": "b"}])
+
+
+def test_toy_alignment_recipe_through_the_cli(tmp_path):
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "toy" / "score_alignment.yaml"
+    out = tmp_path / "scored.parquet"
+    command = [sys.executable, "-m", "resofilter_hf.cli", "score", "--config", str(recipe), "--disable_tqdm", "true",
+               "--dataset_name", "toy:math?n=12&seed=0&flaw_rate=0.5", "--output_dir", str(tmp_path),
+               "--scores_path", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = load_scored(out)
+    alignment = np.array(table["resonance_alignment"])
+    assert len(table) == 12 and np.isfinite(alignment).all() and (np.abs(alignment) <= 1).all()
+    info = read_provenance(table)["scoring"]["reference"]
+    assert info["n_rows"] == info["n_used"] == 32
+    assert info["source"] == str(tmp_path / "resonance_reference.parquet")
