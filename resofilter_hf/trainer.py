@@ -25,6 +25,7 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .config import ResonanceConfig, validate_resonance_options
+from .confounds import scored_confounds
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
@@ -305,6 +306,7 @@ class ResonanceTrainer(SFTTrainer):
         provenance = self.resonance_provenance(n, n - len(unscored))
         if reference_info is not None:
             provenance["reference"] = reference_info
+        provenance["confounds"] = scored_confounds(table, args.resonance_column)
         return with_provenance(scored, scoring=provenance)
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------

@@ -1,0 +1,51 @@
+"""The confound report: how closely each score column follows completion length and loss.
+
+A score that mostly ranks rows by length (the paper's score tends to fall as completions grow longer) or by loss
+selects by those, whatever it was meant to measure. `score()` stores each score column's Spearman correlation with
+the row's loss-token count and with its loss in the provenance, so cards and reports can show it next to the score.
+"""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of the positions they span (the ranks Spearman's rho uses)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts  # 0-based position of each distinct value's first row, in sorted order
+    return (first + (counts + 1) / 2)[inverse]
+
+
+def spearman(a, b) -> float | None:
+    """Spearman's rho over the rows where both are finite; None with fewer than 3 such rows or a constant side."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < 3:
+        return None
+    ra, rb = average_ranks(a[both]), average_ranks(b[both])
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denominator) if denominator > 0 else None
+
+
+def confound_report(scores: Mapping[str, np.ndarray], length: np.ndarray, loss: np.ndarray | None) -> dict:
+    """{score column: {"length": rho, "loss": rho, "n": rows with a score}} (rho None where undefined)."""
+    report = {}
+    for name, values in scores.items():
+        values = np.asarray(values, dtype=np.float64)
+        entry = {"length": spearman(values, length), "loss": spearman(values, loss) if loss is not None else None}
+        report[name] = {**entry, "n": int(np.isfinite(values).sum())}
+    return report
+
+
+EXTRA_SCORES = ("resonance_alignment", "resonance_toward_zero", "resonance_below_eps", "resonance_grad_norm")
+
+
+def scored_confounds(columns: Mapping[str, np.ndarray], column: str) -> dict:
+    """The report for `score()`'s result columns: the score column and whichever extra score columns are there,
+    against `resonance_tokens` (the loss tokens each score was computed on) and `resonance_loss`."""
+    names = [column, *(name for name in EXTRA_SCORES if name in columns)]
+    return confound_report(
+        {name: columns[name] for name in names}, columns["resonance_tokens"], columns["resonance_loss"]
+    )
