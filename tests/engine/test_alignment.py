@@ -41,21 +41,19 @@ def data():
     return scored, reference
 
 
-def make_trainer(tmp_path, dataset, kind, **resonance):
+QUIET = dict(report_to="none", use_cpu=True, disable_tqdm=True, resonance_resume=False)
+
+
+def make_trainer(tmp_path, dataset, kind, **options):
+    """A float64 tiny-Llama trainer scoring full weights or (kind "lora") a LoRA adapter with B != 0."""
     model_dir = cached_tiny_model(arch="llama")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
-    args = ResonanceConfig(
-        output_dir=str(tmp_path),
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        resonance_resume=False,
-        **{"resonance_chunk_mb": 1, **resonance},  # several row chunks per target
-    )
-    peft_config = LoraConfig(**LORA) if kind == "lora" else None
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    options = {**QUIET, "resonance_chunk_mb": 1, **options}  # 1 MiB: several row chunks per target
     return ResonanceTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64),
+        args=ResonanceConfig(output_dir=str(tmp_path), **options),
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=LoraConfig(**LORA) if kind == "lora" else None,
     )
 
 
@@ -126,6 +124,16 @@ def test_alignment_equals_a_batch_size_one_autograd_loop(tmp_path, data, kind, n
         assert rel <= 1e-9, (batch_size, got, expected)
     info = read_provenance(out)["scoring"]["reference"]
     assert info["n_rows"] == info["n_used"] == len(reference)
+
+
+def test_lora_alignment_is_over_the_adapter_steps_whatever_the_lora_delta(tmp_path, data):
+    scored, reference = data
+    got = {}
+    for delta in ("adapter", "effective"):
+        trainer = make_trainer(tmp_path / delta, scored, "lora", resonance_lora_delta=delta)
+        got[delta] = trainer.score(scored, reference=reference)
+    np.testing.assert_array_equal(got["adapter"]["resonance_alignment"], got["effective"]["resonance_alignment"])
+    assert not np.allclose(got["adapter"]["resonance"], got["effective"]["resonance"], rtol=1e-3)
 
 
 def test_inflight_alignment_uses_the_reference_step_of_the_starting_weights(tmp_path, data):
