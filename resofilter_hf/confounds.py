@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .engine.rows import ROW_ID
+
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, ties sharing the mean of the positions they span (the ranks Spearman's rho uses)."""
@@ -49,3 +51,14 @@ def scored_confounds(columns: Mapping[str, np.ndarray], column: str) -> dict:
     return confound_report(
         {name: columns[name] for name in names}, columns["resonance_tokens"], columns["resonance_loss"]
     )
+
+
+def loss_token_counts(trainer, dataset) -> np.ndarray:
+    """Each row's loss-token count after the trainer's own preparation (NaN for rows it drops): the length a
+    score is computed on, for datasets that carry no `resonance_tokens` column (in-flight scores)."""
+    n = len(dataset)
+    prepared = trainer.prepare_scoring_dataset(dataset.add_column(ROW_ID, list(range(n))))
+    counts = np.full(n, np.nan)
+    for row_id, labels in zip(prepared[ROW_ID], prepared["labels"]):
+        counts[row_id] = sum(label != -100 for label in labels[1:])
+    return counts

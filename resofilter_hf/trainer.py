@@ -25,7 +25,7 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .config import ResonanceConfig, validate_resonance_options
-from .confounds import scored_confounds
+from .confounds import confound_report, loss_token_counts, scored_confounds
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
@@ -113,6 +113,7 @@ class ResonanceTrainer(SFTTrainer):
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
         self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
+        self._resonance_lengths = None  # in flight: loss tokens per train row, for the confound report
         inflight = args.resonance_when == "inflight"
         if inflight:
             _check_inflight_args(args, train_dataset)
@@ -430,6 +431,9 @@ class ResonanceTrainer(SFTTrainer):
         provenance.update(when="inflight", inflight_state=self.args.resonance_inflight_state)
         if reference_info is not None:
             provenance["reference"] = reference_info
+        if self._resonance_lengths is None:  # in-flight scores carry no loss: the report has length only
+            self._resonance_lengths = loss_token_counts(self, source)
+        provenance["confounds"] = confound_report(columns, self._resonance_lengths, None)
         return with_provenance(scored, scoring=provenance)
 
     def save_scores(self, folder: str | os.PathLike) -> Path:

@@ -48,18 +48,21 @@ def test_spearman_equals_brute_force_with_ties_and_nans():
         assert spearman(a, b) == pytest.approx(brute_spearman(a.tolist(), b.tolist()), rel=1e-12, abs=1e-15)
 
 
-def test_score_stores_the_confound_report_of_every_score_column(tmp_path):
+def toy_trainer(tmp_path, dataset, **options):
     model_dir = cached_tiny_model(arch="llama")
-    dataset = make_math_problems(16, seed=5, flaw_rate=0.5)
-    dataset = dataset.map(lambda row, i: {"completion": "" if i == 3 else row["completion"]}, with_indices=True)
     args = ResonanceConfig(
         output_dir=str(tmp_path), report_to="none", use_cpu=True, disable_tqdm=True, resonance_resume=False,
-        resonance_anatomy=True,
+        **options,
     )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = ResonanceTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_dir)
-    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return ResonanceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def test_score_stores_the_confound_report_of_every_score_column(tmp_path):
+    dataset = make_math_problems(16, seed=5, flaw_rate=0.5)
+    dataset = dataset.map(lambda row, i: {"completion": "" if i == 3 else row["completion"]}, with_indices=True)
+    trainer = toy_trainer(tmp_path, dataset, resonance_anatomy=True)
     with pytest.warns(UserWarning, match="1 of 16 rows have no resonance score"):
         scored = trainer.score(reference=make_math_problems(3, seed=1, flaw_rate=0.0))
     report = read_provenance(scored)["scoring"]["confounds"]
@@ -75,3 +78,17 @@ def test_score_stores_the_confound_report_of_every_score_column(tmp_path):
     assert confound_report({"s": [1.0, 2.0, 3.0]}, np.array([3, 2, 1]), None) == {
         "s": {"length": pytest.approx(-1.0), "loss": None, "n": 3}
     }
+
+
+def test_inflight_scores_report_their_correlation_with_length(tmp_path):
+    dataset = make_math_problems(12, seed=2, flaw_rate=0.5)
+    trainer = toy_trainer(
+        tmp_path, dataset, resonance_when="inflight", per_device_train_batch_size=4, max_steps=3, save_strategy="no"
+    )
+    tokens = trainer.score()["resonance_tokens"]  # the loss tokens each row is scored on
+    trainer.train()
+    scored = trainer.scored_dataset
+    report = read_provenance(scored)["scoring"]["confounds"]
+    assert list(report) == ["resonance_epoch0"]
+    expected = brute_spearman(scored["resonance_epoch0"], [float(t) for t in tokens])
+    assert report["resonance_epoch0"] == {"length": pytest.approx(expected, rel=1e-12), "loss": None, "n": 12}
