@@ -56,7 +56,8 @@ def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientC
     n = int(count)
     if n == 0:
         raise ValueError(f"`resonance_reference`: none of its {len(rows)} rows has a loss token to take a step on.")
-    return ReferenceStep({name: s / n for name, s in sums.items()}, n_rows=n, fingerprint=_fingerprint(scorer, rows))
+    steps = {name: (s / n).to(dtype) for name, s in sums.items()}  # summed in fp64, kept in the compute dtype
+    return ReferenceStep(steps, n_rows=n, fingerprint=_fingerprint(scorer, rows))
 
 
 def attach_reference(

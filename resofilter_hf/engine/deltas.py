@@ -179,8 +179,8 @@ def per_sample_gradient(record: TargetRecord, dtype: torch.dtype) -> torch.Tenso
 class ReferenceStep:
     """The mean step R of a reference set, per target tensor, that alignment scores are cosines against.
 
-    `steps` maps target names to R (fp64, the weight's shape); `norm_sq` is ||R||^2 over all targets; `n_rows`
-    the reference rows R averages over; `fingerprint` identifies the rows and settings it was computed from.
+    `steps` maps target names to R (the weight's shape, in the compute dtype); `norm_sq` is ||R||^2 (fp64) over
+    all targets; `n_rows` the reference rows R averages over; `fingerprint` identifies those rows and the transform.
     """
 
     steps: dict[str, torch.Tensor]
