@@ -84,7 +84,7 @@ class ResonanceConfig(SFTConfig):
             `resonance_weight_decay=0` gives the raw gradient) and R, the mean over the reference rows of each
             row's own step, over all target tensors (for LoRA: the A and B steps). Higher means more like the
             reference. R is taken at the model state the scores are taken at; in flight, once, from the weights
-            `train()` starts from.
+            `train()` starts from (on resume: before the checkpoint is loaded, so R stays the first run's).
 
         > Output and execution
 

@@ -71,11 +71,18 @@ def attach_reference_set(trainer, scorer, reference=None, rows=None, ids=None) -
     if rows is not None and not rows:  # nothing to score: no step to take
         return {**info, "n_used": 0}
     step = attach_reference(scorer, ref_rows, rows, ids)
-    return {**info, "n_used": step.n_rows, "fingerprint": step.fingerprint, "step": "mean of per-row steps"}
+    return {
+        **info,
+        "n_used": step.n_rows,
+        "fingerprint": step.fingerprint,
+        "step": "mean of per-row steps",
+        "state": "the scored model state",
+    }
 
 
 def inflight_reference(trainer, recorder) -> dict | None:
-    """In flight: R once, from the weights `train()` starts from (before any step, also when resuming), under the
+    """In flight: R once, when `train()` starts, from the model as the trainer holds it then: before any step, and
+    on resume before the checkpoint's weights are loaded (so a resumed run keeps the first run's R). Under the
     configured transform (`resonance_optimizer`, also with `resonance_inflight_state="live"`); into `recorder`."""
     scorer = trainer.scorer()
     transform = dataclasses.replace(scorer.spec.transform, optimizer=trainer.args.resonance_optimizer)
@@ -83,5 +90,5 @@ def inflight_reference(trainer, recorder) -> dict | None:
     info = attach_reference_set(trainer, scorer)
     if info is not None:
         recorder.spec = dataclasses.replace(recorder.spec, reference=scorer.spec.reference)
-        info["state"] = "weights train() started from"
+        info["state"] = "the model before training (before a resumed checkpoint is loaded)"
     return info
