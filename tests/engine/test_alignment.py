@@ -2,6 +2,7 @@
 one stepped by a real torch optimizer (or left raw), flattened over all targets, cosine with the mean step of the
 reference rows. float64, to 1e-9 relative, for full weights and LoRA adapters, for every transform."""
 
+import json
 import os
 import subprocess
 import sys
@@ -195,3 +196,25 @@ def test_toy_alignment_recipe_through_the_cli(tmp_path):
     info = read_provenance(table)["scoring"]["reference"]
     assert info["n_rows"] == info["n_used"] == 32
     assert info["source"] == str(tmp_path / "resonance_reference.parquet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_state"])
+def test_two_ranks_share_the_reference_pass_and_align_like_one(tmp_path, data, optimizer):
+    """torchrun, 2 ranks (gloo on CPU): the reference rows and the settled moments are split across ranks and
+    reduced, and every rank returns the single-process alignment."""
+    scored, reference = data
+    script = Path(__file__).resolve().parents[1] / "scripts" / "align_two_ranks.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(cached_tiny_model(arch="llama")), str(tmp_path), optimizer]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    trainer = make_trainer(tmp_path / "single", scored, "weights", resonance_optimizer=optimizer)
+    single = np.array(
+        trainer.score(scored, reference=make_math_problems(5, seed=11, flaw_rate=0.0))["resonance_alignment"]
+    )
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"alignment_rank{rank}.json").read_text())
+        assert got["world_size"] == 2 and got["n_used"] == 5
+        np.testing.assert_allclose(got["alignment"], single, rtol=1e-12)
