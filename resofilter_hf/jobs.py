@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from .config import ResonanceConfig
-from .hub.cards import write_checkpoint_card
+from .hub.model_card import write_checkpoint_card
 from .provenance import load_scored, read_provenance, write_parquet
 from .selection import select_by_resonance
 from .trainer import ResonanceTrainer

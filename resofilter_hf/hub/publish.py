@@ -34,7 +34,8 @@ from huggingface_hub.errors import (
 
 from ..provenance import library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
-from .cards import merge_card, render_dataset_card
+from .dataset_card import render_dataset_card
+from .merge import merge_card
 
 
 logger = logging.getLogger(__name__)
