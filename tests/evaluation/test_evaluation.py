@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resofilter_hf.evaluation import GSM8K_ACCURACY_PATH, extract_final_answer
+from resofilter_hf.evaluation import GSM8K_ACCURACY_PATH, extract_final_answer, final_answer_accuracy
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,3 +186,18 @@ def test_package_import_stays_light():
     code = "import sys, resofilter_hf.evaluation; print(sorted(m for m in ('evaluate', 'torch') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert proc.stdout.strip() == "[]"
+
+
+def test_final_answer_accuracy_counts_final_answers():
+    """The one accuracy rule, shared by the evaluate metric and the lab's proxy evaluation."""
+    generations = ["2 + 10 = 12\n#### 12", "#### 1,000 dollars", "I think 5", "#### 7"]
+    scores = final_answer_accuracy(generations, ["12", "x is #### 1000", "5", "8"])
+    assert scores == {"accuracy": 0.5, "extracted": 0.75}
+    assert final_answer_accuracy(["I think 5"], ["5"], fallback_to_last_number=True) == {
+        "accuracy": 1.0,
+        "extracted": 1.0,
+    }
+    with pytest.raises(ValueError, match=r"gsm8k_accuracy: 3 predictions for 2 references \(need equal, >0\)"):
+        final_answer_accuracy(["a", "b", "c"], ["1", "2"])
+    with pytest.raises(ValueError, match=r"no final answer in references at indices \[1\], e.g. 'none'"):
+        final_answer_accuracy(["1", "2"], ["#### 1", "none"])
