@@ -9,7 +9,8 @@ GSM8K train rows outside the scored subset, and scores the subset with every res
   model seeds (same scorer) and between scorers (same seed), and Spearman correlations. Two independent random
   halves overlap by Jaccard ~1/3; that is the chance level.
 
-Usage: python bench/bench_gsm8k_scores.py [--work-dir DIR] [--smoke]
+Usage: python bench/bench_gsm8k_scores.py --gsm8k-dir DIR [--work-dir DIR] [--smoke]
+(--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
 """
 
 import argparse
@@ -151,7 +152,14 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "quality"))
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--gsm8k-dir",
+        default=os.environ.get("RESOFILTER_GSM8K_DIR"),
+        help="folder with GSM8K train.jsonl/test.jsonl (default: $RESOFILTER_GSM8K_DIR; required, nothing is fetched)",
+    )
     args = parser.parse_args()
+    if not args.gsm8k_dir:
+        parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
 
     import datasets
     from transformers.utils import logging
@@ -165,7 +173,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     print(f"work dir: {work}", flush=True)
 
-    train = load_gsm8k("train")
+    train = load_gsm8k("train", path=args.gsm8k_dir)
     scored_by_seed, timings = {}, {}
     for seed in settings["model_seeds"]:
         scored_by_seed[seed], timings[seed] = score_seed(seed, settings, train, work)

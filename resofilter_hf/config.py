@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from .engine.options import check_option
 from .engine.rows import COMPANION_COLUMNS
 
 
@@ -192,19 +193,14 @@ def _bf16_accelerator() -> bool:
     return is_torch_bf16_gpu_available() or is_torch_xla_available()
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
-
-
 def validate_resonance_options(args: ResonanceConfig) -> None:
     """Check every resonance field; raise a ValueError that names the field and what it accepts."""
-    _check_choice("resonance_target", args.resonance_target, TARGETS)
-    _check_choice("resonance_optimizer", args.resonance_optimizer, OPTIMIZERS)
-    _check_choice("resonance_metric", args.resonance_metric, METRICS)
-    _check_choice("resonance_lora_delta", args.resonance_lora_delta, LORA_DELTAS)
-    _check_choice("resonance_when", args.resonance_when, WHEN)
-    _check_choice("resonance_inflight_state", args.resonance_inflight_state, INFLIGHT_STATES)
+    check_option("ResonanceConfig", "resonance_target", args.resonance_target, TARGETS)
+    check_option("ResonanceConfig", "resonance_optimizer", args.resonance_optimizer, OPTIMIZERS)
+    check_option("ResonanceConfig", "resonance_metric", args.resonance_metric, METRICS)
+    check_option("ResonanceConfig", "resonance_lora_delta", args.resonance_lora_delta, LORA_DELTAS)
+    check_option("ResonanceConfig", "resonance_when", args.resonance_when, WHEN)
+    check_option("ResonanceConfig", "resonance_inflight_state", args.resonance_inflight_state, INFLIGHT_STATES)
     if not args.resonance_modules or not all(isinstance(m, str) and m.strip() for m in args.resonance_modules):
         raise ValueError(
             f"`resonance_modules` must be a non-empty list of module-name suffixes, got {args.resonance_modules!r}."

@@ -15,8 +15,6 @@ from resofilter_hf.evaluation import GSM8K_ACCURACY_PATH, extract_final_answer, 
 
 
 ROOT = Path(__file__).resolve().parents[2]
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
-needs_gsm8k = pytest.mark.skipif(not (GSM8K / "test.jsonl").is_file(), reason=f"no GSM8K copy at {GSM8K}")
 
 
 @pytest.mark.parametrize(
@@ -100,9 +98,8 @@ def test_equal_values_give_equal_answers(value, data):
     assert answer == extract_final_answer(f"#### {spellings(value, data)}")
 
 
-@needs_gsm8k
-def test_gsm8k_references_read_as_their_integers():
-    rows = [json.loads(line) for line in (GSM8K / "test.jsonl").read_text().splitlines()]
+def test_gsm8k_references_read_as_their_integers(gsm8k_dir):
+    rows = [json.loads(line) for line in (gsm8k_dir / "test.jsonl").read_text().splitlines()]
     for row in rows:
         raw = row["answer"].split("#### ")[-1].strip()
         assert extract_final_answer(row["answer"]) == str(int(raw.replace(",", ""))), row["answer"]
@@ -131,9 +128,9 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def offline_results(tmp_path_factory):
     """Load the metric in a fresh process: hub offline, sockets refused, modules cache empty."""
-    references = ["Half of 12 is <<12/2=6>>6.\n#### 6", "She pays $1,200 in all.\n#### 1,200", "#### -3"]
-    if (GSM8K / "test.jsonl").is_file():
-        references = [json.loads(line)["answer"] for line in (GSM8K / "test.jsonl").read_text().splitlines()[:50]]
+    sample = ROOT / "tests" / "data" / "gsm8k" / "test.jsonl"  # the vendored sample of the real files
+    references = [json.loads(line)["answer"] for line in sample.read_text().splitlines()[:50]]
+    references += ["Half of 12 is <<12/2=6>>6.\n#### 6", "She pays $1,200 in all.\n#### 1,200", "#### -3"]
     cases = {
         "gsm8k_self": {"predictions": references, "references": references},
         "mixed": {
