@@ -1,6 +1,6 @@
 """Quality benchmark: do resonance scores find flawed rows, and does keeping the low-resonance half pay?
 
-Protocol (issue 5), per seed, on the toy world (synthetic math problems with labelled flaws):
+Protocol (fixed before any result was seen), per seed, on the toy world (synthetic math problems with labelled flaws):
 
 1. a tiny Llama is initialised and warmed up on a separate clean set, so it knows the answer format;
 2. a flawed pool is scored on the warmed model by every resonance variant (the engine's transforms, metrics and

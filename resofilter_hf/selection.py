@@ -1,6 +1,7 @@
 """Keep the rows that resonate least: the paper's selection rule on a scored `datasets.Dataset`.
 
-The rule (ResoFilter, DESIGN.md section 1, steps 1 and 5), which `select_by_resonance` applies with its defaults:
+The rule (the ResoFilter paper's deduplication and top-resonance cut), which `select_by_resonance` applies with its
+defaults:
 
 1. Rows whose prompt repeats an earlier row's prompt exactly are dropped (the first occurrence stays).
 2. Unscored rows (NaN or null in the score column) are set aside (``nan=``).

@@ -3,8 +3,8 @@
 It generates GSM8K-style problems with labelled flaws, builds and warms up a tiny model, scores a flawed pool by
 resonance (the paper's score and variants) and by the baselines (loss, perplexity, IFD, length, random), checks
 each score against the flaw labels (AUROC), retrains on the kept half by each score and on the full pool, and
-evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.experiments.story`; the benchmark
-(bench/bench_quality.py) runs the same steps at a larger size over three seeds.
+evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.experiments.story`; the
+source repository's quality benchmark runs the same steps at a larger size over three seeds.
 """
 
 import json

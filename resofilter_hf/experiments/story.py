@@ -9,7 +9,7 @@ On the toy world (synthetic math problems with labelled flaws), one seed:
 5. held-out loss and greedy final-answer accuracy on clean test problems; a table and plots.
 
 `run_story` is what `resofilter demo` calls. The steps are in `story_steps`, the tables in `story_tables`, the
-figures in `plots`; the benchmark (bench/bench_quality.py) runs the same steps over seeds and more selections.
+figures in `plots`; the source repository's quality benchmark runs the same steps over seeds and more selections.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class StorySettings:
     """Sizes of one story run. The defaults take about two minutes on one CPU thread; `quick()` a few seconds.
 
     At these sizes final-answer accuracy stays near zero (the model needs ~15k samples to start solving the toy
-    problems); held-out loss is the signal. bench/bench_quality.py runs the same steps at a size where it is not.
+    problems); held-out loss is the signal. The quality benchmark runs the same steps at a size where it is not.
     """
 
     n_pool: int = 400

@@ -1,6 +1,6 @@
 """The steps of the quality story, each one function: make the toy world, build and warm up the base model,
-score the pool (resonance variants and baselines), retrain on selections. `story.run_story` and
-bench/bench_quality.py call the same functions, so the demo and the benchmark share one code path.
+score the pool (resonance variants and baselines), retrain on selections. `story.run_story` and the quality
+benchmark call the same functions, so the demo and the benchmark share one code path.
 """
 
 from __future__ import annotations
