@@ -13,17 +13,9 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
+from ..hub.histogram import agg_figure
 from .stats import auroc, roc_curve
 from .sweep import summarize
-
-
-def _figure(figsize: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _save(fig, path: str | Path, dpi: int) -> Path:
@@ -39,7 +31,7 @@ def plot_histograms(scored: Dataset, columns: Sequence[str], path: str | Path, f
     kinds = ["none", *sorted(set(flaws.tolist()) - {"none"})]
     ncols = min(3, len(columns))
     nrows = math.ceil(len(columns) / ncols)
-    fig = _figure((4 * ncols, 2.6 * nrows))
+    fig = agg_figure((4 * ncols, 2.6 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, column in zip(axes.flat, columns):
         values = np.asarray(scored[column], dtype=np.float64)
@@ -75,7 +67,7 @@ def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_col
     kinds = ["any", *sorted(set(flaws.tolist()) - {"none"})]
     ncols = min(4, len(kinds))
     nrows = math.ceil(len(kinds) / ncols)
-    fig = _figure((3.2 * ncols, 3 * nrows))
+    fig = agg_figure((3.2 * ncols, 3 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     palette = colormaps["tab20"]
     for ax, kind in zip(axes.flat, kinds):
@@ -99,7 +91,7 @@ def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_col
 def plot_sweep(table: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
     """Accuracy and held-out loss against kept share, one line per column (mean, with std bars over seeds)."""
     summary = summarize(table, ("column", "keep"), ("accuracy", "heldout_loss"))
-    fig = _figure((9, 3.4))
+    fig = agg_figure((9, 3.4))
     axes = fig.subplots(1, 2)
     for column in dict.fromkeys(r["column"] for r in summary):
         rows = sorted((r for r in summary if r["column"] == column), key=lambda r: r["keep"])

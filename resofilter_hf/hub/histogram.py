@@ -10,6 +10,17 @@ import numpy as np
 from .tables import fmt
 
 
+def agg_figure(figsize: tuple[float, float], dpi: float | None = None):
+    """A `matplotlib.figure.Figure` with its own Agg canvas: drawn and saved without pyplot or a display, so
+    the caller's backend and open figures are untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def histogram_figure(
     scores: np.ndarray,
     *,
@@ -21,13 +32,9 @@ def histogram_figure(
 ):
     """A matplotlib `Figure` (Agg canvas, no display needed) with the histogram of the finite `scores`, each
     threshold a vertical line labelled with its config name, and the side the first threshold drops shaded."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     finite = np.asarray(scores, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
-    fig = Figure(figsize=(7, 4.2 if thresholds else 3.6), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = agg_figure((7, 4.2 if thresholds else 3.6), dpi=110)
     ax = fig.add_subplot()
     if len(finite):
         ax.hist(finite, bins=bins, color="#4c72b0", alpha=0.85)
