@@ -56,6 +56,9 @@ def _throughput(result: dict) -> list[str]:
         lines.append(
             f"| {task['task']} | {task['batch_size']} | {task['rows']} | " + " | ".join(map(_num, cells)) + " |"
         )
+    if result.get("preparation_s") is not None:
+        lines += ["", f"Of each score() call, building the Dataset and TRL's preparation of {result['preparation_rows']} "
+                  f"rows take {1e3 * result['preparation_s']:.0f} ms (no model work)."]  # fmt: skip
     if result.get("stopped_early"):
         lines += ["", result["stopped_early"]]
     return lines

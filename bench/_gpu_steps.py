@@ -138,11 +138,14 @@ def train_steps(model, optimizer, collator, rows: list[dict], batch_size: int) -
     """Plain full fine-tuning steps (forward, backward, AdamW) over `rows`: the cost scoring is held against."""
     device = next(model.parameters()).device
     model.train()
-    for start in range(0, len(rows), batch_size):
-        batch = {k: v.to(device) for k, v in collator(rows[start : start + batch_size]).items()}
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = {k: v.to(device) for k, v in collator(rows[start : start + batch_size]).items()}
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    finally:
+        optimizer.zero_grad(set_to_none=True)  # no gradients left behind by an out-of-memory error
 
 
 @dataclasses.dataclass
@@ -157,7 +160,7 @@ class Task:
     resident: object  # () -> bytes
 
 
-def throughput_tasks(ctx, rows, loop_rows) -> tuple[list[Task], list]:
+def throughput_tasks(ctx, rows, loop_rows) -> tuple[list[Task], dict]:
     """The models (fp32, bf16, bf16 + LoRA, bf16 for training) and a task per (workload, batch size)."""
     plan, device = ctx.plan, ctx.device
     fp32, bf16 = build_model(plan.shape, torch.float32, device), build_model(plan.shape, torch.bfloat16, device)
@@ -197,7 +200,7 @@ def throughput_tasks(ctx, rows, loop_rows) -> tuple[list[Task], list]:
         bs, tokens = 2 * max(plan.batch_sizes), plan.length * plan.batch_sizes[len(plan.batch_sizes) // 2]
         tasks.append(Task(f"engine bf16 {tokens} tokens", "engine bf16 tokens", bs, scores(paper16, bs, tokens),
                           rows[: max(plan.rows, 2 * bs)], weights[id(paper16)]))  # fmt: skip
-    return tasks, [paper32, paper16, lora, fp32, bf16, trained, optimizer]
+    return tasks, {"paper16": paper16, "held": [paper32, lora, fp32, bf16, trained, optimizer]}
 
 
 def timed(task: Task, device: str, peaks: dict, failures: dict):
@@ -238,8 +241,23 @@ def throughput_step(ctx) -> dict:
         if repeat + 1 < plan.repeats and ctx.budget.left() - reserve < spent:
             stopped = f"time budget: stopped after {repeat + 1} of {plan.repeats} rounds"
             break
+    preparation = preparation_s(keep["paper16"], rows)
     del keep
-    return summarise(tasks, runs, peaks, failures, plan, device) | {"stopped_early": stopped}
+    summary = summarise(tasks, runs, peaks, failures, plan, device)
+    return summary | {"stopped_early": stopped, "preparation_s": preparation, "preparation_rows": len(rows)}
+
+
+def preparation_s(trainer, rows: list[dict]) -> float | None:
+    """Median seconds of the part of score() that is no model work: the Dataset and TRL's preparation of it."""
+    prepare = getattr(trainer, "prepare_scoring_dataset", None)
+    if prepare is None:
+        return None
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        prepare(Dataset.from_list(rows))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def interleaved_once(tasks: list[Task], calls: dict, device: str) -> dict[str, float]:
