@@ -23,7 +23,7 @@ from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
 from resofilter_hf.engine.oracle import literal_loop_scores
 from resofilter_hf.toy import cached_tiny_model
 
-from _common import median_ratio, peak_memory, sync
+from _common import interleaved_rates, median_ratio, peak_memory, sync
 from bench_inflight import run as train_run
 from bench_scoring import SHAPES, build_model, forward_only, make_rows
 
@@ -196,9 +196,10 @@ def throughput_tasks(ctx, rows, loop_rows) -> tuple[list[Task], dict]:
             Task(f"train bf16 bs{bs}", "train bf16", bs, lambda r, b=bs: train_steps(trained, optimizer, collator, r, b),
                  some, lambda: param_bytes(trained) + state_bytes(optimizer)),
         ]  # fmt: skip
-    if has_batch_tokens():
-        bs, tokens = 2 * max(plan.batch_sizes), plan.length * plan.batch_sizes[len(plan.batch_sizes) // 2]
-        tasks.append(Task(f"engine bf16 {tokens} tokens", "engine bf16 tokens", bs, scores(paper16, bs, tokens),
+    if has_batch_tokens():  # a token budget of the middle batch size's rows, the row cap well above it
+        bs = plan.batch_sizes[len(plan.batch_sizes) // 2]
+        cap, tokens = 2 * max(plan.batch_sizes), plan.length * bs
+        tasks.append(Task(f"engine bf16 {tokens} tokens", "engine bf16 tokens", bs, scores(paper16, cap, tokens),
                           rows[: max(plan.rows, 2 * bs)], weights[id(paper16)]))  # fmt: skip
     return tasks, {"paper16": paper16, "held": [paper32, lora, fp32, bf16, trained, optimizer]}
 
@@ -235,8 +236,8 @@ def throughput_step(ctx) -> dict:
     reserve, stopped = ctx.budget.reserve("throughput"), None
     for repeat in range(plan.repeats):
         start = time.perf_counter()
-        for name, rate in interleaved_once(tasks, calls, device).items():
-            runs[name].append(rate)
+        for name, rates in interleaved_rates({t.name: (calls[t.name], len(t.rows)) for t in tasks}, 1, device).items():
+            runs[name] += rates
         spent = time.perf_counter() - start
         if repeat + 1 < plan.repeats and ctx.budget.left() - reserve < spent:
             stopped = f"time budget: stopped after {repeat + 1} of {plan.repeats} rounds"
@@ -258,18 +259,6 @@ def preparation_s(trainer, rows: list[dict]) -> float | None:
         prepare(Dataset.from_list(rows))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def interleaved_once(tasks: list[Task], calls: dict, device: str) -> dict[str, float]:
-    """One round: every task in turn, synchronised, samples/s each (so drift hits all alike)."""
-    rates = {}
-    for task in tasks:
-        sync(device)
-        start = time.perf_counter()
-        calls[task.name]()
-        sync(device)
-        rates[task.name] = len(task.rows) / (time.perf_counter() - start)
-    return rates
 
 
 def summarise(tasks, runs, peaks, failures, plan, device) -> dict:
