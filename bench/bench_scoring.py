@@ -43,15 +43,17 @@ SHAPES = {
     "qwen2.5-0.5b": (Qwen2Config, Qwen2ForCausalLM, dict(
         hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)),
-    # the same two architectures at toy size, for CPU smoke runs of the GPU check (bench/gpu_check.py --smoke)
-    "smoke-gemma-2": (Gemma2Config, Gemma2ForCausalLM, dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, vocab_size=1024, final_logit_softcapping=30.0,
-        attn_logit_softcapping=50.0, query_pre_attn_scalar=16, sliding_window=4096)),
-    "smoke-qwen2.5": (Qwen2Config, Qwen2ForCausalLM, dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True)),
 }  # fmt: skip
+# The two GPU shapes at toy size (same architecture and options), for CPU smoke runs of bench/gpu_check.py
+TOY_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1024)  # fmt: skip
+TOY_OF = {
+    "smoke-gemma-2": ("gemma-2-2b", dict(head_dim=16, query_pre_attn_scalar=16)),
+    "smoke-qwen2.5": ("qwen2.5-0.5b", {}),
+}
+SHAPES.update(
+    {toy: (*SHAPES[big][:2], {**SHAPES[big][2], **TOY_SIZES, **extra}) for toy, (big, extra) in TOY_OF.items()}
+)
 
 
 def build_model(shape: str, dtype: torch.dtype, device: str):
