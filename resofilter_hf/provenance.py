@@ -59,6 +59,7 @@ SCORING_FIELDS = (
     ("completion_only_loss", "completion-only loss"),
     ("assistant_only_loss", "assistant-only loss"),
     ("column", "score column"),
+    ("reference", "alignment reference set"),
     ("n_rows", "rows"),
     ("n_scored", "scored rows"),
     ("n_unscored", "unscored rows"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
+from resofilter_hf import ResonanceConfig, ResonanceTrainer, publish_dataset, read_provenance
 from resofilter_hf.confounds import confound_report, spearman
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
@@ -75,6 +75,14 @@ def test_score_stores_the_confound_report_of_every_score_column(tmp_path):
         assert report[name]["length"] == pytest.approx(brute_spearman(values, length), rel=1e-12)
         assert report[name]["loss"] == pytest.approx(brute_spearman(values, loss), rel=1e-12)
     assert abs(report["resonance"]["length"]) > 0.1, "the toy pool's lengths differ: a real correlation to check"
+
+    card = (publish_dataset(scored, local_dir=tmp_path / "repo").folder / "README.md").read_text()
+    lines = card.splitlines()
+    start = lines.index("| score | Spearman with length (loss tokens) | Spearman with loss | rows |")
+    shown = [line.split(" | ")[0].strip("| `") for line in lines[start + 2 : start + 2 + len(names)]]
+    assert shown == ["resonance", *sorted(names[1:])]  # the score column first
+    first = report["resonance"]
+    assert lines[start + 2] == f"| `resonance` | {first['length']:.7g} | {first['loss']:.7g} | 15 |"
     assert confound_report({"s": [1.0, 2.0, 3.0]}, np.array([3, 2, 1]), None) == {
         "s": {"length": pytest.approx(-1.0), "loss": None, "n": 3}
     }

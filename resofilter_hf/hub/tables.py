@@ -128,14 +128,24 @@ def scoring_table(scoring: Mapping[str, Any]) -> str:
     library versions as a second one. Empty when there is no provenance."""
     if not scoring:
         return ""
-    known = dict(SCORING_FIELDS)
-    rows = [(label, scoring[key]) for key, label in SCORING_FIELDS if key in scoring and key != "versions"]
-    rows += [(key, value) for key, value in scoring.items() if key not in known and key != "versions"]
+    known, apart = dict(SCORING_FIELDS), ("versions", "confounds")  # these two get tables of their own
+    rows = [(label, scoring[key]) for key, label in SCORING_FIELDS if key in scoring and key not in apart]
+    rows += [(key, value) for key, value in scoring.items() if key not in known and key not in apart]
     text = markdown_table(["setting", "value"], [(label, _code(value)) for label, value in rows])
+    if scoring.get("confounds"):
+        text += "\n\n" + confound_table(scoring["confounds"], scoring.get("column"))
     versions = scoring.get("versions") or {}
     if versions:
         text += "\n\nLibrary versions:\n\n" + markdown_table(["package", "version"], sorted(versions.items()))
     return text
+
+
+def confound_table(confounds: Mapping[str, Mapping[str, Any]], column: str | None = None) -> str:
+    """Each score column's Spearman correlation with completion length and with loss (the score column first)."""
+    names = sorted(confounds, key=lambda name: (name != column, name))
+    rows = [(f"`{n}`", confounds[n].get("length"), confounds[n].get("loss"), confounds[n].get("n")) for n in names]
+    header = ["score", "Spearman with length (loss tokens)", "Spearman with loss", "rows"]
+    return "Confounds (near +-1: the score mostly ranks rows by length or by loss):\n\n" + markdown_table(header, rows)
 
 
 def selection_rule(selection: Mapping[str, Any]) -> str:
