@@ -29,7 +29,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, select_by_resonance  # noqa: E402
 from resofilter_hf.confounds import spearman  # noqa: E402
-from resofilter_hf.experiments.baselines import auroc  # noqa: E402
+from resofilter_hf.experiments.stats import auroc  # noqa: E402
 from resofilter_hf.experiments.story import StorySettings, build_base, make_world, score_pool, warm_up  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.toy import make_math_problems  # noqa: E402

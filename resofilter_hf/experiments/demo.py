@@ -50,6 +50,7 @@ def run_demo(
         "n": result["n"],
         "flaw_counts": result["flaw_counts"],
         "auroc": result["auroc"],
+        "confounds": result["confounds"],
         "selections": result["selections"],
         "plots": result["plots"],
         "scored": str(out / "scored.parquet"),

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..confounds import average_ranks, spearman
+
 
 def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     """Area under the ROC curve of `scores` flagging `positive` rows (higher score = more likely positive).
@@ -21,7 +23,7 @@ def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = _average_ranks(scores)
+    ranks = average_ranks(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -40,24 +42,7 @@ def roc_curve(scores: Sequence[float], positive: Sequence[bool]) -> tuple[np.nda
 
 
 def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation of two score columns over the rows where both are finite (ties: average ranks)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    both = np.isfinite(a) & np.isfinite(b)
-    if both.sum() < 2:
-        return float("nan")
-    ra, rb = _average_ranks(a[both]), _average_ranks(b[both])
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, equal values sharing their average rank."""
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values), dtype=np.float64)
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + e + 1) / 2
-    return ranks
+    """Spearman's rank correlation of two score columns over the rows where both are finite (ties: average ranks);
+    NaN where it is undefined (the library's `confounds.spearman`, with NaN for None)."""
+    value = spearman(a, b)
+    return float("nan") if value is None else value

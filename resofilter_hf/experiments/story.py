@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..confounds import confound_report
 from ..provenance import read_provenance, write_parquet
 from .plots import plot_histograms, plot_roc, plot_sweep
 from .story_steps import build_base, make_world, retrain_selections, score_columns, score_pool, warm_up
@@ -152,6 +153,7 @@ def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, o
     """The story's AUROC and makeup tables, its markdown summary and its three figures (written under `out`)."""
     columns = score_columns(scored)
     aurocs = auroc_table(scored, columns)
+    confounds = confound_report({c: scored[c] for c in columns}, scored["resonance_tokens"], scored["resonance_loss"])
     makeup = selection_makeup(scored, settings.selections, settings.keep)
     makeup += [{**row, "column": "full"} for row in selection_makeup(scored, settings.selections[:1], 1.0)]
     plots = {
@@ -161,9 +163,10 @@ def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, o
     }
     return {
         "auroc": aurocs,
+        "confounds": confounds,
         "makeup": makeup,
         "selections": selections,
-        "table": story_table(aurocs, selections, makeup),
+        "table": story_table(aurocs, selections, makeup, confounds),
         "plots": plots,
     }
 

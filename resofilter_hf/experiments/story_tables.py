@@ -75,9 +75,22 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     return "\n".join(lines)
 
 
-def story_table(aurocs: Sequence[dict], selections: Sequence[dict], makeup: Sequence[dict]) -> str:
-    """The markdown summary: AUROC (any flaw) per scorer, then each selection's outcome."""
-    any_flaw = [{"scorer": r["scorer"], "auroc_any_flaw": r["auroc"]} for r in aurocs if r["flaw"] == "any"]
+def story_table(
+    aurocs: Sequence[dict], selections: Sequence[dict], makeup: Sequence[dict], confounds: Mapping | None = None
+) -> str:
+    """The markdown summary: AUROC (any flaw) per scorer with its Spearman correlation with completion length and
+    with loss (`confounds`, as `resofilter_hf.confounds.confound_report` gives it), then each selection's outcome."""
+    confounds = confounds or {}
+    any_flaw = [
+        {
+            "scorer": r["scorer"],
+            "auroc_any_flaw": r["auroc"],
+            "spearman_length": _rho(confounds.get(r["scorer"], {}).get("length")),
+            "spearman_loss": _rho(confounds.get(r["scorer"], {}).get("loss")),
+        }
+        for r in aurocs
+        if r["flaw"] == "any"
+    ]
     flawed = {m["column"]: m["flawed_share_kept"] for m in makeup}
     outcome = [
         {
@@ -91,3 +104,7 @@ def story_table(aurocs: Sequence[dict], selections: Sequence[dict], makeup: Sequ
         for r in selections
     ]
     return format_table(any_flaw) + "\n\n" + format_table(outcome)
+
+
+def _rho(value: float | None) -> float:
+    return math.nan if value is None else value

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from resofilter_hf.experiments.stats import rank_correlation
 from resofilter_hf.experiments.story import StorySettings, run_story
+from resofilter_hf.provenance import load_scored
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +40,10 @@ def test_story_tables_and_row_accounting(story):
         assert Path(result["plots"][name]).read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((out / "story.json").read_text())
     assert saved["table"] == result["table"] and "| selection |" in result["table"]
+    # the confound report of every score column, in the printed table too
+    scored = load_scored(out / "scored.parquet")
+    assert set(result["confounds"]) == scorers
+    for column in scorers:
+        got, expected = result["confounds"][column]["loss"], rank_correlation(scored[column], scored["resonance_loss"])
+        assert got == pytest.approx(expected) if got is not None else math.isnan(expected)
+    assert "| scorer | auroc_any_flaw | spearman_length | spearman_loss |" in result["table"]
