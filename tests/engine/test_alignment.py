@@ -137,6 +137,18 @@ def test_lora_alignment_is_over_the_adapter_steps_whatever_the_lora_delta(tmp_pa
     assert not np.allclose(got["adapter"]["resonance"], got["effective"]["resonance"], rtol=1e-3)
 
 
+def test_resumed_scores_are_kept_per_reference_set(tmp_path, data):
+    """Resume files are keyed by the reference set too: another reference set is scored afresh, not resumed."""
+    scored, reference = data
+    trainer = make_trainer(tmp_path, scored, "weights", resonance_resume=True)
+    first = trainer.score(scored, reference=reference)["resonance_alignment"]
+    other = trainer.score(scored, reference=make_math_problems(4, seed=12, flaw_rate=0.0))["resonance_alignment"]
+    again = trainer.score(scored, reference=reference)["resonance_alignment"]
+    assert len(list((tmp_path / "resonance").iterdir())) == 2
+    assert np.max(np.abs(np.array(first) - np.array(other))) > 1e-3
+    np.testing.assert_array_equal(again, first)
+
+
 def test_inflight_alignment_uses_the_reference_step_of_the_starting_weights(tmp_path, data):
     """R in flight is taken once, from the weights train() starts from; the first step's batch (every row, at the
     starting weights) then aligns as score() does there.
