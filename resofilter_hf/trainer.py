@@ -39,7 +39,15 @@ from .engine.rows import (
     check_rows,
 )
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
+from .engine.targets import (
+    Target,
+    find_targets,
+    lora_dropout_modules,
+    module_suffixes,
+    modules_source,
+    resolve_target_kind,
+    unwrap_model,
+)
 from .provenance import (
     CITATION,
     SCORES_FILE,
@@ -203,10 +211,12 @@ class ResonanceTrainer(SFTTrainer):
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
             "target": resolve_target_kind(self.model, args.resonance_target),
-            "modules": list(args.resonance_modules),
+            "modules": module_suffixes(targets),
+            "modules_source": modules_source(self.model, args.resonance_modules),
             "last_n_layers": args.resonance_last_n_layers,
             "layers": sorted({t.layer for t in targets}),
             "target_names": [t.name for t in targets],
+            "target_tensors": [t.describe() for t in targets],  # shapes, scored rows, transposition
             "lora_delta": args.resonance_lora_delta,
             "optimizer": args.resonance_optimizer,
             "lr": args.resonance_lr,
