@@ -108,6 +108,21 @@ class GradientCapture:
         if rows and outputs:
             grads = torch.autograd.grad(loss[has_tokens].sum(), outputs, allow_unused=True)
         self.set_output_grads(list(grads))
+        self.unflatten(len(loss))
+
+    def unflatten(self, batch: int) -> None:
+        """Calls that saw the batch's tokens flattened to [batch * T, F] (an MoE block's shared expert, which gets
+        `hidden_states.view(-1, H)`) are viewed as [batch, T, F] again, so every sample keeps its own rows."""
+        for record in self.records:
+            for values in (record.inputs, record.output_grads):
+                for k, value in enumerate(values):
+                    if value is not None and value.dim() == 2:
+                        if value.shape[0] % batch:
+                            raise RuntimeError(
+                                f"{record.target.name} saw {value.shape[0]} flattened token rows, not a multiple of "
+                                f"the batch size {batch}; its per-sample gradients cannot be separated."
+                            )
+                        values[k] = value.view(batch, -1, value.shape[-1])
 
     def set_output_grads(self, grads: list[torch.Tensor | None]) -> None:
         """Distribute the result of `torch.autograd.grad(loss, outputs())` back onto the records."""

@@ -136,6 +136,7 @@ class InflightRecorder:
                 "or when the targets are frozen; score with `resonance_when='before_train'` instead."
             )
         logprob_grad = grads[-1]
+        capture.unflatten(batch["input_ids"].shape[0])
         spans = sample_spans(batch, len(ids))
         labels = batch["labels"].to(logprob_grad.device)
         weights = []  # sum over the sample's loss tokens of -dL/dlog p = c * n_i
