@@ -62,10 +62,7 @@ def expected_parts(arch: str, config) -> list[TensorPart]:
     if arch == "mixtral":
         return [_experts_up(f"model.layers.{i}.mlp.experts.gate_up_proj", text) for i in LAST3]
     if arch == "gpt_oss":  # [experts, in, 2I], interleaved: gate_up[..., ::2], gate_up[..., 1::2]
-        return [
-            TensorPart(f"model.layers.{i}.mlp.experts.gate_up_proj", (Ellipsis, slice(1, None, 2)))
-            for i in LAST3
-        ]
+        return [TensorPart(f"model.layers.{i}.mlp.experts.gate_up_proj", (Ellipsis, slice(1, None, 2))) for i in LAST3]
     prefix = "model.language_model.layers" if arch in ("gemma3", "gemma4") else "model.layers"
     if arch in ("gemma4", "gemma4_text"):  # an MLP and routed experts in every layer
         return [
