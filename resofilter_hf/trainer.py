@@ -43,9 +43,8 @@ from .engine.targets import (
     Target,
     find_targets,
     lora_dropout_modules,
-    module_suffixes,
-    modules_source,
     resolve_target_kind,
+    scored_tensors,
     unwrap_model,
 )
 from .provenance import (
@@ -211,12 +210,8 @@ class ResonanceTrainer(SFTTrainer):
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
             "target": resolve_target_kind(self.model, args.resonance_target),
-            "modules": module_suffixes(targets),
-            "modules_source": modules_source(self.model, args.resonance_modules),
+            **scored_tensors(self.model, args.resonance_modules, targets),  # modules, layers, tensors, slices
             "last_n_layers": args.resonance_last_n_layers,
-            "layers": sorted({t.layer for t in targets}),
-            "target_names": [t.name for t in targets],
-            "target_tensors": [t.describe() for t in targets],  # shapes, scored rows, transposition
             "lora_delta": args.resonance_lora_delta,
             "optimizer": args.resonance_optimizer,
             "lr": args.resonance_lr,

@@ -324,19 +324,23 @@ def lora_dropout_modules(targets: list[Target], model: nn.Module) -> list[nn.Mod
     return out
 
 
-def module_suffixes(targets: list[Target]) -> list[str]:
-    """The module-name suffixes (inside a decoder layer) the targets were found under, in order."""
+def scored_tensors(model: nn.Module, modules: list[str] | None, targets: list[Target]) -> dict:
+    """Provenance of what was scored: module suffixes and where they came from (`resonance_modules` or the
+    registry entry of the model's family), layers, target names, and each tensor's shape, scored rows and
+    transposition."""
     suffixes = []
     for target in targets:
         matches = list(_LAYER_INDEX.finditer(f".{target.group}."))
-        suffix = f".{target.group}."[matches[-1].end() :].strip(".") if matches else target.group
-        suffixes.append(suffix)
-    return list(dict.fromkeys(suffixes))
-
-
-def modules_source(model: nn.Module, modules: list[str] | None) -> str:
-    """Where the scored modules came from: "resonance_modules", or the registry entry of the model's family."""
+        suffixes.append(f".{target.group}."[matches[-1].end() :].strip(".") if matches else target.group)
     if modules not in (None, ["auto"]):
-        return "resonance_modules"
-    model_type, _ = up_projection_entries(unwrap_model(model).config)
-    return f"up-projection registry: {model_type}" if model_type else "generic default (not in the registry)"
+        source = "resonance_modules"
+    else:
+        model_type, _ = up_projection_entries(unwrap_model(model).config)
+        source = f"up-projection registry: {model_type}" if model_type else "generic default (not in the registry)"
+    return {
+        "modules": list(dict.fromkeys(suffixes)),
+        "modules_source": source,
+        "layers": sorted({t.layer for t in targets}),
+        "target_names": [t.name for t in targets],
+        "target_tensors": [t.describe() for t in targets],
+    }
