@@ -9,6 +9,7 @@ a wrong slice fails. Float64 to 1e-9 relative, float32 to 1e-5. A vision-languag
 import numpy as np
 import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
@@ -146,3 +147,36 @@ def test_vlm_trains_as_sft_trainer_and_scores(tmp_path):
     assert all(torch.equal(sft_weights[k], reso_weights[k]) for k in sft_weights)
     assert rel_err(trainer.scored_dataset["resonance"], reference) <= 1e-5  # float32, scored before training
     assert not any("vision_tower" in t.name for t in trainer.resonance_targets)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "phi3", "qwen3_moe", "gpt_oss"])
+def test_sgd_transform_equals_literal_loop(arch, tmp_path):
+    trainer, dataset = make_trainer(arch, torch.float64, tmp_path, resonance_optimizer="sgd", resonance_lr=1e-2)
+    prepared = trainer.prepare_scoring_dataset(dataset.add_column(ROW_ID, list(range(len(dataset)))))
+    rows = sorted(prepared, key=lambda r: r[ROW_ID])
+    parts = expected_parts(arch, trainer.model.config)
+    reference = np.array(literal_loop_scores(trainer.model, rows, parts, optimizer="sgd", lr=1e-2))
+    assert rel_err(trainer.score()["resonance"], reference) <= 1e-9
+
+
+def test_lora_on_a_fused_gate_up_scores_the_up_rows_of_lora_b(tmp_path):
+    """Phi-3 with LoRA on `gate_up_proj`: A is shared by gate and up, B's up rows are the up half's adapter."""
+    folder = cached_tiny_model(arch="phi3")
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, target_modules=["gate_up_proj"], lora_dropout=0.0, init_lora_weights=False)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64), lora)
+    args = ResonanceConfig(str(tmp_path), report_to="none", use_cpu=True, disable_tqdm=True, resonance_resume=False)
+    dataset = make_math_problems(N_ROWS, seed=5, flaw_rate=0.5)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    trainer = ResonanceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    inter = model.config.intermediate_size
+    up = slice(inter, 2 * inter)
+    assert [t.rows for t in trainer.resonance_targets] == [None, up] * 3
+    prefix = "base_model.model.model.layers"
+    parts = []
+    for i in LAST3:
+        parts.append(TensorPart(f"{prefix}.{i}.mlp.gate_up_proj.lora_A.default.weight"))
+        parts.append(TensorPart(f"{prefix}.{i}.mlp.gate_up_proj.lora_B.default.weight", (up,)))
+    prepared = trainer.prepare_scoring_dataset(dataset.add_column(ROW_ID, list(range(len(dataset)))))
+    rows = sorted(prepared, key=lambda r: r[ROW_ID])
+    assert rel_err(trainer.score()["resonance"], np.array(literal_loop_scores(trainer.model, rows, parts))) <= 1e-9
