@@ -44,7 +44,10 @@ class ResonanceConfig(SFTConfig):
             decoder layers that have one (`mlp.up_proj` for Llama, Mistral, Qwen, Gemma, OLMo, Cohere;
             `mlp.dense_h_to_4h` for GPT-NeoX, `mlp.c_fc` for GPT-2, the up half of Phi-3's `mlp.gate_up_proj`,
             `feed_forward.w3` for LFM2; for MoE models every expert's up-projection, plus a shared expert's). A
-            suffix that matches nothing is an error listing the model's candidate names.
+            suffix that matches nothing is an error listing the model's candidate names. Fused 3-D expert weights
+            are scored whole, from each sample's exact gradient (one autograd pass per sample for those tensors):
+            an expert the sample was not routed to gets zero gradient, so its delta is the weight-decay term
+            alone, as in a real optimizer step. In-flight scoring refuses them.
         resonance_last_n_layers (`int` or `None`, *optional*, defaults to `3`):
             Score only the modules in the last n decoder layers. `None` scores every layer.
         resonance_lora_delta (`str`, *optional*, defaults to `"adapter"`):

@@ -10,6 +10,12 @@ Every target is seen through the [out, in] matrix the engine scores (`Target.mat
 stores its weight transposed, a fused [gate; up] linear is scored on its up rows, and fused 3-D expert weights on
 every expert's up rows, stacked. Linear-like targets get their per-sample gradients from hooks (inputs and output
 gradients); 3-D expert weights, which no module call separates, from one autograd pass per sample.
+
+Mixture-of-experts: the scored tensor is the layer's whole expert up-projection (plus a shared expert's, where
+the family has one), never silently less. Each sample's gradient is exact and non-zero only on the experts its
+tokens were routed to; the others get the weight-decay term alone (-lr wd W under AdamW), exactly what the real
+optimizer step of the literal loop does to them. The cost is one extra backward pass per sample and a
+[batch, experts * out, in] gradient per expert tensor: lower `resonance_batch_size` for a large MoE.
 """
 
 import re
