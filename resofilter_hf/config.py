@@ -49,7 +49,8 @@ class ResonanceConfig(SFTConfig):
             an expert the sample was not routed to gets zero gradient, so its delta is the weight-decay term
             alone, as in a real optimizer step. In-flight scoring refuses them.
         resonance_last_n_layers (`int` or `None`, *optional*, defaults to `3`):
-            Score only the modules in the last n decoder layers. `None` scores every layer.
+            Score only the modules in the last n decoder layers (with the default modules: the last n that have an
+            up-projection, which differs only for hybrid models). `None` scores every layer.
         resonance_lora_delta (`str`, *optional*, defaults to `"adapter"`):
             LoRA only. `"adapter"`: the metric over the A and B deltas (each a target tensor). `"effective"`: the
             metric over the effective weight delta s*(dB A + B dA + dB dA) of each module.
@@ -119,7 +120,10 @@ class ResonanceConfig(SFTConfig):
     )
     resonance_last_n_layers: int | None = field(
         default=3,
-        metadata={"help": "Score only the modules in the last n decoder layers; None scores every layer."},
+        metadata={
+            "help": "Score only the modules in the last n decoder layers (default modules: the last n that have "
+            "an up-projection); None scores every layer."
+        },
     )
     resonance_lora_delta: str = field(
         default="adapter",

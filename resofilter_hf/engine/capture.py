@@ -38,8 +38,8 @@ class GradientCapture:
     """Context manager installing the hooks; `records` holds one `TargetRecord` per target.
 
     `grad_hooks=True` also registers a tensor hook on each output, so a plain `loss.backward()` (a training step)
-    fills `output_grads`. Without it the caller asks autograd directly: `torch.autograd.grad(loss, outputs())`,
-    which computes no weight gradients at all.
+    fills `output_grads`. Without it the caller hands the per-sample losses to `backward`, which asks autograd
+    for the output gradients directly (no weight gradients at all) and for the autograd targets' own gradients.
     """
 
     def __init__(self, targets: list[Target], grad_hooks: bool = False):
