@@ -87,8 +87,9 @@ def make_trainer(arch, dtype, output_dir, **resonance):
     extra = {"experts_implementation": "eager"} if dtype == torch.float64 else {}
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **extra)
     args = ResonanceConfig(
-        str(output_dir), report_to="none", use_cpu=True, disable_tqdm=True, resonance_resume=False, **resonance
-    )
+        str(output_dir), report_to="none", use_cpu=True, bf16=False, disable_tqdm=True, resonance_resume=False,
+        **resonance,
+    )  # fmt: skip
     dataset = make_math_problems(N_ROWS, seed=5, flaw_rate=0.5)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return ResonanceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer), dataset
@@ -180,3 +181,20 @@ def test_lora_on_a_fused_gate_up_scores_the_up_rows_of_lora_b(tmp_path):
     prepared = trainer.prepare_scoring_dataset(dataset.add_column(ROW_ID, list(range(len(dataset)))))
     rows = sorted(prepared, key=lambda r: r[ROW_ID])
     assert rel_err(trainer.score()["resonance"], np.array(literal_loop_scores(trainer.model, rows, parts))) <= 1e-9
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "phi3", "gemma3"])
+def test_inflight_equals_score_on_conv1d_fused_and_vlm_targets(arch, tmp_path):
+    """lr 0: every step sees the initial state. TRL's fused LM head takes log-probs in float32, hence 1e-5."""
+    trainer, _ = make_trainer(
+        arch, torch.float64, tmp_path, learning_rate=0.0, num_train_epochs=1, per_device_train_batch_size=2,
+        save_strategy="no", resonance_when="inflight",
+    )  # fmt: skip
+    reference = np.array(trainer.score()["resonance"])
+    trainer.train()
+    assert rel_err(trainer.scored_dataset["resonance_epoch0"], reference) <= 1e-5
+
+
+def test_inflight_refuses_fused_experts(tmp_path):
+    with pytest.raises(ValueError, match=r"^`resonance_when='inflight'` cannot score fused 3-D expert weights"):
+        make_trainer("mixtral", torch.float32, tmp_path, resonance_when="inflight", router_aux_loss_coef=0.0)
