@@ -39,14 +39,7 @@ from .engine.rows import (
     check_rows,
 )
 from .engine.scorer import ResonanceScorer
-from .engine.targets import (
-    Target,
-    find_targets,
-    lora_dropout_modules,
-    resolve_target_kind,
-    scored_tensors,
-    unwrap_model,
-)
+from .engine.targets import Target, find_targets, lora_dropout_modules, scored_tensors, unwrap_model
 from .provenance import (
     CITATION,
     SCORES_FILE,
@@ -209,8 +202,8 @@ class ResonanceTrainer(SFTTrainer):
         return {
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
-            "target": resolve_target_kind(self.model, args.resonance_target),
-            **scored_tensors(self.model, args.resonance_modules, targets),  # modules, layers, tensors, slices
+            # target kind, modules and where they came from, layers, tensor names, shapes and slices
+            **scored_tensors(self.model, args.resonance_target, args.resonance_modules, targets),
             "last_n_layers": args.resonance_last_n_layers,
             "lora_delta": args.resonance_lora_delta,
             "optimizer": args.resonance_optimizer,

@@ -330,20 +330,21 @@ def lora_dropout_modules(targets: list[Target], model: nn.Module) -> list[nn.Mod
     return out
 
 
-def scored_tensors(model: nn.Module, modules: list[str] | None, targets: list[Target]) -> dict:
-    """Provenance of what was scored: module suffixes and where they came from (`resonance_modules` or the
-    registry entry of the model's family), layers, target names, and each tensor's shape, scored rows and
-    transposition."""
+def scored_tensors(model: nn.Module, target: str, modules: list[str] | None, targets: list[Target]) -> dict:
+    """Provenance of what was scored: the target kind, module suffixes and where they came from
+    (`resonance_modules` or the registry entry of the model's family), layers, target names, and each tensor's
+    shape, scored rows and transposition."""
     suffixes = []
-    for target in targets:
-        matches = list(_LAYER_INDEX.finditer(f".{target.group}."))
-        suffixes.append(f".{target.group}."[matches[-1].end() :].strip(".") if matches else target.group)
+    for scored in targets:
+        matches = list(_LAYER_INDEX.finditer(f".{scored.group}."))
+        suffixes.append(f".{scored.group}."[matches[-1].end() :].strip(".") if matches else scored.group)
     if modules not in (None, ["auto"]):
         source = "resonance_modules"
     else:
         model_type, _ = up_projection_entries(unwrap_model(model).config)
         source = f"up-projection registry: {model_type}" if model_type else "generic default (not in the registry)"
     return {
+        "target": resolve_target_kind(model, target),
         "modules": list(dict.fromkeys(suffixes)),
         "modules_source": source,
         "layers": sorted({t.layer for t in targets}),

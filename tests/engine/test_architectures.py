@@ -13,7 +13,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from resofilter_hf import ResonanceConfig, ResonanceTrainer
+from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
 from resofilter_hf.engine.oracle import TensorPart, literal_loop_scores
 from resofilter_hf.engine.rows import ROW_ID
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
@@ -198,3 +198,29 @@ def test_inflight_equals_score_on_conv1d_fused_and_vlm_targets(arch, tmp_path):
 def test_inflight_refuses_fused_experts(tmp_path):
     with pytest.raises(ValueError, match=r"^`resonance_when='inflight'` cannot score fused 3-D expert weights"):
         make_trainer("mixtral", torch.float32, tmp_path, resonance_when="inflight", router_aux_loss_coef=0.0)
+
+
+def test_provenance_names_the_scored_tensors(tmp_path):
+    trainer, _ = make_trainer("qwen2_moe", torch.float32, tmp_path)
+    scoring = read_provenance(trainer.score())["scoring"]
+    assert scoring["modules"] == ["mlp.experts", "mlp.shared_expert.up_proj", "mlp.up_proj"]
+    assert scoring["modules_source"] == "up-projection registry: qwen2_moe" and scoring["layers"] == [1, 2, 3]
+    assert scoring["target_tensors"][0] == {
+        "tensor": "model.layers.1.mlp.experts.gate_up_proj",
+        "shape": [4, 64, 64],
+        "scored_shape": [128, 64],  # 4 experts x their 32 up rows
+        "rows": "32:64:1",
+        "transposed": False,
+        "per_sample_gradient": "autograd",
+    }
+    trainer, _ = make_trainer("gpt2", torch.float32, tmp_path, resonance_modules=["mlp.c_fc"])
+    scoring = read_provenance(trainer.score())["scoring"]
+    assert scoring["modules_source"] == "resonance_modules"
+    assert scoring["target_tensors"][2] == {
+        "tensor": "transformer.h.3.mlp.c_fc.weight",
+        "shape": [64, 128],
+        "scored_shape": [128, 64],
+        "rows": None,
+        "transposed": True,
+        "per_sample_gradient": "hooks",
+    }
