@@ -52,9 +52,9 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
-# name -> (config class, model class), by transformers class name. Each is one model family's layout of the MLP
-# up-projection (resofilter_hf.engine.architectures.UP_PROJECTIONS has one entry per model type here).
-_CLASSES = {
+# name -> (config class, model class), by transformers class name (imported when used). Each is one model family's
+# layout of the MLP up-projection (resofilter_hf.engine.architectures.UP_PROJECTIONS has an entry per type here).
+ARCHITECTURES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),  # no attention biases, untied embeddings
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),  # q/k/v biases
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),  # the paper's family: extra norms, soft-capping, tied
@@ -80,9 +80,6 @@ _CLASSES = {
     "gemma4_text": ("Gemma4TextConfig", "Gemma4ForCausalLM"),  # an MLP and fused experts in every layer
     "gemma3": ("Gemma3Config", "Gemma3ForConditionalGeneration"),  # vision-language: SigLIP tower + Gemma 3
     "gemma4": ("Gemma4Config", "Gemma4ForConditionalGeneration"),  # vision-language: clipped-linear tower
-}
-ARCHITECTURES = {
-    name: (getattr(transformers, config), getattr(transformers, model)) for name, (config, model) in _CLASSES.items()
 }
 VLM_ARCHITECTURES = ("gemma3", "gemma4")  # text model config nested as text_config, a tiny vision tower beside it
 
@@ -141,7 +138,7 @@ def tiny_config(
             f"hidden_size ({hidden_size}) must divide by num_heads ({num_heads}) and num_heads by "
             f"num_kv_heads ({num_kv_heads})"
         )
-    config_cls, _ = ARCHITECTURES[arch]
+    config_cls = getattr(transformers, ARCHITECTURES[arch][0])
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
@@ -259,7 +256,7 @@ def build_tiny_model(
         num_kv_heads=num_kv_heads,
     )
     torch.manual_seed(seed)
-    model = ARCHITECTURES[arch][1](config)
+    model = getattr(transformers, ARCHITECTURES[arch][1])(config)
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     output_dir.mkdir(parents=True, exist_ok=True)
