@@ -201,9 +201,10 @@ class ResonanceConfig(SFTConfig):
     )
 
     def __post_init__(self):
-        if self.bf16 is None and not self.fp16 and not self.use_cpu and not _bf16_accelerator():
-            # SFTConfig turns bf16 on by default and then refuses a machine without a bf16 accelerator; here the
-            # default falls back to fp32 instead, so `ResonanceConfig("out")` works on a laptop.
+        if self.bf16 is None and not self.fp16 and (self.use_cpu or not _bf16_accelerator()):
+            # SFTConfig turns bf16 on by default and then refuses a machine without a bf16 accelerator (or, with
+            # use_cpu, runs CPU autocast in bf16); here the default falls back to fp32 instead, so
+            # `ResonanceConfig("out")` works on a laptop and scores on the CPU are not bf16-rounded.
             self.bf16 = False
         if self.gradient_checkpointing is None and self.activation_checkpointing is None:
             # SFTConfig's default (on), under the current name: the deprecated one would warn about a value that
