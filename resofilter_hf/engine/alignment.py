@@ -38,7 +38,7 @@ def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientC
     """
     spec = scorer.spec
     dtype = compute_dtype(scorer.targets[0].weight.dtype)
-    sums = {t.name: torch.zeros(t.weight.shape, dtype=torch.float64, device=scorer.device) for t in scorer.targets}
+    sums = {t.name: torch.zeros(t.matrix.shape, dtype=torch.float64, device=scorer.device) for t in scorer.targets}
     count = torch.zeros((), dtype=torch.float64, device=scorer.device)
     mine = rows[scorer.process_index :: scorer.num_processes]
     for start in range(0, len(mine), scorer.batch_size):

@@ -149,37 +149,48 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """x [B, T, in] and dy [B, T, out] over every call of the module (a per-sample gradient sums over calls).
 
-    A call whose output got no gradient (nothing downstream of it had a loss) contributes nothing.
+    dy keeps only the target's scored output rows (`Target.rows`: a fused projection's up part). A call whose
+    output got no gradient (nothing downstream of it had a loss) contributes nothing.
     """
     pairs = [(x, g) for x, g in zip(record.inputs, record.output_grads) if g is not None]
     if not pairs:  # zero-length time axis: the per-sample gradients come out as zeros
         batch = record.inputs[0].shape[0]
-        out_features, in_features = record.target.weight.shape
+        out_features, in_features = record.target.matrix.shape
         zeros = record.target.weight.new_zeros
         return zeros((batch, 0, in_features), dtype=dtype), zeros((batch, 0, out_features), dtype=dtype)
+    rows = record.target.rows
     x = torch.cat([x.to(dtype) for x, _ in pairs], dim=1)
-    dy = torch.cat([g.to(dtype) for _, g in pairs], dim=1)
+    dy = torch.cat([(g if rows is None else g[..., rows]).to(dtype) for _, g in pairs], dim=1)
     return x, dy
 
 
 def gradient_chunks(record: TargetRecord, dtype: torch.dtype, budget_mb: int) -> Iterator[tuple[slice, torch.Tensor]]:
-    """The per-sample gradients G[i] = sum_t dy[i,t]^T x[i,t] of `record`'s weight, a chunk of output rows at a
-    time: (rows, G[:, rows] of shape [batch, rows, in]). Every per-sample pass over a weight goes through here."""
+    """The per-sample gradients of the target's [out, in] matrix (`Target.matrix`), a chunk of output rows at a
+    time: (rows, G[:, rows] of shape [batch, rows, in]). Formed from hooked inputs and output-gradients,
+    G[i] = sum_t dy[i,t]^T x[i,t], or read off autograd's per-sample gradients for the targets hooks cannot
+    separate (fused 3-D experts). Every per-sample pass over a target goes through here."""
+    out_features, in_features = record.target.matrix.shape
+    if record.param_grads is not None:
+        grads = record.param_grads
+        for rows in row_chunks(out_features, grads.shape[0], in_features, dtype, budget_mb):
+            yield rows, grads[:, rows].to(dtype)
+        return
     x, dy = stack_calls(record, dtype)
-    for rows in row_chunks(dy.shape[2], x.shape[0], x.shape[2], dtype, budget_mb):
+    for rows in row_chunks(out_features, x.shape[0], in_features, dtype, budget_mb):
         yield rows, torch.bmm(dy[:, :, rows].transpose(1, 2), x)
 
 
-def per_sample_gradient(record: TargetRecord, dtype: torch.dtype) -> torch.Tensor:
-    """The whole per-sample gradient [batch, out, in] (small weights and tests only)."""
-    return torch.cat([g for _, g in gradient_chunks(record, dtype, 2**20)], dim=1)
+def per_sample_gradient(record: TargetRecord, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
+    """The per-sample gradients of the target's matrix, output rows `rows`: [batch, rows, in] (small targets
+    and tests: the whole matrix is formed)."""
+    return torch.cat([g for _, g in gradient_chunks(record, dtype, 2**20)], dim=1)[:, rows]
 
 
 @dataclass(frozen=True)
 class ReferenceStep:
     """The mean step R of a reference set, per target tensor, that alignment scores are cosines against.
 
-    `steps` maps target names to R (the weight's shape, in the compute dtype); `norm_sq` is ||R||^2 (fp64) over
+    `steps` maps target names to R (the target matrix's shape, compute dtype); `norm_sq` is ||R||^2 (fp64) over
     all targets; `n_rows` the reference rows R averages over; `fingerprint` identifies those rows and the transform.
     """
 
@@ -211,7 +222,7 @@ def step_chunks(
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(rows, g, w, d) a chunk of output rows at a time: per-sample gradients, the weight's rows, and the step
     `spec.transform` makes from them ([batch, rows, in], [rows, in], [batch, rows, in])."""
-    w_full = record.target.weight.detach()
+    w_full = record.target.matrix
     state = spec.states.get(record.target.name) if spec.states else None
     for rows, g in gradient_chunks(record, dtype, spec.chunk_mb):
         w = w_full[rows].to(dtype)
@@ -233,8 +244,8 @@ def _whole_step(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype) -> to
 
 def _effective_lora_stats(a_rec: TargetRecord, b_rec: TargetRecord, spec: ScoreSpec, dtype, batch) -> DeltaStats:
     """Metric over s*(dB A + B dA + dB dA) = s*(dB (A + dA) + B dA), chunked over output rows."""
-    a = a_rec.target.weight.detach().to(dtype)
-    b = b_rec.target.weight.detach().to(dtype)
+    a = a_rec.target.matrix.to(dtype)
+    b = b_rec.target.matrix.to(dtype)
     d_a, d_b = _whole_step(a_rec, spec, dtype), _whole_step(b_rec, spec, dtype)  # LoRA factors are small
     a_new = a.unsqueeze(0) + d_a
     s = b_rec.target.scaling

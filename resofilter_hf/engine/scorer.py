@@ -136,13 +136,7 @@ class ResonanceScorer:
         capture.clear()
         with torch.enable_grad():
             loss, counts = self.head.per_sample_loss(batch, self.spec.chunk_mb)
-            outputs = capture.outputs()
-            has_tokens = counts > 0
-            if has_tokens.any() and outputs:
-                grads = torch.autograd.grad(loss[has_tokens].sum(), outputs, allow_unused=True)
-            else:
-                grads = [None] * len(outputs)
-        capture.set_output_grads(list(grads))
+            capture.backward(loss, counts > 0)
         return loss.detach(), counts
 
     def score_batch(self, rows: list[dict], capture: GradientCapture) -> list[dict]:
@@ -158,7 +152,7 @@ class ResonanceScorer:
     def estimate_second_moment(self, rows: list[dict], capture: GradientCapture) -> dict[str, AdamState]:
         """Mean per-sample g^2 of every target over `rows` (all processes), as settled AdamW moments."""
         dtype = compute_dtype(self.targets[0].weight.dtype)
-        sums = {t.name: torch.zeros(t.weight.shape, dtype=dtype, device=self.device) for t in self.targets}
+        sums = {t.name: torch.zeros(t.matrix.shape, dtype=dtype, device=self.device) for t in self.targets}
         count = torch.zeros((), dtype=torch.float64, device=self.device)
         mine = rows[self.process_index :: self.num_processes]
         for start in range(0, len(mine), self.batch_size):
