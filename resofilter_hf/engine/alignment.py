@@ -5,10 +5,13 @@ mean gradient of a small target set, after projecting both to 8,192 random dimen
 R has the shape of the target weights, and each sample's cosine is summed chunk by chunk in the same pass that
 forms its step (`deltas.score_records`), with the dot product and the squared norm in fp64.
 
-R is the mean over reference rows of each row's own step under the configured transform (raw gradient through
-`sgd` without weight decay, `sgd`, fresh `adamw`, settled `adamw_state`), not the transform of the mean gradient:
-as in LESS, which averages per-sample gradients of the target set, each reference row weighs the same whatever
-its length, and a reference row scored against R is measured in the same space as every other sample.
+R is the mean over reference rows of each row's own step under the configured transform (the raw gradient
+through `sgd` without weight decay, `sgd`, fresh `adamw`, settled `adamw_state`), not the transform of the mean
+gradient (the two differ for AdamW), following LESS, which also averages per-sample quantities of the target set.
+Unlike LESS, the per-row steps are not normalised before averaging (LESS's mean of cosines), so a reference row
+with a larger step weighs more in R; for AdamW steps, whose entries are near +-lr, the norms differ little. And
+where LESS takes raw gradients of the target set against Adam steps of the candidates, here both sides are steps
+of the one configured transform, so a reference row scored against R is measured like every other sample.
 """
 
 import dataclasses
