@@ -1,0 +1,164 @@
+"""The numbers behind the report and the card figures: which columns are scores, how to show them readably, rank
+correlations, and what each keep share keeps.
+
+The paper's score is lr times a number within a few parts in 10^4 of 1, so plotted as it is its axis reads
+"1e-9+1e-5". `Axis` shows such a column as its deviation from lr (or from its median) in parts per million, and
+scales other columns to a power of 1000, so every tick reads as a plain number with the unit in the label.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from datasets import ClassLabel, Dataset
+
+
+BASELINE_PREFIX = "baseline_"
+CLEAN_LABELS = frozenset({"", "none", "clean", "ok", "false", "0", "no", "(none)", "null"})
+MEASURED = frozenset({"resonance_loss", "resonance_tokens", "resonance_status"})  # inputs, not scores
+SPREAD_PPM = 1e-3  # a column whose 0.5-99.5% range is under this share of its median is shown in ppm
+
+
+def numbers(dataset: Dataset, column: str) -> np.ndarray:
+    """A numeric column as float64, NaN where null."""
+    values = dataset.with_format("arrow")[column]
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64) if len(values) else np.empty(0)
+
+
+def score_columns(dataset: Dataset, primary: str, base: str | None = None) -> list[str]:
+    """`primary` first, then the numeric variants of `base` (default `primary`; ``<base>_*``: epochs, anatomy,
+    transforms) and the ``baseline_*`` columns, in dataset order; the loss, token count and status are what scores
+    are compared with, not scores."""
+    base = base or primary
+    found = [primary] if primary in dataset.column_names else []
+    for name, feature in dataset.features.items():
+        if name == primary or name in MEASURED or name in found:
+            continue
+        numeric = getattr(feature, "dtype", "").startswith(("float", "int", "uint")) and not isinstance(
+            feature, ClassLabel
+        )
+        if numeric and (name.startswith(f"{base}_") or name.startswith(BASELINE_PREFIX)):
+            found.append(name)
+    return found
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one score column is shown: ``display = (value - offset) * scale``, with `label` naming the unit."""
+
+    column: str
+    label: str
+    offset: float = 0.0
+    scale: float = 1.0
+    unit: str = ""
+    decimals: int = 3
+
+    def show(self, values) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float64) - self.offset) * self.scale
+
+    def text(self, value: float) -> str:
+        """One value in display units, e.g. ``-170.3 ppm``; ``-`` when not finite."""
+        if value is None or not math.isfinite(value):
+            return "-"
+        shown = float(self.show(value))
+        sign = "+" if self.unit == "ppm" and shown > 0 else ""
+        return f"{sign}{shown:,.{self.decimals}f}{' ' + self.unit if self.unit else ''}"
+
+
+def axis_for(column: str, values: np.ndarray, lr: float | None = None) -> Axis:
+    """The readable axis for `values`: ppm from `lr` when they sit within 1% of it (the paper's fresh-AdamW score),
+    ppm from the median when their spread is tiny, else the values scaled by a power of 1000."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return Axis(column, column)
+    lo, median, hi = np.quantile(finite, [0.005, 0.5, 0.995])
+    spread = hi - lo
+    if lr and abs(median / lr - 1) < 0.01 and spread < 0.01 * lr:
+        return Axis(
+            column, f"{column}: deviation from lr = {lr:g}, parts per million", lr, 1e6 / lr, "ppm",
+            _decimals(spread * 1e6 / lr),
+        )  # fmt: skip
+    if median != 0 and spread < SPREAD_PPM * abs(median):
+        return Axis(
+            column, f"{column}: deviation from its median {median:.7g}, ppm", median, 1e6 / abs(median), "ppm",
+            _decimals(spread * 1e6 / abs(median)),
+        )  # fmt: skip
+    size = max(abs(lo), abs(hi), abs(median))
+    power = 0 if size == 0 else 3 * math.floor(math.log10(size) / 3)
+    if -3 <= power <= 3:  # 0.001 .. 999,999: plain numbers read fine
+        return Axis(column, column, decimals=_decimals(spread))
+    return Axis(column, f"{column} (x 1e{power})", 0.0, 10.0**-power, decimals=_decimals(spread * 10.0**-power))
+
+
+def _decimals(spread: float) -> int:
+    """Decimals that resolve about a thousandth of `spread` (0 to 6)."""
+    if not spread > 0:
+        return 3
+    return int(min(6, max(0, 3 - math.floor(math.log10(spread)))))
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 with ties given their average rank."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    starts = np.cumsum(counts) - counts
+    return (starts + (counts - 1) / 2)[inverse.ravel()]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    """Spearman's rank correlation over the rows where both are finite, and that row count (NaN under 3 rows or
+    when either side is constant)."""
+    both = np.isfinite(x) & np.isfinite(y)
+    n = int(both.sum())
+    if n < 3:
+        return math.nan, n
+    rx, ry = ranks(x[both]), ranks(y[both])
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    return (float((rx * ry).sum() / denom) if denom > 0 else math.nan), n
+
+
+def label_values(dataset: Dataset, column: str) -> list[str]:
+    """A label column as text (ClassLabel names, ``(none)`` for null)."""
+    feature = dataset.features[column]
+    values = dataset.with_format("arrow")[column].to_pylist()
+    if isinstance(feature, ClassLabel):
+        return [feature.int2str(v) if v is not None and v >= 0 else "(none)" for v in values]
+    return ["(none)" if v is None else str(v) for v in values]
+
+
+def flagged(labels: Sequence[str]) -> np.ndarray:
+    """Rows whose label marks them as flawed: anything but a clean-looking value (none, clean, ok, false, 0 ...)."""
+    return np.asarray([str(v).strip().lower() not in CLEAN_LABELS for v in labels], dtype=bool)
+
+
+def keep_count(n_scored: int, keep: float) -> int:
+    """Rows the rule keeps of `n_scored`: ceil(n * keep), with keep read as the decimal it prints as."""
+    share = Fraction(repr(float(keep)))
+    return n_scored - math.floor(n_scored * (1 - share))
+
+
+@dataclass(frozen=True)
+class KeepCurve:
+    """For keep shares 1%..100%: rows kept, the score at the cut, and (with labels) the share of flagged rows kept."""
+
+    column: str
+    shares: np.ndarray
+    rows_kept: np.ndarray
+    cut: np.ndarray
+    flagged_kept: np.ndarray | None  # share of the scored flagged rows that are kept; None without labels
+
+
+def keep_curve(column: str, order: np.ndarray, scores: np.ndarray, flags: np.ndarray | None) -> KeepCurve:
+    """The curve from `order` (scored, deduplicated rows, first dropped first: `selection.drop_order`)."""
+    shares = np.round(np.arange(1, 101) / 100, 2)
+    n = len(order)
+    kept = np.array([keep_count(n, s) for s in shares]) if n else np.zeros(len(shares), dtype=int)
+    cut = np.array([scores[order[n - k]] if k else math.nan for k in kept]) if n else np.full(len(shares), math.nan)
+    flagged_kept = None
+    if flags is not None and n and flags[order].any():
+        # rows kept at share s are order[n - k:]; count flagged among them from the end
+        from_end = np.concatenate([[0], np.cumsum(flags[order][::-1])])
+        flagged_kept = from_end[kept] / from_end[-1]
+    return KeepCurve(column, shares, kept, cut, flagged_kept)

@@ -1,0 +1,157 @@
+"""`report`: a scored dataset as one static HTML page a person can open from disk, offline, and read.
+
+The page holds, for the score column and its variants and baselines: the distribution in readable units (by label,
+the keep share's cut marked), the score against completion length and loss with Spearman's rho, the ten highest,
+ten lowest and ten rows around the cut with their prompt and completion, what each keep share keeps (and, with
+labels, how many flagged rows), and the provenance. Figures are inline PNG, styles inline, no script, and a
+Content-Security-Policy forbids any fetch, so the file is the whole report.
+"""
+
+import contextlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from ..provenance import library_versions, load_scored, read_provenance, write_atomic
+from ..selection import _completion_lengths, drop_order
+from . import report_html as H
+from . import report_sections as S
+from .analysis import axis_for, flagged, keep_curve, label_values, numbers, score_columns
+from .analysis import spearman as rank_correlation
+from .cards import label_columns_of, score_column
+
+
+SHOWN_ROWS = 10
+
+
+def report(
+    scored: Dataset | DatasetDict | str | Path,
+    out: str | Path = "report.html",
+    *,
+    label_column: str | None = None,
+    keep: float = 0.5,
+    column: str | None = None,
+    drop: str | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write the HTML report of `scored` (a scored or selected dataset, or the path of one) to `out`; returns it.
+
+    Args:
+        label_column: a column to break the scores down by (default: a ClassLabel/bool column or one named
+            ``flaw`` or ``label``, when there is one). Rows whose label is not clean-looking (``none``, ``clean``,
+            ``ok``, ``false``, ``0``, empty) count as flagged.
+        keep: the keep share whose cut is marked and whose neighbourhood of rows is shown (0 < keep <= 1).
+        column: the score column (default: the provenance's, else ``resonance``).
+        drop: "highest" or "lowest" (default: the file's selection rule, else "highest", as the paper).
+        title: the page title (default: names the file).
+    """
+    started = time.perf_counter()
+    dataset, source = _load(scored)
+    if not (isinstance(keep, (int, float)) and not isinstance(keep, bool) and 0 < keep <= 1):
+        raise ValueError(f"report: keep={keep!r} must be a number with 0 < keep <= 1")
+    provenance = read_provenance(dataset)
+    drop = drop or (provenance.get("selection") or {}).get("drop", "highest")
+    if drop not in ("highest", "lowest"):
+        raise ValueError(f"report: drop={drop!r} is not one of 'highest', 'lowest'")
+    primary = _primary_column(dataset, column)
+    labels, label_name = _labels(dataset, label_column)
+    flags = flagged(labels) if labels is not None else None
+    against = _against(dataset)
+    lr = (provenance.get("scoring") or {}).get("lr")
+    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
+    views = []
+    family = score_column(dataset) if primary.startswith(score_column(dataset)) else primary
+    for name in score_columns(dataset, primary, base=family):
+        values = numbers(dataset, name)
+        order = drop_order(dataset, column=name, drop=drop, dedup_on=dedup)
+        rho = {key: rank_correlation(values, x) for key, x in against.items()}
+        views.append(
+            S.ScoreView(name, values, axis_for(name, values, lr), order, keep_curve(name, order, values, flags), rho)
+        )
+    context = S.Context(
+        dataset=dataset, source=source, provenance=provenance, views=views, keep=keep, drop=drop,
+        labels=labels, label_name=label_name, flags=flags, against=against, dedup=dedup,
+    )  # fmt: skip
+    sections = [
+        S.distribution(context),
+        S.confounds(context),
+        S.rows(context, SHOWN_ROWS),
+        S.keep_curve(context),
+        S.provenance(context),
+    ]
+    elapsed = time.perf_counter() - started
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    html = H.page(
+        title or f"ResoFilter report: {source}",
+        S.subtitle(context, stamp),
+        S.tiles(context),
+        [
+            ("distribution", "Distribution"),
+            ("confounds", "Length & loss"),
+            ("rows", "Rows"),
+            ("keep-curve", "Keep share"),
+            ("provenance", "Provenance"),
+        ],  # fmt: skip
+        sections,
+        f"resofilter-hf {library_versions().get('resofilter-hf', 'dev')} \u00b7 {len(dataset):,} rows \u00b7 built in {elapsed:.1f} s \u00b7 {stamp}",
+    )
+    return write_atomic(out, html)
+
+
+def _load(scored) -> tuple[Dataset, str]:
+    """The dataset (the train split, else the first, of a DatasetDict) and a name for it."""
+    source = "dataset"
+    if isinstance(scored, (str, Path)):
+        source = Path(scored).name
+        scored = load_scored(scored)
+    if isinstance(scored, DatasetDict):
+        if not scored:
+            raise ValueError("report: the DatasetDict has no splits")
+        split = "train" if "train" in scored else next(iter(scored))
+        scored, source = scored[split], f"{source} [{split}]"
+    if not isinstance(scored, Dataset):
+        raise TypeError(f"report: expected a Dataset, DatasetDict or a path, got {type(scored).__name__}")
+    return scored, source
+
+
+def _primary_column(dataset: Dataset, column: str | None) -> str:
+    """The score column: given, else the provenance's; an in-flight file's first epoch when only epochs exist."""
+    name = column or score_column(dataset)
+    if name in dataset.column_names:
+        return name
+    variants = [c for c in score_columns(dataset, name) if c.startswith(f"{name}_epoch")]
+    if column is None and variants:
+        return variants[0]
+    raise ValueError(
+        f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. Score the dataset "
+        "first (`resofilter score` or ResonanceTrainer.score())"
+    )
+
+
+def _labels(dataset: Dataset, label_column: str | None) -> tuple[list[str] | None, str | None]:
+    if label_column is None:
+        found = label_columns_of(dataset)
+        if not found:
+            return None, None
+        label_column = found[0]
+    elif label_column not in dataset.column_names:
+        raise ValueError(
+            f"report: label_column={label_column!r} is not a column; columns present: {dataset.column_names}"
+        )
+    return label_values(dataset, label_column), label_column
+
+
+def _against(dataset: Dataset) -> dict[str, np.ndarray]:
+    """What scores are compared with: completion length (loss tokens, else characters) and the loss."""
+    out = {}
+    if "resonance_tokens" in dataset.column_names:
+        out["completion tokens"] = numbers(dataset, "resonance_tokens")
+    else:
+        with contextlib.suppress(ValueError):  # no completion column: nothing to compare with
+            out["completion characters"] = _completion_lengths(dataset, "report").astype(np.float64)
+    if "resonance_loss" in dataset.column_names:
+        out["loss (mean per token)"] = numbers(dataset, "resonance_loss")
+    return out
