@@ -24,6 +24,7 @@ DPI = 110
 
 
 def _figure(width: float, height: float):
+    """A figure on its own Agg canvas (no pyplot, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -41,6 +42,19 @@ def _style(ax) -> None:
     ax.grid(True, color="#e6e6e6", linewidth=0.7)
     ax.set_axisbelow(True)
     ax.ticklabel_format(useOffset=False, style="plain")
+
+
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _margins(fig, left=0.75, right=0.2, bottom=0.5, top=0.35, wspace=0.2) -> None:
+    """Fixed margins in inches (tight_layout measures every text, which costs more than drawing the figure)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=wspace)  # fmt: skip
 
 
 def label_groups(labels: Sequence[str] | None) -> list[tuple[str, np.ndarray, str]]:
@@ -91,14 +105,16 @@ def distribution_figure(
         lo, hi = lo - 0.5, hi + 0.5
     bins = np.linspace(lo, hi, 41)
     clipped = np.clip(values, lo, hi)
-    groups = label_groups(labels)
-    if groups:
-        parts = [clipped[mask & finite] for _, mask, _ in groups]
-        ax.hist(parts, bins, stacked=True, color=[c for *_, c in groups], label=[n for n, *_ in groups], alpha=0.9)
-        if legend:
-            ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    else:
-        ax.hist(clipped[finite], bins, color=CLEAN_COLOR, alpha=0.9)
+    groups = label_groups(labels) or [("rows", np.ones(len(values), dtype=bool), CLEAN_COLOR)]
+    below = np.zeros(len(bins) - 1)
+    for name, mask, color in groups:  # stacked: one filled outline per label, each on the ones before it
+        counts, _ = np.histogram(clipped[mask & finite], bins)
+        ax.stairs(below + counts, bins, baseline=below, fill=True, color=color, alpha=0.9, label=name)
+        below = below + counts
+    ax.set_ylim(0, max(1.0, below.max()) * 1.08)
+    ax.yaxis.set_major_locator(_integer_ticks())
+    if legend and len(groups) > 1:
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for k, (name, value) in enumerate((cuts or {}).items()):
         x = float(np.clip(axis.show(value), lo, hi))
         ax.axvline(x, color=CUT_COLOR, linestyle="--" if k == 0 else ":", linewidth=1.5)
@@ -113,7 +129,7 @@ def distribution_figure(
     ax.set_xlabel(axis.label, fontsize=8.5)
     ax.set_ylabel("rows", fontsize=8.5)
     ax.set_title(title or axis.column, fontsize=10, loc="left")
-    fig.tight_layout()
+    _margins(fig, right=1.45 if legend and labels is not None else 0.2)
     return fig
 
 
@@ -162,7 +178,7 @@ def confound_figure(
         ax.set_title(f"Spearman \u03c1 = {rho:+.2f}" if np.isfinite(rho) else "Spearman \u03c1: n/a", fontsize=9.5)
         if k == len(against) - 1 and len(groups) > 1:
             ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=1.5)
-    fig.tight_layout()
+    _margins(fig, right=1.45 if len(groups) > 1 else 0.2, wspace=0.25)
     return fig
 
 
@@ -196,7 +212,7 @@ def keep_curve_figure(curves: Sequence[KeepCurve], axis: Axis, *, keep: float, s
             top = ax.secondary_xaxis("top", functions=(lambda s: s * n / 100, lambda r: r * 100 / n))
             top.set_xlabel("rows kept", fontsize=8)
             top.tick_params(labelsize=7.5, colors="#444")
-    fig.tight_layout()
+    _margins(fig, top=0.55, wspace=0.28)
     return fig
 
 
