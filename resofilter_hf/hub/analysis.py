@@ -19,6 +19,7 @@ BASELINE_PREFIX = "baseline_"
 CLEAN_LABELS = frozenset({"", "none", "clean", "ok", "false", "0", "no", "(none)", "null"})
 MEASURED = frozenset({"resonance_loss", "resonance_tokens", "resonance_status"})  # inputs, not scores
 SPREAD_PPM = 1e-3  # a column whose 0.5-99.5% range is under this share of its median is shown in ppm
+LONG_TAIL = 8.0  # a positive column whose 99.5th percentile exceeds this many medians is drawn on a log axis
 
 
 def numbers(dataset: Dataset, column: str) -> np.ndarray:
@@ -46,7 +47,8 @@ def score_columns(dataset: Dataset, primary: str, base: str | None = None) -> li
 
 @dataclass(frozen=True)
 class Axis:
-    """How one score column is shown: ``display = (value - offset) * scale``, with `label` naming the unit."""
+    """How one score column is shown: ``display = (value - offset) * scale``, with `label` naming the unit; `log`
+    for a positive column with a long right tail (drawn on a log axis)."""
 
     column: str
     label: str
@@ -54,6 +56,7 @@ class Axis:
     scale: float = 1.0
     unit: str = ""
     decimals: int = 3
+    log: bool = False
 
     def show(self, values) -> np.ndarray:
         return (np.asarray(values, dtype=np.float64) - self.offset) * self.scale
@@ -63,13 +66,16 @@ class Axis:
         if value is None or not math.isfinite(value):
             return "-"
         shown = float(self.show(value))
-        sign = "+" if self.unit == "ppm" and shown > 0 else ""
-        return f"{sign}{shown:,.{self.decimals}f}{' ' + self.unit if self.unit else ''}"
+        if self.unit == "ppm":  # one resolution for all, so values compare digit by digit
+            return f"{'+' if shown > 0 else ''}{shown:,.{self.decimals}f} ppm"
+        digits = self.decimals if shown == 0 else max(self.decimals, 2 - math.floor(math.log10(abs(shown))))
+        return f"{shown:,.{min(digits, 6)}f}"
 
 
 def axis_for(column: str, values: np.ndarray, lr: float | None = None) -> Axis:
     """The readable axis for `values`: ppm from `lr` when they sit within 1% of it (the paper's fresh-AdamW score),
-    ppm from the median when their spread is tiny, else the values scaled by a power of 1000."""
+    ppm from the median when their spread is tiny, else the values scaled by a power of 1000 (on a log axis when
+    positive with a long right tail)."""
     finite = values[np.isfinite(values)]
     if not len(finite):
         return Axis(column, column)
@@ -87,9 +93,11 @@ def axis_for(column: str, values: np.ndarray, lr: float | None = None) -> Axis:
         )  # fmt: skip
     size = max(abs(lo), abs(hi), abs(median))
     power = 0 if size == 0 else 3 * math.floor(math.log10(size) / 3)
+    log = bool(finite.min() > 0 and hi > LONG_TAIL * median)
     if -3 <= power <= 3:  # 0.001 .. 999,999: plain numbers read fine
-        return Axis(column, column, decimals=_decimals(spread))
-    return Axis(column, f"{column} (x 1e{power})", 0.0, 10.0**-power, decimals=_decimals(spread * 10.0**-power))
+        return Axis(column, column + (" (log scale)" if log else ""), decimals=_decimals(spread), log=log)
+    label = f"{column} (x 1e{power}{', log scale' if log else ''})"
+    return Axis(column, label, 0.0, 10.0**-power, decimals=_decimals(spread * 10.0**-power), log=log)
 
 
 def _decimals(spread: float) -> int:

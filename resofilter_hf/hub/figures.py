@@ -6,6 +6,7 @@ with the offset formatter turned off.
 """
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,6 +49,17 @@ def _integer_ticks():
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True)
+
+
+def _log_scale(ax, which: str) -> None:
+    """A log axis whose ticks read as plain numbers (0.1, 1, 10), not powers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    getattr(ax, f"set_{which}scale")("log")
+    scale = getattr(ax, f"{which}axis")
+    scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    scale.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    scale.set_minor_formatter(NullFormatter())
 
 
 def _margins(fig, left=0.75, right=0.2, bottom=0.5, top=0.35, wspace=0.2) -> None:
@@ -103,7 +115,7 @@ def distribution_figure(
     lo, hi = np.quantile(values[finite], [0.005, 0.995])
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    bins = np.linspace(lo, hi, 41)
+    bins = np.geomspace(lo, hi, 41) if axis.log and lo > 0 else np.linspace(lo, hi, 41)
     clipped = np.clip(values, lo, hi)
     groups = label_groups(labels) or [("rows", np.ones(len(values), dtype=bool), CLEAN_COLOR)]
     below = np.zeros(len(bins) - 1)
@@ -126,6 +138,8 @@ def distribution_figure(
         if k == 0:
             ax.axvspan(*((x, hi) if drop == "highest" else (lo, x)), color=CUT_COLOR, alpha=0.07)
     ax.set_xlim(lo, hi)
+    if axis.log and lo > 0:
+        _log_scale(ax, "x")
     ax.set_xlabel(axis.label, fontsize=8.5)
     ax.set_ylabel("rows", fontsize=8.5)
     ax.set_title(title or axis.column, fontsize=10, loc="left")
@@ -173,6 +187,8 @@ def confound_figure(
         tx, ty = _trend(x[both], y[both])
         if len(tx):
             ax.plot(tx, ty, color="#222", linewidth=1.3, label="median trend")
+        if axis.log:
+            _log_scale(ax, "y")
         ax.set_xlabel(name, fontsize=8.5)
         ax.set_ylabel(axis.label if k == 0 else "", fontsize=8)
         ax.set_title(f"Spearman \u03c1 = {rho:+.2f}" if np.isfinite(rho) else "Spearman \u03c1: n/a", fontsize=9.5)
@@ -184,16 +200,17 @@ def confound_figure(
 
 def keep_curve_figure(curves: Sequence[KeepCurve], axis: Axis, *, keep: float, size: tuple[float, float] = (11, 3.6)):
     """Left, with labels: share of the flagged rows each score column keeps, against the keep share (chance is
-    the diagonal). Right: the primary score at the cut. The top axis counts rows kept."""
+    the diagonal), legend below. Right: the primary score at the cut. The top axes count rows kept."""
     primary = curves[0]
     with_labels = [c for c in curves if c.flagged_kept is not None]
-    fig = _figure(*size if with_labels else (size[0] / 2 + 0.6, size[1]))
+    ncol = min(5, len(with_labels) + 1)
+    legend_in = 0.2 + 0.19 * math.ceil((len(with_labels) + 1) / ncol) if with_labels else 0.0
+    fig = _figure(*(size[0], size[1] + legend_in) if with_labels else (size[0] / 2 + 0.6, size[1]))
     n = int(primary.rows_kept[-1]) if len(primary.rows_kept) else 0
     panels = 2 if with_labels else 1
     for p in range(panels):
         ax = fig.add_subplot(1, panels, p + 1)
         _style(ax)
-        x = primary.shares * 100
         if p == 0 and with_labels:
             ax.plot([0, 100], [0, 100], color="#aaa", linestyle="--", linewidth=1, label="random")
             for k, curve in enumerate(with_labels):
@@ -201,10 +218,12 @@ def keep_curve_figure(curves: Sequence[KeepCurve], axis: Axis, *, keep: float, s
                         linewidth=2.2 if k == 0 else 1.1, label=curve.column)  # fmt: skip
             ax.set_ylabel("flagged rows kept (%)", fontsize=8.5)
             ax.set_ylim(0, 100)
-            ax.legend(fontsize=7, frameon=False, loc="upper left", ncol=1 if len(with_labels) < 6 else 2)
+            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=ncol, fontsize=7.5, frameon=False)
         else:
-            ax.plot(x, axis.show(primary.cut), color=LINE_COLORS[0], linewidth=2)
-            ax.set_ylabel(f"score at the cut ({axis.unit or 'value'})", fontsize=8.5)
+            ax.plot(primary.shares * 100, axis.show(primary.cut), color=LINE_COLORS[0], linewidth=2)
+            if axis.log:
+                _log_scale(ax, "y")
+            ax.set_ylabel(f"{primary.column} at the cut" + (f" ({axis.unit})" if axis.unit else ""), fontsize=8.5)
         ax.axvline(keep * 100, color=CUT_COLOR, linestyle="--", linewidth=1.2)
         ax.set_xlim(0, 100)
         ax.set_xlabel("keep share (%)", fontsize=8.5)
@@ -212,7 +231,7 @@ def keep_curve_figure(curves: Sequence[KeepCurve], axis: Axis, *, keep: float, s
             top = ax.secondary_xaxis("top", functions=(lambda s: s * n / 100, lambda r: r * 100 / n))
             top.set_xlabel("rows kept", fontsize=8)
             top.tick_params(labelsize=7.5, colors="#444")
-    _margins(fig, top=0.55, wspace=0.28)
+    _margins(fig, top=0.55, bottom=0.5 + legend_in, wspace=0.28)
     return fig
 
 

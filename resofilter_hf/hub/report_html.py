@@ -51,6 +51,8 @@ tr.dropped td.rank { color:var(--cut); }
   Consolas,monospace; max-width:520px; }
 details summary { cursor:pointer; white-space:pre-wrap; word-break:break-word; font:12px/1.45 ui-monospace,
   SFMono-Regular,Menlo,Consolas,monospace; max-width:520px; color:#2b3442; }
+details > summary.note { font-family:system-ui,sans-serif; font-size:13px; color:var(--accent); margin:6px 0; }
+.scroll { overflow-x:auto; }
 details summary .more { color:var(--accent); font-family:system-ui,sans-serif; font-size:11.5px; }
 .chip { display:inline-block; border-radius:999px; padding:1px 8px; font-size:11.5px; background:#e8eef8; color:#1f4e99; }
 .chip.flag { background:#fbe9e7; color:#a1302b; }

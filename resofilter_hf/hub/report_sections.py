@@ -97,16 +97,20 @@ def tiles(ctx: Context) -> list[str]:
     return out
 
 
+def _shown_as(axis: Axis) -> str:
+    return "as is" if axis.label == axis.column else axis.label.removeprefix(f"{axis.column}: ")
+
+
 def _stats_rows(views: Sequence[ScoreView]) -> list[list[Any]]:
     rows = []
     for v in views:
         finite = v.scores[np.isfinite(v.scores)]
         if not len(finite):
-            rows.append([v.column, v.axis.label, 0, "-", "-", "-", "-", "-"])
+            rows.append([v.column, _shown_as(v.axis), 0, "-", "-", "-", "-", "-"])
             continue
         q = np.quantile(finite, [0.0, 0.5, 1.0])
         spread = v.axis.show(finite).std()
-        rows.append([v.column, v.axis.label, f"{len(finite):,}", v.axis.text(float(finite.mean())),
+        rows.append([v.column, _shown_as(v.axis), f"{len(finite):,}", v.axis.text(float(finite.mean())),
                      f"{spread:,.{v.axis.decimals}f}", *(v.axis.text(float(x)) for x in q)])  # fmt: skip
     return rows
 
@@ -266,8 +270,7 @@ def keep_curve(ctx: Context) -> str:
     png = _png(figures.keep_curve_figure([v.curve for v in views], ctx.primary.axis, keep=ctx.keep))
     labelled = [v for v in views if v.curve.flagged_kept is not None][:6]
     shares = sorted({*(k / 10 for k in range(1, 11)), round(ctx.keep, 2)})
-    header = ["keep share", "rows kept", f"cut ({ctx.primary.column})"]
-    header += [f"flagged kept: {v.column}" for v in labelled]
+    header = ["keep share", "rows kept", f"{ctx.primary.column} at the cut", *(v.column for v in labelled)]
     rows = []
     for share in shares:
         k = int(round(share * 100)) - 1
@@ -284,7 +287,11 @@ def keep_curve(ctx: Context) -> str:
         if labelled
         else ": the score at the cut and the rows kept."
     )
-    parts = [H.figure(png, "keep-share curve"), H.table(header, rows, numeric=range(0, len(header)))]
+    parts = [H.figure(png, "keep-share curve")]
+    if labelled:
+        parts.append(H.Raw('<p class="note">Columns after the cut: the share of the flagged rows that the rule by '
+                           "each score column keeps.</p>"))  # fmt: skip
+    parts.append(H.Raw(f'<div class="scroll">{H.table(header, rows, numeric=range(0, len(header)))}</div>'))
     return H.section("keep-curve", "Keep share", lead, *parts)
 
 

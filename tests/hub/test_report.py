@@ -80,7 +80,7 @@ def test_report_of_a_real_scores_file_has_every_section_and_the_right_numbers(to
     n_flagged, n_kept = int((flaws != "none").sum()), sum(flaws[i] != "none" for i in kept)
     assert f"{n_kept:,} of {n_flagged:,}" in page.text
     # the paper's score reads as ppm from lr, and the provenance table names the model
-    assert "resonance: deviation from lr = 1e-05, parts per million" in page.text
+    assert "deviation from lr = 1e-05, parts per million" in page.text
     assert str(read_provenance(scored)["scoring"]["model_id"]) in page.text
     assert all(src.startswith("data:image/png;base64,") for tag, a in page.tags if tag == "img" for src in [a["src"]])
 
