@@ -27,6 +27,8 @@ def test_demo_writes_everything_under_one_folder(demo_run):
     out, printed = demo_run
     for rel in ("summary.json", "story.json", "scored.parquet", "score_histograms.png", "roc.png", "selections.png"):
         assert (out / rel).is_file(), rel
+    assert 'id="rows-cut"' in (out / "report.html").read_text(encoding="utf-8")
+    assert f"open the report: {(out / 'report.html').resolve()}" in printed
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")), "no pickled files"
     assert f"everything is in {out.resolve()}" in printed
 
