@@ -6,6 +6,7 @@ The paper's score is lr times a number within a few parts in 10^4 of 1, so plott
 scales other columns to a power of 1000, so every tick reads as a plain number with the unit in the label.
 """
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from fractions import Fraction
 
 import numpy as np
 from datasets import ClassLabel, Dataset
+
+from ..selection import _completion_lengths, drop_order
 
 
 BASELINE_PREFIX = "baseline_"
@@ -170,3 +173,56 @@ def keep_curve(column: str, order: np.ndarray, scores: np.ndarray, flags: np.nda
         from_end = np.concatenate([[0], np.cumsum(flags[order][::-1])])
         flagged_kept = from_end[kept] / from_end[-1]
     return KeepCurve(column, shares, kept, cut, flagged_kept)
+
+
+@dataclass
+class ScoreView:
+    """One score column, ready to show."""
+
+    column: str
+    scores: np.ndarray
+    axis: Axis
+    order: np.ndarray  # scored, deduplicated rows, first dropped first (`selection.drop_order`)
+    curve: KeepCurve
+    rho: dict[str, tuple[float, int]]  # compared-with name -> (Spearman rho, rows)
+
+    def kept(self, keep: float) -> np.ndarray:
+        """The rows the rule keeps at `keep`."""
+        return self.order[len(self.order) - keep_count(len(self.order), keep) :]
+
+    def cut(self, keep: float) -> float:
+        """The score of the last kept row at `keep` (NaN when nothing is kept)."""
+        kept = self.kept(keep)
+        return float(self.scores[kept[0]]) if len(kept) else math.nan
+
+
+def compared_with(dataset: Dataset) -> dict[str, np.ndarray]:
+    """What scores are compared with: completion length (loss tokens, else characters) and the loss."""
+    out = {}
+    if "resonance_tokens" in dataset.column_names:
+        out["completion tokens"] = numbers(dataset, "resonance_tokens")
+    else:
+        with contextlib.suppress(ValueError):  # no completion column: nothing to compare with
+            out["completion characters"] = _completion_lengths(dataset, "report").astype(np.float64)
+    if "resonance_loss" in dataset.column_names:
+        out["loss (mean per token)"] = numbers(dataset, "resonance_loss")
+    return out
+
+
+def score_view(
+    dataset: Dataset,
+    column: str,
+    *,
+    lr: float | None,
+    drop: str,
+    dedup: str | None,
+    flags: np.ndarray | None,
+    against: dict[str, np.ndarray],
+) -> ScoreView:
+    """Everything the report and the card figures show of one score column."""
+    values = numbers(dataset, column)
+    order = drop_order(dataset, column=column, drop=drop, dedup_on=dedup)
+    rho = {name: spearman(values, x) for name, x in against.items()}
+    return ScoreView(
+        column, values, axis_for(column, values, lr), order, keep_curve(column, order, values, flags), rho
+    )

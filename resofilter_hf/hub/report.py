@@ -7,24 +7,22 @@ labels, how many flagged rows), and the provenance. Figures are inline PNG, styl
 Content-Security-Policy forbids any fetch, so the file is the whole report.
 """
 
-import contextlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from datasets import Dataset, DatasetDict
 
 from ..provenance import library_versions, load_scored, read_provenance, write_atomic
-from ..selection import _completion_lengths, drop_order
 from . import report_html as H
 from . import report_sections as S
-from .analysis import axis_for, flagged, keep_curve, label_values, numbers, score_columns
-from .analysis import spearman as rank_correlation
+from .analysis import compared_with, flagged, label_values, score_columns, score_view
 from .cards import label_columns_of, score_column
 
 
 SHOWN_ROWS = 10
+NAV = [("distribution", "Distribution"), ("confounds", "Length & loss"), ("rows", "Rows"),
+       ("keep-curve", "Keep share"), ("provenance", "Provenance")]  # fmt: skip
 
 
 def report(
@@ -59,18 +57,14 @@ def report(
     primary = _primary_column(dataset, column)
     labels, label_name = _labels(dataset, label_column)
     flags = flagged(labels) if labels is not None else None
-    against = _against(dataset)
+    against = compared_with(dataset)
     lr = (provenance.get("scoring") or {}).get("lr")
     dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
-    views = []
     family = score_column(dataset) if primary.startswith(score_column(dataset)) else primary
-    for name in score_columns(dataset, primary, base=family):
-        values = numbers(dataset, name)
-        order = drop_order(dataset, column=name, drop=drop, dedup_on=dedup)
-        rho = {key: rank_correlation(values, x) for key, x in against.items()}
-        views.append(
-            S.ScoreView(name, values, axis_for(name, values, lr), order, keep_curve(name, order, values, flags), rho)
-        )
+    views = [
+        score_view(dataset, name, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
+        for name in score_columns(dataset, primary, base=family)
+    ]
     context = S.Context(
         dataset=dataset, source=source, provenance=provenance, views=views, keep=keep, drop=drop,
         labels=labels, label_name=label_name, flags=flags, against=against, dedup=dedup,
@@ -88,15 +82,10 @@ def report(
         title or f"ResoFilter report: {source}",
         S.subtitle(context, stamp),
         S.tiles(context),
-        [
-            ("distribution", "Distribution"),
-            ("confounds", "Length & loss"),
-            ("rows", "Rows"),
-            ("keep-curve", "Keep share"),
-            ("provenance", "Provenance"),
-        ],  # fmt: skip
+        NAV,
         sections,
-        f"resofilter-hf {library_versions().get('resofilter-hf', 'dev')} \u00b7 {len(dataset):,} rows \u00b7 built in {elapsed:.1f} s \u00b7 {stamp}",
+        f"resofilter-hf {library_versions().get('resofilter-hf', 'dev')} \u00b7 {len(dataset):,} rows \u00b7 "
+        f"built in {elapsed:.1f} s \u00b7 {stamp}",
     )
     return write_atomic(out, html)
 
@@ -142,16 +131,3 @@ def _labels(dataset: Dataset, label_column: str | None) -> tuple[list[str] | Non
             f"report: label_column={label_column!r} is not a column; columns present: {dataset.column_names}"
         )
     return label_values(dataset, label_column), label_column
-
-
-def _against(dataset: Dataset) -> dict[str, np.ndarray]:
-    """What scores are compared with: completion length (loss tokens, else characters) and the loss."""
-    out = {}
-    if "resonance_tokens" in dataset.column_names:
-        out["completion tokens"] = numbers(dataset, "resonance_tokens")
-    else:
-        with contextlib.suppress(ValueError):  # no completion column: nothing to compare with
-            out["completion characters"] = _completion_lengths(dataset, "report").astype(np.float64)
-    if "resonance_loss" in dataset.column_names:
-        out["loss (mean per token)"] = numbers(dataset, "resonance_loss")
-    return out

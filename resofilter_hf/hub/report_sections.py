@@ -1,6 +1,5 @@
 """The sections of the HTML report, each built from a `Context` (the dataset and its score columns, ready)."""
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,29 +11,8 @@ from datasets import Dataset
 from ..provenance import SCORING_FIELDS
 from . import figures
 from . import report_html as H
-from .analysis import Axis, KeepCurve, keep_count
+from .analysis import Axis, ScoreView, keep_count
 from .cards import fmt, selection_summary
-
-
-@dataclass
-class ScoreView:
-    """One score column, ready to show."""
-
-    column: str
-    scores: np.ndarray
-    axis: Axis
-    order: np.ndarray  # scored, deduplicated rows, first dropped first (`selection.drop_order`)
-    curve: KeepCurve
-    rho: dict[str, tuple[float, int]]  # compared-with name -> (Spearman rho, rows)
-
-    def kept(self, keep: float) -> np.ndarray:
-        """The rows the rule keeps at `keep`."""
-        return self.order[len(self.order) - keep_count(len(self.order), keep) :]
-
-    def cut(self, keep: float) -> float:
-        """The score of the last kept row at `keep` (NaN when nothing is kept)."""
-        kept = self.kept(keep)
-        return float(self.scores[kept[0]]) if len(kept) else math.nan
 
 
 @dataclass
