@@ -133,6 +133,7 @@ def distribution_figure(
         ax.annotate(
             f"{name}: cut {axis.text(value)}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -2 - 11 * k),
             textcoords="offset points", fontsize=7.5, color=CUT_COLOR, va="top",
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1},
             ha="left" if x < (lo + hi) / 2 else "right",
         )  # fmt: skip
         if k == 0:
@@ -198,9 +199,12 @@ def confound_figure(
     return fig
 
 
-def keep_curve_figure(curves: Sequence[KeepCurve], axis: Axis, *, keep: float, size: tuple[float, float] = (11, 3.6)):
+def keep_curve_figure(
+    curves: Sequence[KeepCurve], axis: Axis, *, keep: float | None, size: tuple[float, float] = (11, 3.6)
+):
     """Left, with labels: share of the flagged rows each score column keeps, against the keep share (chance is
-    the diagonal), legend below. Right: the primary score at the cut. The top axes count rows kept."""
+    the diagonal), legend below. Right: the primary score at the cut. The top axes count rows kept; `keep` (None:
+    none) is marked."""
     primary = curves[0]
     with_labels = [c for c in curves if c.flagged_kept is not None]
     ncol = min(5, len(with_labels) + 1)
@@ -224,7 +228,8 @@ def keep_curve_figure(curves: Sequence[KeepCurve], axis: Axis, *, keep: float, s
             if axis.log:
                 _log_scale(ax, "y")
             ax.set_ylabel(f"{primary.column} at the cut" + (f" ({axis.unit})" if axis.unit else ""), fontsize=8.5)
-        ax.axvline(keep * 100, color=CUT_COLOR, linestyle="--", linewidth=1.2)
+        if keep is not None:
+            ax.axvline(keep * 100, color=CUT_COLOR, linestyle="--", linewidth=1.2)
         ax.set_xlim(0, 100)
         ax.set_xlabel("keep share (%)", fontsize=8.5)
         if n:

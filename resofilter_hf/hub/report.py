@@ -14,6 +14,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 
 from ..provenance import library_versions, load_scored, read_provenance, write_atomic
+from . import figures
 from . import report_html as H
 from . import report_sections as S
 from .analysis import compared_with, flagged, label_values, score_columns, score_view
@@ -131,3 +132,38 @@ def _labels(dataset: Dataset, label_column: str | None) -> tuple[list[str] | Non
             f"report: label_column={label_column!r} is not a column; columns present: {dataset.column_names}"
         )
     return label_values(dataset, label_column), label_column
+
+
+def card_figures(
+    dataset: Dataset,
+    folder: str | Path,
+    stem: str,
+    image_dir: str = "images",
+    *,
+    column: str,
+    cuts: dict[str, float],
+    drop: str = "highest",
+    label_column: str | None = None,
+    keep: float | None = None,
+) -> dict[str, str]:
+    """The report's figures for a dataset card, as PNGs in the repo `folder` under `image_dir`: ``<stem>.png`` (the
+    distribution with each cut in `cuts`), ``<stem>_confounds.png`` (score vs length and loss, when the file has
+    them) and ``<stem>_keep.png`` (the keep-share curve, `keep` marked). Returns kind -> path in the repo."""
+    labels = label_values(dataset, label_column) if label_column else None
+    flags = flagged(labels) if labels is not None else None
+    against = compared_with(dataset)
+    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
+    lr = (read_provenance(dataset).get("scoring") or {}).get("lr")
+    view = score_view(dataset, column, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
+    title = f"{column}" + (f" by {label_column}" if labels is not None else "")
+    made = {"distribution": figures.distribution_figure(view.scores, view.axis, labels=labels, cuts=cuts, drop=drop,
+                                                        title=title, size=(9, 3.6))}  # fmt: skip
+    if against:
+        panels = {name: (x, view.rho[name][0]) for name, x in against.items()}
+        made["confounds"] = figures.confound_figure(view.scores, view.axis, panels, labels=labels)
+    if len(view.order):
+        made["keep_curve"] = figures.keep_curve_figure([view.curve], view.axis, keep=keep)
+    names = {"distribution": f"{stem}.png", "confounds": f"{stem}_confounds.png", "keep_curve": f"{stem}_keep.png"}
+    for kind, fig in made.items():
+        figures.save_png(fig, Path(folder) / image_dir / names[kind])
+    return {kind: f"{image_dir}/{names[kind]}" for kind in made}
