@@ -149,7 +149,9 @@ def distribution_figure(
 
 
 def _trend(x: np.ndarray, y: np.ndarray, bins: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """Median of y in quantile bins of x (for a line through a scatter)."""
+    """Median of y in quantile bins of x (for a line through a scatter); empty under 3 distinct x."""
+    if len(x) < 3:
+        return np.empty(0), np.empty(0)
     edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
     if len(edges) < 3:
         return np.empty(0), np.empty(0)

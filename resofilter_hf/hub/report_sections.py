@@ -93,19 +93,25 @@ def _stats_rows(views: Sequence[ScoreView]) -> list[list[Any]]:
     return rows
 
 
-def _label_rows(ctx: Context) -> list[list[Any]]:
+def _label_rows(ctx: Context, limit: int = 20) -> list[list[Any]]:
+    """Per label (the `limit` most common; clean ones first): rows, mean and median score, share kept."""
     view = ctx.primary
     labels = np.asarray(ctx.labels, dtype=object)
     kept = np.zeros(len(labels), dtype=bool)
     kept[view.kept(ctx.keep)] = True
+    values, counts = np.unique(labels, return_counts=True)
+    common = values[np.argsort(-counts, kind="stable")[:limit]]
     rows = []
-    for label in sorted(set(ctx.labels), key=lambda v: (bool(ctx.flags[labels == v][0]), v)):
+    for label in sorted(common, key=lambda v: (bool(ctx.flags[labels == v][0]), v)):
         mask = labels == label
         finite = view.scores[mask & np.isfinite(view.scores)]
         mean = view.axis.text(float(finite.mean())) if len(finite) else "-"
         median = view.axis.text(float(np.median(finite))) if len(finite) else "-"
         flag = H.chip("flagged" if ctx.flags[mask][0] else "clean", bool(ctx.flags[mask][0]))
         rows.append([label, flag, f"{int(mask.sum()):,}", mean, median, f"{kept[mask].mean():.0%}"])
+    if len(values) > limit:
+        rows.append([f"... {len(values) - limit:,} rarer labels", "", f"{int(np.sort(counts)[:-limit].sum()):,}",
+                     "", "", ""])  # fmt: skip
     return rows
 
 

@@ -198,3 +198,38 @@ def test_cli_writes_the_report_and_names_bad_options(toy_scored, tmp_path):
     assert bad.returncode == 1 and "keep=1.5 must be a number with 0 < keep <= 1" in bad.stderr
     bad = run_cli("report", str(path), "--column", "missing")
     assert bad.returncode == 1 and "no score column 'missing'" in bad.stderr
+
+
+def test_unscored_text_only_many_labels_and_a_saved_dataset_dict(tmp_path):
+    nothing = Dataset.from_dict({"prompt": ["a", "b", "c"], "completion": ["x", "y", "z"], "resonance": [None] * 3})
+    page = ReportPage(resofilter_hf.report(nothing, tmp_path / "none.html").read_text(encoding="utf-8"))
+    assert all(anchor in page.ids for anchor in SECTIONS) and "0 scored \u00b7 3 unscored" in page.text
+    n = 60
+    text_only = Dataset.from_dict(
+        {"text": [f"row {i} " * (i % 7 + 1) for i in range(n)], "label": [f"l{i}" for i in range(n)],
+         "resonance": np.linspace(1.0, 2.0, n).tolist()}
+    )  # fmt: skip
+    text_only.save_to_disk(str(tmp_path / "saved"))  # a Dataset folder; a DatasetDict one below
+    page = ReportPage(resofilter_hf.report(tmp_path / "saved", tmp_path / "t.html").read_text(encoding="utf-8"))
+    assert "\u03c1 with completion characters" in page.text and "... 40 rarer labels" in page.text
+    assert [r[0] for r in page.table("distribution")][:1] == ["l0"]  # 60 labels: the 20 most common shown
+    from datasets import DatasetDict
+
+    DatasetDict({"test": text_only, "train": text_only.select(range(30))}).save_to_disk(str(tmp_path / "dict"))
+    page = ReportPage(resofilter_hf.report(tmp_path / "dict", tmp_path / "d.html").read_text(encoding="utf-8"))
+    assert "ResoFilter report: dict [train]" in page.text and "30 scored" in page.text
+
+
+def test_card_figures_are_pngs_in_the_repo_folder(tmp_path):
+    from resofilter_hf.hub.report import card_figures
+
+    ds = scored_dataset(90, seed=3)
+    paths = card_figures(ds, tmp_path, "resonance_default", column="resonance", cuts={"keep50": 1e-5},
+                         label_column="flaw", keep=0.5)  # fmt: skip
+    assert paths == {
+        "distribution": "images/resonance_default.png",
+        "confounds": "images/resonance_default_confounds.png",
+        "keep_curve": "images/resonance_default_keep.png",
+    }
+    for path in paths.values():
+        assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
