@@ -194,10 +194,12 @@ def test_cli_writes_the_report_and_names_bad_options(toy_scored, tmp_path):
     assert "keep 30%" in out.read_text(encoding="utf-8")
     bad = run_cli("report", str(path), "--out", str(out), "--label-column", "nope")
     assert bad.returncode == 1 and "label_column='nope' is not a column" in bad.stderr
-    bad = run_cli("report", str(path), "--keep", "1.5")
-    assert bad.returncode == 1 and "keep=1.5 must be a number with 0 < keep <= 1" in bad.stderr
-    bad = run_cli("report", str(path), "--column", "missing")
-    assert bad.returncode == 1 and "no score column 'missing'" in bad.stderr
+    with pytest.raises(ValueError, match=re.escape("report: keep=1.5 must be a number with 0 < keep <= 1")):
+        resofilter_hf.report(path, out, keep=1.5)
+    with pytest.raises(ValueError, match="report: no score column 'missing' \\(column=\\); columns present: "):
+        resofilter_hf.report(path, out, column="missing")
+    with pytest.raises(ValueError, match="report: drop='middle' is not one of 'highest', 'lowest'"):
+        resofilter_hf.report(path, out, drop="middle")
 
 
 def test_unscored_text_only_many_labels_and_a_saved_dataset_dict(tmp_path):
