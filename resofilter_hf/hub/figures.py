@@ -1,5 +1,6 @@
-"""The report's and the dataset card's figures: score distributions (by label, with the cut marked), score against
-length and loss, and the keep-share curve. Matplotlib's object API on an Agg canvas: no display, no global state.
+"""The library's figures: score distributions (by label, with the cuts marked), score against length and loss, and
+the keep-share curve, for the HTML report and the dataset card. Each is a `Figure` on its own Agg canvas
+(`agg_figure`, which the lab's plots use too): no pyplot, no display, the caller's matplotlib state untouched.
 
 Every score axis goes through `analysis.Axis`, so ticks read as plain numbers (ppm from lr for the paper's score)
 with the offset formatter turned off.
@@ -24,12 +25,13 @@ MAX_GROUPS = 8  # label values drawn apart; the rarer ones are pooled as "other"
 DPI = 110
 
 
-def _figure(width: float, height: float):
-    """A figure on its own Agg canvas (no pyplot, no display)."""
+def agg_figure(figsize: tuple[float, float], dpi: float | None = None):
+    """A `matplotlib.figure.Figure` with its own Agg canvas: drawn and saved without pyplot or a display, so
+    the caller's backend and open figures are untouched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
@@ -106,7 +108,7 @@ def distribution_figure(
     drops shaded. The 0.5-99.5% range is drawn; rows beyond it land in the end bins. `legend` names the labels."""
     values = axis.show(scores)
     finite = np.isfinite(values)
-    fig = _figure(*size)
+    fig = agg_figure(size, DPI)
     ax = fig.add_subplot()
     _style(ax)
     if not finite.any():
@@ -117,10 +119,12 @@ def distribution_figure(
         lo, hi = lo - 0.5, hi + 0.5
     bins = np.geomspace(lo, hi, 41) if axis.log and lo > 0 else np.linspace(lo, hi, 41)
     clipped = np.clip(values, lo, hi)
-    groups = label_groups(labels) or [("rows", np.ones(len(values), dtype=bool), CLEAN_COLOR)]
+    drawn = clipped[finite]
+    sub = None if labels is None else np.asarray(labels, dtype=object)[finite]  # legend counts: drawn rows only
+    groups = label_groups(sub) or [("rows", np.ones(len(drawn), dtype=bool), CLEAN_COLOR)]
     below = np.zeros(len(bins) - 1)
     for name, mask, color in groups:  # stacked: one filled outline per label, each on the ones before it
-        counts, _ = np.histogram(clipped[mask & finite], bins)
+        counts, _ = np.histogram(drawn[mask], bins)
         ax.stairs(below + counts, bins, baseline=below, fill=True, color=color, alpha=0.9, label=name)
         below = below + counts
     ax.set_ylim(0, max(1.0, below.max()) * 1.08)
@@ -175,7 +179,7 @@ def confound_figure(
 ):
     """One scatter per entry of `against` (axis label -> (values, Spearman rho)): the score in `axis` units
     against it, coloured by label, with the median trend."""
-    fig = _figure(size_per_panel[0] * max(1, len(against)), size_per_panel[1])
+    fig = agg_figure((size_per_panel[0] * max(1, len(against)), size_per_panel[1]), DPI)
     y = axis.show(scores)
     groups = label_groups(labels) or [("rows", np.ones(len(scores), dtype=bool), CLEAN_COLOR)]
     n = int(np.isfinite(y).sum())
@@ -211,7 +215,7 @@ def keep_curve_figure(
     with_labels = [c for c in curves if c.flagged_kept is not None]
     ncol = min(5, len(with_labels) + 1)
     legend_in = 0.2 + 0.19 * math.ceil((len(with_labels) + 1) / ncol) if with_labels else 0.0
-    fig = _figure(*(size[0], size[1] + legend_in) if with_labels else (size[0] / 2 + 0.6, size[1]))
+    fig = agg_figure((size[0], size[1] + legend_in) if with_labels else (size[0] / 2 + 0.6, size[1]), DPI)
     n = int(primary.rows_kept[-1]) if len(primary.rows_kept) else 0
     panels = 2 if with_labels else 1
     for p in range(panels):

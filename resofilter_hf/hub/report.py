@@ -18,7 +18,7 @@ from . import figures
 from . import report_html as H
 from . import report_sections as S
 from .analysis import compared_with, flagged, label_values, score_columns, score_view
-from .cards import label_columns_of, score_column
+from .tables import label_columns_of, score_column
 
 
 SHOWN_ROWS = 10

@@ -12,7 +12,7 @@ from ..provenance import SCORING_FIELDS
 from . import figures
 from . import report_html as H
 from .analysis import Axis, ScoreView, keep_count
-from .cards import fmt, selection_summary
+from .tables import fmt, selection_summary
 
 
 @dataclass
