@@ -130,15 +130,6 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     return (float((rx * ry).sum() / denom) if denom > 0 else math.nan), n
 
 
-def label_values(dataset: Dataset, column: str) -> list[str]:
-    """A label column as text (ClassLabel names, ``(none)`` for null)."""
-    feature = dataset.features[column]
-    values = dataset.with_format("arrow")[column].to_pylist()
-    if isinstance(feature, ClassLabel):
-        return [feature.int2str(v) if v is not None and v >= 0 else "(none)" for v in values]
-    return ["(none)" if v is None else str(v) for v in values]
-
-
 def flagged(labels: Sequence[str]) -> np.ndarray:
     """Rows whose label marks them as flawed: anything but a clean-looking value (none, clean, ok, false, 0 ...)."""
     return np.asarray([str(v).strip().lower() not in CLEAN_LABELS for v in labels], dtype=bool)

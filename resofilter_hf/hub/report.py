@@ -13,12 +13,13 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from ..engine.options import check_option
 from ..provenance import library_versions, load_scored, read_provenance, write_atomic
 from . import figures
 from . import report_html as H
 from . import report_sections as S
-from .analysis import compared_with, flagged, label_values, score_columns, score_view
-from .tables import label_columns_of, score_column
+from .analysis import compared_with, flagged, score_columns, score_view
+from .tables import label_columns_of, label_values, score_column
 
 
 SHOWN_ROWS = 10
@@ -53,8 +54,7 @@ def report(
         raise ValueError(f"report: keep={keep!r} must be a number with 0 < keep <= 1")
     provenance = read_provenance(dataset)
     drop = drop or (provenance.get("selection") or {}).get("drop", "highest")
-    if drop not in ("highest", "lowest"):
-        raise ValueError(f"report: drop={drop!r} is not one of 'highest', 'lowest'")
+    check_option("report", "drop", drop, ("highest", "lowest"))
     primary = _primary_column(dataset, column)
     labels, label_name = _labels(dataset, label_column)
     flags = flagged(labels) if labels is not None else None
