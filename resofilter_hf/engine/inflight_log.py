@@ -50,10 +50,10 @@ class InflightScoreLog(TrainerCallback):
         if epoch in self.logged:
             return
         self.logged.add(epoch)
-        scores = [score for score, _ in self.recorder.epochs[epoch].values()]
+        scores = [value[0] for value in self.recorder.epochs[epoch].values()]  # (score, step, alignment)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             parts: list = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(parts, dict(self.recorder.epochs[epoch]))
             merged = {row: value for part in parts for row, value in (part or {}).items()}
-            scores = [score for score, _ in merged.values()]
+            scores = [value[0] for value in merged.values()]
         self.log(score_statistics(scores, self.column))

@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 from datasets import ClassLabel, Dataset
 
+from ..confounds import spearman as confound_spearman
 from ..selection import _completion_lengths, drop_order
 
 
@@ -110,24 +111,11 @@ def _decimals(spread: float) -> int:
     return int(min(6, max(0, 3 - math.floor(math.log10(spread)))))
 
 
-def ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 with ties given their average rank."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    starts = np.cumsum(counts) - counts
-    return (starts + (counts - 1) / 2)[inverse.ravel()]
-
-
 def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     """Spearman's rank correlation over the rows where both are finite, and that row count (NaN under 3 rows or
-    when either side is constant)."""
-    both = np.isfinite(x) & np.isfinite(y)
-    n = int(both.sum())
-    if n < 3:
-        return math.nan, n
-    rx, ry = ranks(x[both]), ranks(y[both])
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return (float((rx * ry).sum() / denom) if denom > 0 else math.nan), n
+    when either side is constant): the confound report's statistic."""
+    rho = confound_spearman(x, y)
+    return (math.nan if rho is None else rho), int((np.isfinite(x) & np.isfinite(y)).sum())
 
 
 def flagged(labels: Sequence[str]) -> np.ndarray:
