@@ -4,8 +4,11 @@ Every field is documented twice, in the class docstring and in the field's `help
 `HfArgumentParser(ResonanceConfig)` turns the config into a command line, as TRL's configs do.
 """
 
-from dataclasses import dataclass, field
+import copy
+import warnings
+from dataclasses import dataclass, field, fields
 
+from transformers import TrainingArguments
 from trl import SFTConfig
 
 from .engine.rows import COMPANION_COLUMNS
@@ -184,6 +187,27 @@ class ResonanceConfig(SFTConfig):
         )
         self.resonance_betas = [float(b) for b in self.resonance_betas]
         validate_resonance_options(self)
+
+
+def as_resonance_config(args: TrainingArguments) -> ResonanceConfig:
+    """`args` (an `SFTConfig`, a plain `TrainingArguments`, ...) as a `ResonanceConfig`, every field as it is.
+
+    Built from the dataclass fields, not from `to_dict()`, which masks every field whose name ends in `_token`
+    (`eos_token`, `pad_token`, `hub_token`). Values that `args.__post_init__` derived are passed on as derived.
+    Fields `args` lacks take their defaults (the resonance ones: the paper's); fields a `ResonanceConfig` lacks (a
+    subclass's own) are kept as attributes. Values are copies: the trainer never changes the caller's `args`.
+    """
+    if isinstance(args, ResonanceConfig):
+        return args
+    known = {f.name for f in fields(ResonanceConfig) if f.init}
+    values = {f.name: copy.deepcopy(getattr(args, f.name)) for f in fields(args) if f.init}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecations were raised once, when `args` was built
+        config = ResonanceConfig(**{name: value for name, value in values.items() if name in known})
+    for name, value in values.items():
+        if name not in known:
+            setattr(config, name, value)
+    return config
 
 
 def _bf16_accelerator() -> bool:

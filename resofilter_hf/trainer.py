@@ -24,7 +24,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from .config import ResonanceConfig, validate_resonance_options
+from .config import ResonanceConfig, as_resonance_config, validate_resonance_options
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
@@ -39,7 +39,7 @@ from .engine.rows import (
     check_rows,
 )
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
+from .engine.targets import Target, find_targets, lora_dropout_modules, unwrap_model
 from .provenance import (
     CITATION,
     SCORES_FILE,
@@ -55,14 +55,11 @@ STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each chec
 
 
 def _as_resonance_config(args: TrainingArguments | None, model: Any) -> ResonanceConfig:
-    if isinstance(args, ResonanceConfig):
-        return args
+    """`args` as a `ResonanceConfig` (every field as set); None gives the defaults SFTTrainer would use."""
     if args is None:
         name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
         return ResonanceConfig(f"{name.rstrip('/').split('/')[-1]}-SFT")
-    dict_args = args.to_dict()
-    dict_args["hub_token"] = args.hub_token  # to_dict hides it
-    return ResonanceConfig(**dict_args)
+    return as_resonance_config(args)
 
 
 class ResonanceTrainer(SFTTrainer):
@@ -132,8 +129,10 @@ class ResonanceTrainer(SFTTrainer):
             peft_config=peft_config,
             formatting_func=formatting_func,
         )
-        # Fail now, not at the end of training, if the modules or the target kind don't fit this model.
-        self.resonance_targets: list[Target] = self._find_resonance_targets()
+        self._resonance_targets: list[Target] | None = None
+        if args.resonance_when != "none":
+            # Fail now, not at the end of training, if the modules or the target kind don't fit this model.
+            self._resonance_targets = self._find_resonance_targets()
         if inflight:
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
@@ -142,6 +141,13 @@ class ResonanceTrainer(SFTTrainer):
             self._warn_if_lora_b_is_zero()
 
     # ---- configuration ---------------------------------------------------------------------------------------
+
+    @property
+    def resonance_targets(self) -> list[Target]:
+        """The scored tensors, found when first needed: a trainer that never scores never checks its model."""
+        if self._resonance_targets is None:
+            self._resonance_targets = self._find_resonance_targets()
+        return self._resonance_targets
 
     def _find_resonance_targets(self) -> list[Target]:
         args = self.args
@@ -202,7 +208,7 @@ class ResonanceTrainer(SFTTrainer):
         return {
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
-            "target": resolve_target_kind(self.model, args.resonance_target),
+            "target": "weights" if all(t.role == "weight" for t in targets) else "lora",  # what was scored
             "modules": list(args.resonance_modules),
             "last_n_layers": args.resonance_last_n_layers,
             "layers": sorted({t.layer for t in targets}),
@@ -308,6 +314,13 @@ class ResonanceTrainer(SFTTrainer):
                 f"`resonance_when='inflight'` with LoRA dropout {dropouts[0]}: the captured step would depend on a "
                 "random dropout mask and could not be reproduced. Set `lora_dropout=0` in the LoraConfig, or score "
                 "with `resonance_when='before_train'`/`'after_train'` (scoring turns dropout off)."
+            )
+        peft = getattr(self.model, "active_peft_config", None)
+        if getattr(peft, "is_prompt_learning", False):
+            raise ValueError(
+                f"`resonance_when='inflight'` with {peft.peft_type.value}: the training forward prepends virtual "
+                "tokens, which the scoring forward of the base weights leaves out, so in-flight scores would not "
+                "match `score()`. Score with `resonance_when='before_train'`/`'after_train'`."
             )
         if getattr(self, "aux_loss_enabled", False):
             raise ValueError(

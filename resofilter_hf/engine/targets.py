@@ -6,6 +6,7 @@ suffix plus "last n decoder layers", with errors that list what the model does h
 """
 
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -80,10 +81,27 @@ def candidate_module_names(model: nn.Module) -> list[str]:
     return sorted(names)
 
 
-def resolve_target_kind(model: nn.Module, target: str) -> str:
-    """'auto' -> 'lora' for a PEFT model, else 'weights'; checks that 'lora' has adapters to score."""
+def resolve_target_kind(model: nn.Module, target: str, selected: dict[str, nn.Module] | None = None) -> str:
+    """'auto' -> 'lora' for a PEFT model whose LoRA adapters cover every `selected` module (name -> module), else
+    'weights' (the paper's score, with a one-line notice for a PEFT model); checks that 'lora' has adapters."""
     if target == "auto":
-        return "lora" if is_peft_model(model) else "weights"
+        if not is_peft_model(model):
+            return "weights"
+        uncovered = [name for name, module in (selected or {}).items() if not _is_lora_layer(module)]
+        if not uncovered:
+            return "lora"
+        configs = model.peft_config.values()
+        methods = "/".join(sorted({str(getattr(c.peft_type, "value", c.peft_type)) for c in configs}))
+        more = f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""
+        prompt = any(getattr(c, "is_prompt_learning", False) for c in configs)
+        warnings.warn(
+            f"resonance_target='auto': the {methods} adapters do not cover {uncovered[0]}{more}; scoring the base "
+            f"weights (the paper's score){', on a forward without the virtual tokens' if prompt else ''}. "
+            "Set resonance_target='weights' to silence this.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return "weights"
     if target == "lora" and not is_peft_model(model):
         raise ValueError(
             "`resonance_target='lora'` needs a PEFT model (pass `peft_config=` to the trainer or a `PeftModel`); "
@@ -99,7 +117,6 @@ def find_targets(
 
     Raises a ValueError naming the suffixes that matched nothing and listing the model's candidates.
     """
-    kind = resolve_target_kind(model, target)
     matched: dict[str, list[tuple[str, nn.Module, int]]] = {suffix: [] for suffix in modules}
     for name, module in model.named_modules():
         if "lora_" in name or name.endswith(".base_layer"):
@@ -120,6 +137,7 @@ def find_targets(
     if last_n_layers is not None:
         first = max(num_layers - last_n_layers, 0)
         found = [entry for entry in found if entry[2] >= first]
+    kind = resolve_target_kind(model, target, {name: module for name, module, _ in found})
     targets: list[Target] = []
     for name, module, layer in sorted(found, key=lambda entry: (entry[2], entry[0])):
         targets.extend(_targets_of(name, module, layer, kind))
@@ -136,7 +154,7 @@ def find_targets(
 
 def _targets_of(name: str, module: nn.Module, layer: int, kind: str) -> list[Target]:
     if kind == "weights":
-        base = module.base_layer if _is_lora_layer(module) else module
+        base = getattr(module, "base_layer", module)  # under any PEFT tuner layer (LoRA, IA3, LoHa...)
         if _is_4bit(base):
             raise ValueError(
                 f"{name} is quantized ({type(base).__name__}); its weights cannot be scored. "
