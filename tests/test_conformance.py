@@ -14,9 +14,9 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+from trainer_runs import COMMON
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, TrainingArguments
 from transformers.utils import is_torch_bf16_gpu_available
-from trainer_runs import COMMON
 from trl import SFTConfig, SFTTrainer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer

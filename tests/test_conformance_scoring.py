@@ -125,8 +125,11 @@ def test_default_score_of_each_argument_kind_equals_the_literal_loop(model_dir, 
 PEFT_METHODS = {
     # adapters that do not reach the up-projection: the base weights, through a forward that has the adapters
     "lora-attention": (lambda: lora_qv(init_lora_weights=False), "weights", "adapters"),
-    "ia3-on-up_proj": (lambda: IA3Config(target_modules=["up_proj"], feedforward_modules=["up_proj"],
-                                         init_ia3_weights=False), "weights", "adapters"),  # fmt: skip
+    "ia3-on-up_proj": (
+        lambda: IA3Config(target_modules=["up_proj"], feedforward_modules=["up_proj"], init_ia3_weights=False),
+        "weights",
+        "adapters",
+    ),  # fmt: skip
     # prompt learning: the base weights on the base model's forward (its virtual tokens are not scored)
     "prompt-tuning": (lambda: PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4), "weights", "base"),
     "p-tuning": (
@@ -135,8 +138,11 @@ PEFT_METHODS = {
         "base",
     ),
     # LoRA on the configured modules: the adapters themselves, no notice
-    "lora-up_proj": (lambda: LoraConfig(r=4, target_modules=["up_proj"], lora_dropout=0.0, init_lora_weights=False),
-                     "lora", "adapters"),  # fmt: skip
+    "lora-up_proj": (
+        lambda: LoraConfig(r=4, target_modules=["up_proj"], lora_dropout=0.0, init_lora_weights=False),
+        "lora",
+        "adapters",
+    ),  # fmt: skip
 }
 
 
