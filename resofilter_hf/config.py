@@ -7,6 +7,7 @@ Every field is documented twice, in the class docstring and in the field's `help
 import copy
 import warnings
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from transformers import TrainingArguments
 from trl import SFTConfig
@@ -39,8 +40,10 @@ class ResonanceConfig(SFTConfig):
 
         resonance_target (`str`, *optional*, defaults to `"auto"`):
             `"weights"`: the selected modules' weight matrices (the paper). `"lora"`: the LoRA A and B matrices of
-            the selected modules (per-sample adapter deltas). `"auto"`: `"lora"` if the model is a PEFT model,
-            else `"weights"`.
+            the selected modules (per-sample adapter deltas). `"auto"`: `"lora"` if the model is a PEFT model whose
+            LoRA adapters cover every selected module, else `"weights"` (with a one-line notice for a PEFT model:
+            adapters elsewhere, or a method without LoRA layers; prompt learning's virtual tokens are not part of
+            the scored forward).
         resonance_modules (`list[str]`, *optional*, defaults to `["mlp.up_proj"]`):
             Module-name suffixes of the scored linear layers. A suffix that matches nothing is an error listing
             the model's candidate names.
@@ -102,7 +105,8 @@ class ResonanceConfig(SFTConfig):
     resonance_target: str = field(
         default="auto",
         metadata={
-            "help": "'weights' (the paper), 'lora' (LoRA A/B deltas), or 'auto': 'lora' if the model is a PEFT model.",
+            "help": "'weights' (the paper), 'lora' (LoRA A/B deltas), or 'auto': 'lora' if the model's LoRA "
+            "adapters cover the selected modules, else 'weights'.",
             "choices": list(TARGETS),
         },
     )
@@ -189,14 +193,18 @@ class ResonanceConfig(SFTConfig):
         validate_resonance_options(self)
 
 
-def as_resonance_config(args: TrainingArguments) -> ResonanceConfig:
+def as_resonance_config(args: TrainingArguments | None, model: Any = None) -> ResonanceConfig:
     """`args` (an `SFTConfig`, a plain `TrainingArguments`, ...) as a `ResonanceConfig`, every field as it is.
 
     Built from the dataclass fields, not from `to_dict()`, which masks every field whose name ends in `_token`
     (`eos_token`, `pad_token`, `hub_token`). Values that `args.__post_init__` derived are passed on as derived.
     Fields `args` lacks take their defaults (the resonance ones: the paper's); fields a `ResonanceConfig` lacks (a
     subclass's own) are kept as attributes. Values are copies: the trainer never changes the caller's `args`.
+    `args=None` gives the defaults `SFTTrainer` uses, in `<model name>-SFT` (`model`: a model or its name).
     """
+    if args is None:
+        name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+        return ResonanceConfig(f"{(name or 'model').rstrip('/').split('/')[-1]}-SFT")
     if isinstance(args, ResonanceConfig):
         return args
     known = {f.name for f in fields(ResonanceConfig) if f.init}

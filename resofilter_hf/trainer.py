@@ -14,7 +14,6 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -54,19 +53,13 @@ from .provenance import (
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
 
 
-def _as_resonance_config(args: TrainingArguments | None, model: Any) -> ResonanceConfig:
-    """`args` as a `ResonanceConfig` (every field as set); None gives the defaults SFTTrainer would use."""
-    if args is None:
-        name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
-        return ResonanceConfig(f"{name.rstrip('/').split('/')[-1]}-SFT")
-    return as_resonance_config(args)
-
-
 class ResonanceTrainer(SFTTrainer):
     """An `SFTTrainer` that can score its data by data-parameter resonance.
 
-    Args: those of [`~trl.SFTTrainer`]. `args` may be a [`ResonanceConfig`] (an `SFTConfig` or plain
-    `TrainingArguments` is converted, with the resonance defaults of the paper).
+    Args: those of [`~trl.SFTTrainer`]. `args` may be a [`ResonanceConfig`], an `SFTConfig`, a plain
+    `TrainingArguments` or None: every field is kept as set, the resonance ones default to the paper's. With
+    `resonance_when="none"` it trains exactly as `SFTTrainer` does and checks the scored modules only when
+    `score()` first needs them; a `resonance_when` that scores checks them at construction.
 
     Example:
     ```python
@@ -102,7 +95,7 @@ class ResonanceTrainer(SFTTrainer):
         formatting_func: Callable[[dict], str] | None = None,
     ):
         check_private_symbols()
-        args = _as_resonance_config(args, model)
+        args = as_resonance_config(args, model)
         validate_resonance_options(args)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         self.scored_dataset: Dataset | None = None

@@ -20,7 +20,6 @@ from trl import SFTConfig
 
 from resofilter_hf import ResonanceConfig
 from resofilter_hf.config import as_resonance_config
-from resofilter_hf.trainer import _as_resonance_config
 
 
 # Fields that cannot take a non-default value on a CPU machine, with the reason.
@@ -186,7 +185,7 @@ def test_values_that_post_init_derives_survive(tmp_path):
 
 def test_no_args_gives_the_stock_defaults(tmp_path):
     """`args=None`: SFTTrainer's own default config (`<model>-SFT`), bf16 off on a machine without bf16 support."""
-    converted = _as_resonance_config(None, "org/tiny-model")
+    converted = as_resonance_config(None, "org/tiny-model")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # SFTConfig's default gradient_checkpointing is deprecated
         stock = SFTConfig("tiny-model-SFT", bf16=None if is_torch_bf16_gpu_available() else False)

@@ -44,6 +44,7 @@ class Case:
     tokenizer: bool = True  # False: processing_class=None, SFTTrainer loads it from the model path
     eval: str | None = None  # None | "one" | "dict" (several eval datasets)
     formatting_func: bool = False
+    resume: bool = False  # train, then let a new trainer resume from checkpoint-2
     stock_fails: str | None = None  # where the stock trainer itself raises, the message it raises
 
 
@@ -104,6 +105,8 @@ CASES = {
     "opt=neftune": Case(kwargs=dict(neftune_noise_alpha=5.0)),
     "opt=no-checkpointing+cosine": Case(kwargs=dict(gradient_checkpointing=False, lr_scheduler_type="cosine")),
     "opt=shuffle-dataset": Case(kwargs=dict(shuffle_dataset=True)),
+    "opt=resume-from-checkpoint": Case(kwargs=dict(save_strategy="steps", save_steps=2), resume=True),
+    "opt=resume+lora-attention": Case(kwargs=dict(save_strategy="steps", save_steps=2), resume=True, peft=lora_qv),
 }
 
 
@@ -147,15 +150,14 @@ def formatting(example: dict) -> str:
 def run(trainer_cls, case: Case, out) -> dict:
     """Build and train; the run's outcome, or the error it raised (type, message) and where."""
     model_dir = cached_tiny_model(arch=case.arch)
-    model = str(model_dir) if case.model_as == "path" else AutoModelForCausalLM.from_pretrained(model_dir)
     evaluation = None
     if case.eval:
         held_out = make_dataset(case.data, model_dir, seed=2).take(4)
         evaluation = held_out if case.eval == "one" else {"a": held_out, "b": held_out.select([1, 0])}
-    stage = "construction"
-    try:
-        trainer = trainer_cls(
-            model=model,
+
+    def make_trainer():
+        return trainer_cls(
+            model=str(model_dir) if case.model_as == "path" else AutoModelForCausalLM.from_pretrained(model_dir),
             args=make_args(case, trainer_cls is SFTTrainer, str(out)),
             train_dataset=make_dataset(case.data, model_dir, seed=1),
             eval_dataset=evaluation,
@@ -164,8 +166,16 @@ def run(trainer_cls, case: Case, out) -> dict:
             peft_config=case.peft() if case.peft else None,
             formatting_func=formatting if case.formatting_func else None,
         )
+
+    stage = "construction"
+    try:
+        trainer = make_trainer()
         stage = "training"
         trainer.train()
+        if case.resume:
+            stage = "resuming"
+            trainer = make_trainer()
+            trainer.train(resume_from_checkpoint=f"{out}/checkpoint-2")
     except Exception as error:  # the outcome to compare
         return {"error": (stage, type(error).__name__, str(error))}
     log = trainer.state.log_history
