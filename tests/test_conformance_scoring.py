@@ -106,11 +106,10 @@ def test_targets_are_found_once(model_dir, data, tmp_path):
 @pytest.mark.parametrize("kind", ["SFTConfig", "TrainingArguments", "None"])
 def test_default_score_of_each_argument_kind_equals_the_literal_loop(model_dir, data, tmp_path, monkeypatch, kind):
     monkeypatch.chdir(tmp_path)  # args=None: output_dir is ./<model>-SFT
-    settings = {**COMMON, "disable_tqdm": True}
     args = {"SFTConfig": SFTConfig, "TrainingArguments": TrainingArguments}.get(kind)
     trainer = ResonanceTrainer(
         model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64),
-        args=args(str(tmp_path / "out"), **settings) if args else None,
+        args=args(str(tmp_path / "out"), **COMMON) if args else None,
         train_dataset=data,
         processing_class=AutoTokenizer.from_pretrained(model_dir),
     )
