@@ -38,6 +38,7 @@ class Case:
     args: str = "SFTConfig"  # "ResonanceConfig" | "SFTConfig" | "TrainingArguments" | "None"
     data: str = "prompt-completion"
     kwargs: dict = dataclasses.field(default_factory=dict)  # more config fields
+    resonance: dict = dataclasses.field(default_factory=dict)  # resonance_* fields (ours, with args=ResonanceConfig)
     peft: Callable[[], object] | None = None
     arch: str = "llama"
     model_as: str = "object"  # "object" (a loaded model) or "path" (SFTTrainer loads it)
@@ -46,6 +47,7 @@ class Case:
     formatting_func: bool = False
     resume: bool = False  # train, then let a new trainer resume from checkpoint-2
     stock_fails: str | None = None  # where the stock trainer itself raises, the message it raises
+    slow: bool = False  # a combination of what other cases cover one by one
 
 
 def lora_qv():
@@ -55,13 +57,16 @@ def lora_qv():
 CASES = {
     # argument kinds
     "args=ResonanceConfig": Case(args="ResonanceConfig"),
+    "args=ResonanceConfig+unscorable-targets": Case(  # never checked: nothing is scored
+        args="ResonanceConfig", resonance=dict(resonance_modules=["mlp.nope"], resonance_target="lora")
+    ),
     "args=SFTConfig": Case(args="SFTConfig"),
     "args=TrainingArguments": Case(args="TrainingArguments"),
     "args=None": Case(args="None"),
     "args=SFTConfig+eos_token": Case(kwargs=dict(eos_token="<|end|>")),
     "args=SFTConfig+pad_token": Case(kwargs=dict(pad_token="<unk>")),
-    "args=TrainingArguments+conversational": Case(args="TrainingArguments", data="conversational"),
-    "args=None+messages": Case(args="None", data="messages"),
+    "args=TrainingArguments+conversational": Case(args="TrainingArguments", data="conversational", slow=True),
+    "args=None+messages": Case(args="None", data="messages", slow=True),
     # dataset formats
     "data=conversational-prompt-completion": Case(data="conversational"),
     "data=messages": Case(data="messages"),
@@ -74,7 +79,8 @@ CASES = {
     "eval=dict": Case(eval="dict", kwargs=dict(eval_strategy="steps", eval_steps=2)),
     # PEFT
     "peft=lora-attention": Case(peft=lora_qv),
-    "peft=lora-attention+ResonanceConfig": Case(args="ResonanceConfig", peft=lora_qv),
+    "peft=lora-attention+ResonanceConfig": Case(args="ResonanceConfig", peft=lora_qv, slow=True),
+    "peft=lora-up_proj": Case(peft=lambda: LoraConfig(r=4, target_modules=["up_proj"], lora_dropout=0.0)),
     "peft=prompt-tuning": Case(peft=lambda: PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)),
     "peft=prefix-tuning": Case(
         peft=lambda: PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
@@ -106,7 +112,9 @@ CASES = {
     "opt=no-checkpointing+cosine": Case(kwargs=dict(gradient_checkpointing=False, lr_scheduler_type="cosine")),
     "opt=shuffle-dataset": Case(kwargs=dict(shuffle_dataset=True)),
     "opt=resume-from-checkpoint": Case(kwargs=dict(save_strategy="steps", save_steps=2), resume=True),
-    "opt=resume+lora-attention": Case(kwargs=dict(save_strategy="steps", save_steps=2), resume=True, peft=lora_qv),
+    "opt=resume+lora-attention": Case(
+        kwargs=dict(save_strategy="steps", save_steps=2), resume=True, peft=lora_qv, slow=True
+    ),
 }
 
 
@@ -139,8 +147,9 @@ def make_args(case: Case, stock: bool, out: str):
         return None
     if case.args == "TrainingArguments":
         return TrainingArguments(out, **kwargs)
-    config_cls = ResonanceConfig if case.args == "ResonanceConfig" and not stock else SFTConfig
-    return config_cls(out, **kwargs)
+    if case.args == "ResonanceConfig" and not stock:
+        return ResonanceConfig(out, **kwargs, **case.resonance)
+    return SFTConfig(out, **kwargs)
 
 
 def formatting(example: dict) -> str:
@@ -200,7 +209,9 @@ def assert_same_outcome(ours: dict, stock: dict) -> None:
     assert not different, f"weights differ: {different[:5]}"
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if c.slow else []) for n, c in CASES.items()]
+)
 def test_same_outcome_as_sft_trainer(name, tmp_path, monkeypatch):
     case = CASES[name]
     outcomes = {}
