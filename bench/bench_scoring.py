@@ -1,7 +1,7 @@
 """Scoring speed: the literal loop (oracle) vs the batched engine vs a no-grad forward, same model, same rows.
 
     python bench/bench_scoring.py                       # CPU: 12-layer Llama shape, 128-token rows
-    python bench/bench_scoring.py --device cuda --shape gemma-2-2b --dtype bfloat16   # DESIGN.md section 5
+    python bench/bench_scoring.py --device cuda --shape gemma-2-2b --dtype bfloat16   # the paper's GPU shape
 
 Prints samples/s and the ratios, the coefficient of variation of the score under each transform, and writes
 JSON to bench/results/. Random weights (speed does not depend on them); rows are random token ids whose second
