@@ -123,9 +123,8 @@ class ResonanceTrainer(SFTTrainer):
             formatting_func=formatting_func,
         )
         self._resonance_targets: list[Target] | None = None
-        if args.resonance_when != "none":
-            # Fail now, not at the end of training, if the modules or the target kind don't fit this model.
-            self._resonance_targets = self._find_resonance_targets()
+        if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
+            _ = self.resonance_targets
         if inflight:
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
@@ -139,12 +138,10 @@ class ResonanceTrainer(SFTTrainer):
     def resonance_targets(self) -> list[Target]:
         """The scored tensors, found when first needed: a trainer that never scores never checks its model."""
         if self._resonance_targets is None:
-            self._resonance_targets = self._find_resonance_targets()
+            args = self.args
+            modules, last_n, kind = args.resonance_modules, args.resonance_last_n_layers, args.resonance_target
+            self._resonance_targets = find_targets(self.model, modules, last_n, kind)
         return self._resonance_targets
-
-    def _find_resonance_targets(self) -> list[Target]:
-        args = self.args
-        return find_targets(self.model, args.resonance_modules, args.resonance_last_n_layers, args.resonance_target)
 
     def _score_spec(self) -> ScoreSpec:
         args = self.args
@@ -311,9 +308,8 @@ class ResonanceTrainer(SFTTrainer):
         peft = getattr(self.model, "active_peft_config", None)
         if getattr(peft, "is_prompt_learning", False):
             raise ValueError(
-                f"`resonance_when='inflight'` with {peft.peft_type.value}: the training forward prepends virtual "
-                "tokens, which the scoring forward of the base weights leaves out, so in-flight scores would not "
-                "match `score()`. Score with `resonance_when='before_train'`/`'after_train'`."
+                f"`resonance_when='inflight'` with {peft.peft_type.value}: training prepends virtual tokens that the "
+                "scoring forward leaves out. Score with `resonance_when='before_train'`/`'after_train'`."
             )
         if getattr(self, "aux_loss_enabled", False):
             raise ValueError(

@@ -179,7 +179,9 @@ def test_weights_given_explicitly_scores_the_base_weights_without_a_notice(model
 
 
 def test_inflight_with_prompt_learning_is_refused(model_dir, data, tmp_path):
-    with pytest.raises(ValueError, match=r"`resonance_when='inflight'` with PROMPT_TUNING: the training forward"):
+    with pytest.raises(
+        ValueError, match=r"`resonance_when='inflight'` with PROMPT_TUNING: training prepends virtual tokens"
+    ):
         scoring_trainer(model_dir, data, tmp_path, resonance_when="inflight",
                         peft_config=PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))  # fmt: skip
 
