@@ -38,7 +38,7 @@ from .engine.rows import (
     check_rows,
 )
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, lora_dropout_modules, unwrap_model
+from .engine.targets import Target, find_targets, lora_dropout_modules, scored_tensors, unwrap_model
 from .provenance import (
     CITATION,
     SCORES_FILE,
@@ -198,11 +198,9 @@ class ResonanceTrainer(SFTTrainer):
         return {
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
-            "target": "weights" if all(t.role == "weight" for t in targets) else "lora",  # what was scored
-            "modules": list(args.resonance_modules),
+            # target kind, modules and where they came from, layers, tensor names, shapes and slices
+            **scored_tensors(self.model, args.resonance_target, args.resonance_modules, targets),
             "last_n_layers": args.resonance_last_n_layers,
-            "layers": sorted({t.layer for t in targets}),
-            "target_names": [t.name for t in targets],
             "lora_delta": args.resonance_lora_delta,
             "optimizer": args.resonance_optimizer,
             "lr": args.resonance_lr,
