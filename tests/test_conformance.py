@@ -99,6 +99,11 @@ CASES = {
     "model=path+no-tokenizer": Case(model_as="path", tokenizer=False),
     "arch=qwen2": Case(arch="qwen2"),
     "arch=gemma2": Case(arch="gemma2", data="conversational"),
+    "arch=gpt_neox": Case(arch="gpt_neox"),
+    "arch=gpt2": Case(arch="gpt2"),  # Conv1D
+    "arch=phi3": Case(arch="phi3"),  # fused gate_up_proj
+    "arch=qwen3_moe": Case(arch="qwen3_moe"),  # fused 3-D experts, router aux loss
+    "arch=gpt2+lora-attention": Case(arch="gpt2", peft=lambda: LoraConfig(r=4, target_modules=["c_attn"])),
     # trainer options
     "opt=packing": Case(kwargs=dict(packing=True, max_length=64)),
     "opt=padding-free": Case(kwargs=dict(padding_free=True, max_length=None)),

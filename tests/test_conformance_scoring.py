@@ -195,3 +195,17 @@ def test_inflight_on_the_base_weights_of_a_lora_model_equals_score(model_dir, da
     trainer.train()
     np.testing.assert_allclose(trainer.scored_dataset["resonance_epoch0"], reference, rtol=1e-5)
     assert read_provenance(trainer.scored_dataset)["scoring"]["target"] == "weights"
+
+
+def test_auto_falls_back_on_the_family_default_targets_of_a_gpt2_with_attention_lora(data, tmp_path):
+    """GPT-2: LoRA on the fused attention `c_attn`, the default target is the `Conv1D` `mlp.c_fc`."""
+    gpt2 = cached_tiny_model(arch="gpt2")
+    with pytest.warns(UserWarning, match=r"LORA adapters do not cover .*transformer\.h\.1\.mlp\.c_fc \(and 2 more\)"):
+        trainer = scoring_trainer(gpt2, data, tmp_path, peft_config=LoraConfig(r=4, target_modules=["c_attn"],
+                                  lora_dropout=0.0, init_lora_weights=False))  # fmt: skip
+        scored = trainer.score()
+    assert [t.name for t in trainer.resonance_targets] == [
+        f"base_model.model.transformer.h.{i}.mlp.c_fc" for i in (1, 2, 3)
+    ]
+    assert read_provenance(scored)["scoring"]["target"] == "weights"
+    assert rel_err(scored["resonance"], oracle(trainer, data)) <= 1e-9
