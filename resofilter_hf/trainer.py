@@ -27,6 +27,7 @@ from .config import ResonanceConfig, as_resonance_config, validate_resonance_opt
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
+from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import (
     COMPANION_COLUMNS,
@@ -129,6 +130,7 @@ class ResonanceTrainer(SFTTrainer):
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
+            self.add_callback(InflightScoreLog(self._resonance_recorder, args.resonance_column, self.log))
         if args.resonance_when in ("before_train", "inflight") and self.resonance_targets[0].role == "lora_A":
             self._warn_if_lora_b_is_zero()
 
