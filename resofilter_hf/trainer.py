@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset, IterableDataset, concatenate_datasets
 from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTTrainer
@@ -29,15 +28,7 @@ from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
-from .engine.rows import (
-    COMPANION_COLUMNS,
-    ROW_ID,
-    SCORES_ROW,
-    STATUS_NO_TOKENS,
-    STATUS_OK,
-    STATUS_TRUNCATED,
-    check_rows,
-)
+from .engine.rows import ROW_ID, SCORES_ROW
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
 from .provenance import (
@@ -49,6 +40,7 @@ from .provenance import (
     with_provenance,
     write_scores_file,
 )
+from .scoring import dataset_losses, gather_inflight, inflight_dataset, score_dataset
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -174,8 +166,8 @@ class ResonanceTrainer(SFTTrainer):
             self._score_spec(),
             self.scoring_collator(),
             batch_size=batch_size or args.resonance_batch_size,
+            batch_tokens=args.resonance_batch_tokens,
             state_samples=args.resonance_state_samples,
-            resume_dir=f"{args.output_dir}/resonance" if args.resonance_resume else None,
             process_index=self.accelerator.process_index,
             num_processes=self.accelerator.num_processes,
             show_progress=not args.disable_tqdm,
@@ -240,64 +232,30 @@ class ResonanceTrainer(SFTTrainer):
             self, dataset, self.processing_class, args, getattr(self, "_formatting_func", None), "resonance"
         )
 
-    def score(self, dataset: Dataset | None = None) -> Dataset:
+    def score(
+        self,
+        dataset: Dataset | IterableDataset | None = None,
+        *,
+        parts_dir: str | None = None,
+        max_rows: int | None = None,
+    ) -> Dataset | IterableDataset:
         """Score every row of `dataset` (default: the train dataset) on the current model state.
 
         Returns the rows in input order with their columns plus the score column (float64, NaN when there is no
         score), `resonance_loss`, `resonance_tokens`, `resonance_status`, and with `resonance_anatomy`
         `resonance_toward_zero`, `resonance_below_eps`, `resonance_grad_norm`. The model is left exactly as
-        it was. In a multi-process run each process scores a share and every process returns the full result.
+        it was. Results go to `output_dir/resonance/<fingerprint>/` as they are made (Parquet shards; a rerun
+        resumes there when `resonance_resume`). In a multi-process run each process scores a share and every
+        process returns the full result, read from the shared folder. An `IterableDataset` (a stream) is scored
+        a window at a time, each window's scored rows written as one Parquet part in `parts_dir` (default
+        `output_dir/scored/`), and comes back as a stream over those parts; `max_rows` caps the rows scored.
         """
-        args = self.args
-        source = self._resonance_source if dataset is None else dataset
-        if source is None or not isinstance(source, Dataset):
-            raise TypeError(f"score() needs a datasets.Dataset, got {type(source).__name__}.")
-        result_columns = {args.resonance_column, *COMPANION_COLUMNS, ROW_ID}
-        clean = source.remove_columns([c for c in source.column_names if c in result_columns])
-        statuses = check_rows(clean, args.dataset_text_field)
-        n = len(clean)
+        return score_dataset(self, dataset, parts_dir=parts_dir, max_rows=max_rows)
 
-        # TRL's own preparation, with an explicit row id (it drops fully masked rows and may shuffle).
-        eligible = [i for i, s in enumerate(statuses) if s == STATUS_OK]
-        with_ids = clean.add_column(ROW_ID, list(range(n))).select(eligible)
-        prepared = self.prepare_scoring_dataset(with_ids) if len(with_ids) else with_ids
-        present = set(prepared[ROW_ID]) if len(prepared) else set()
-        dropped = [i for i in eligible if i not in present]
-        if dropped:  # was it truncation, or were there never any loss tokens?
-            untruncated = self.prepare_scoring_dataset(clean.add_column(ROW_ID, list(range(n))).select(dropped), False)
-            had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
-            for i in dropped:
-                statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
-
-        rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
-        ids = list(prepared[ROW_ID]) if len(prepared) else []
-        scorer = self.scorer()
-        results = scorer.score(rows, ids) if rows else {}
-
-        columns = {key: np.full(n, np.nan) for key in ("score", "loss")}
-        columns["tokens"] = np.zeros(n, dtype=np.int64)
-        if args.resonance_anatomy:
-            columns.update({key: np.full(n, np.nan) for key in ("toward_zero", "below_eps", "grad_norm")})
-        for i, result in results.items():
-            for key in columns:
-                columns[key][i] = result.get(key, np.nan)
-            if result["tokens"] == 0:
-                statuses[i] = STATUS_NO_TOKENS
-        unscored = [i for i, s in enumerate(statuses) if s != STATUS_OK]
-        if unscored:
-            counts = {s: statuses.count(s) for s in sorted(set(statuses) - {STATUS_OK})}
-            warnings.warn(
-                f"{len(unscored)} of {n} rows have no resonance score (NaN), by status: {counts}. "
-                f"First rows: {unscored[:5]}.",
-                UserWarning,
-                stacklevel=2,
-            )
-        names = {"score": args.resonance_column, "tokens": "resonance_tokens"}
-        table = {names.get(key, f"resonance_{key}"): values for key, values in columns.items()}
-        table["resonance_status"] = statuses
-        scored = concatenate_datasets([clean, Dataset.from_dict(table)], axis=1)
-        provenance = self.resonance_provenance(n, n - len(unscored))
-        return with_provenance(scored, scoring=provenance)
+    def losses(self, dataset: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Forward only: (mean loss over each row's loss tokens, loss-token count), per input row, on the current
+        model, through the same preparation and batches as `score`. A row the preparation drops gets NaN, 0."""
+        return dataset_losses(self, dataset, batch_size)
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 
@@ -390,31 +348,10 @@ class ResonanceTrainer(SFTTrainer):
         return int(nearest) if abs(epoch - nearest) < 1e-6 else math.floor(epoch)
 
     def _gather_inflight(self) -> None:
-        recorder = self._resonance_recorder
-        if self.accelerator.num_processes > 1 and torch.distributed.is_initialized():
-            parts: list = [None] * self.accelerator.num_processes
-            torch.distributed.all_gather_object(parts, recorder.epochs)
-            recorder.merge([p for p in parts if p])
+        gather_inflight(self)
 
     def _inflight_dataset(self) -> Dataset:
-        """The train rows with one score column per epoch (NaN for rows not trained in that epoch)."""
-        recorder = self._resonance_recorder
-        n = len(self._resonance_source)
-        columns = {}
-        for epoch in sorted(recorder.epochs):
-            values = np.full(n, np.nan)
-            for row_id, (score, _) in recorder.epochs[epoch].items():
-                values[row_id] = score
-            columns[f"{self.args.resonance_column}_epoch{epoch}"] = values
-        source = self._resonance_source
-        clean = source.remove_columns([c for c in source.column_names if c in columns])
-        scored = concatenate_datasets([clean, Dataset.from_dict(columns)], axis=1) if columns else clean
-        ever_scored = np.zeros(n, dtype=bool)
-        for values in columns.values():
-            ever_scored |= np.isfinite(values)
-        provenance = self.resonance_provenance(n, int(ever_scored.sum()))
-        provenance.update(when="inflight", inflight_state=self.args.resonance_inflight_state)
-        return with_provenance(scored, scoring=provenance)
+        return inflight_dataset(self)
 
     def save_scores(self, folder: str | os.PathLike) -> Path:
         """`folder/resonance_scores.parquet`: `row` and every score column of `scored_dataset`, with provenance."""

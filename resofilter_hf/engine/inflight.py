@@ -166,6 +166,16 @@ class InflightRecorder:
             int(e): {int(i): (float(v[0]), int(v[1])) for i, v in rows.items()} for e, rows in state.items()
         }
 
+    def merge_table(self, columns: dict[str, list]) -> None:
+        """Fold in scores given as columns (epoch, id, score, step), e.g. read from other processes' shards."""
+        rows: dict[int, dict[int, tuple[float, int]]] = {}
+        for epoch, row_id, score, step in zip(columns["epoch"], columns["id"], columns["score"], columns["step"]):
+            rows.setdefault(int(epoch), {})
+            previous = rows[int(epoch)].get(int(row_id))
+            if previous is None or step < previous[1]:
+                rows[int(epoch)][int(row_id)] = (float(score), int(step))
+        self.merge([rows])
+
     def merge(self, others: list[dict[int, dict[int, tuple[float, int]]]]) -> None:
         """Fold in other processes' scores; a row seen twice in an epoch keeps the earliest step."""
         for other in others:
