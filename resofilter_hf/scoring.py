@@ -11,28 +11,31 @@ old folders are named in a notice, never reused. Each process scores its share o
 after a barrier, reads everyone's shards from the (shared) folder: no result goes over the wire.
 """
 
+import copy
 import logging
 import re
 import shutil
 import sys
 import time
 import warnings
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, IterableDataset, concatenate_datasets, load_dataset
+from datasets import Dataset, IterableDataset, concatenate_datasets
 from datasets.table import InMemoryTable
 from tqdm.auto import tqdm
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from .engine.compat import prepare_dataset
 from .engine.fingerprint import combine, config_digest, json_digest, table_digest, tensor_digest, tokenizer_digest
+from .engine.inflight import RowIdCollator
 from .engine.rows import COMPANION_COLUMNS, ROW_ID, STATUS_NO_TOKENS, STATUS_OK, STATUS_TRUNCATED, check_rows
-from .engine.scorer import JobProgress, scoring_mode
+from .engine.scorer import JobProgress, ResonanceScorer, scoring_mode
 from .engine.shards import ANATOMY_COLUMNS, ID, STATUS, ShardStore, write_arrow
-from .provenance import with_provenance, write_parquet
+from .provenance import with_provenance
 
 
 if TYPE_CHECKING:
@@ -44,7 +47,7 @@ WINDOW_ROWS = 16384  # rows prepared (and length-sorted) together
 RESULT_FILE = "scores.arrow"
 
 
-def _checked(window: Dataset, text_field: str, offset: int) -> list[str]:
+def checked_rows(window: Dataset, text_field: str, offset: int) -> list[str]:
     """`check_rows` on a window, its errors naming the row by its index in the whole dataset."""
     try:
         return check_rows(window, text_field)
@@ -56,9 +59,21 @@ def _checked(window: Dataset, text_field: str, offset: int) -> list[str]:
         raise type(err)(message) from None
 
 
-def _without_result_columns(dataset: Dataset, column: str) -> Dataset:
+def without_result_columns(dataset: Dataset, column: str) -> Dataset:
     result_columns = {column, *COMPANION_COLUMNS, ROW_ID}
     return dataset.remove_columns([c for c in dataset.column_names if c in result_columns])
+
+
+def prepare_for_scoring(trainer: "ResonanceTrainer", dataset: Dataset, truncate: bool = True) -> Dataset:
+    """`dataset` through TRL's own preparation (chat template, loss masks, truncation), never packed. Fully masked
+    rows are dropped, as TRL drops them; other columns are kept. `truncate=False` skips the `max_length` cut (to
+    tell truncated rows from rows without loss tokens)."""
+    args = trainer.args
+    if not truncate:
+        args = copy.copy(args)
+        args.max_length = None
+    formatting = getattr(trainer, "_formatting_func", None)
+    return prepare_dataset(trainer, dataset, trainer.processing_class, args, formatting, "resonance")
 
 
 def _prepare(trainer: "ResonanceTrainer", window: Dataset, offset: int, eligible: list[int]) -> pa.Table:
@@ -273,17 +288,21 @@ def score_dataset(
     args = trainer.args
     source = trainer._resonance_source if dataset is None else dataset
     if isinstance(source, IterableDataset):
-        return _score_stream(trainer, source, parts_dir, max_rows)
+        from .streaming import score_stream  # a stream is scored a window at a time, with the same job
+
+        return score_stream(trainer, source, parts_dir, max_rows)
     if not isinstance(source, Dataset):
         raise TypeError(f"score() needs a datasets.Dataset or IterableDataset, got {type(source).__name__}.")
     user_format = source.format
-    clean = _without_result_columns(source.with_format(None), args.resonance_column)
+    clean = without_result_columns(source.with_format(None), args.resonance_column)
     if max_rows is not None:
         clean = clean.select(range(min(max_rows, len(clean))))
     n = len(clean)
     statuses: list[str] = []
     for start in range(0, n, WINDOW_ROWS):  # every row checked before any compute
-        statuses += _checked(clean.select(range(start, min(n, start + WINDOW_ROWS))), args.dataset_text_field, start)
+        statuses += checked_rows(
+            clean.select(range(start, min(n, start + WINDOW_ROWS))), args.dataset_text_field, start
+        )
     job = ScoringJob(trainer, table_digest(clean.with_format("arrow").iter(batch_size=WINDOW_ROWS)), n)
     for window, start in enumerate(range(0, n, WINDOW_ROWS)):
         rows = clean.select(range(start, min(n, start + WINDOW_ROWS)))
@@ -296,46 +315,6 @@ def score_dataset(
     if user_format["type"] is not None:
         scored = scored.with_format(user_format["type"], **user_format["format_kwargs"])
     return scored
-
-
-def _score_stream(
-    trainer: "ResonanceTrainer", stream: IterableDataset, parts_dir: str | None, max_rows: int | None
-) -> IterableDataset:
-    """Score a stream a window at a time; each window's scored rows become one Parquet part in `parts_dir`."""
-    args = trainer.args
-    rows = iter(stream if max_rows is None else stream.take(max_rows))
-    first = list(islice(rows, WINDOW_ROWS))
-    features = stream.features
-
-    def as_dataset(batch: list[dict]) -> Dataset:
-        window = Dataset.from_list(batch, features=features) if features else Dataset.from_list(batch)
-        return _without_result_columns(window, args.resonance_column)
-
-    window_rows = as_dataset(first)
-    job = ScoringJob(trainer, table_digest(window_rows.with_format("arrow").iter(batch_size=WINDOW_ROWS)), max_rows)
-    out = Path(parts_dir) if parts_dir else Path(args.output_dir) / "scored"
-    parts, offset, window, all_statuses = [], 0, 0, []
-    while len(window_rows):
-        statuses = _checked(window_rows, args.dataset_text_field, offset)
-        names = job.run_window(window, window_rows, offset, statuses)
-        job.accelerator.wait_for_everyone()
-        path = out / f"part-{window:05d}.parquet"
-        table = job.join(names, offset, len(window_rows))
-        all_statuses += table.column("resonance_status").to_pylist()
-        if job.accelerator.is_main_process:
-            scored = concatenate_datasets([window_rows, Dataset(InMemoryTable(table))], axis=1)
-            n_scored = table.column("resonance_status").to_pylist().count(STATUS_OK)
-            provenance = {"scoring": trainer.resonance_provenance(len(window_rows), n_scored)}
-            write_parquet(scored, path, provenance)
-        parts.append(str(path))
-        offset, window = offset + len(window_rows), window + 1
-        batch = list(islice(rows, WINDOW_ROWS))
-        window_rows = as_dataset(batch) if batch else window_rows.select([])
-    job.finish(offset, all_statuses)
-    job.accelerator.wait_for_everyone()
-    if not parts:
-        raise ValueError("score(): the stream has no rows.")
-    return load_dataset("parquet", data_files=parts, split="train", streaming=True)
 
 
 def dataset_losses(
@@ -362,47 +341,29 @@ def dataset_losses(
     return losses, tokens
 
 
-# ---- in-flight scores: every process's share through shard files, at checkpoints and at the end ---------------
-
-INFLIGHT_SCHEMA = pa.schema([("epoch", pa.int64()), (ID, pa.int64()), ("score", pa.float64()), ("step", pa.int64())])
-
-
-def gather_inflight(trainer: "ResonanceTrainer") -> None:
-    """Fold every process's in-flight scores into each process's recorder, through one shard per process in
-    `output_dir/resonance/inflight/` (written, read after a barrier, then removed)."""
-    accelerator, recorder = trainer.accelerator, trainer._resonance_recorder
-    if accelerator.num_processes == 1:
-        return
-    trainer._resonance_gathers = getattr(trainer, "_resonance_gathers", 0) + 1
-    folder = Path(trainer.args.output_dir) / "resonance" / "inflight" / f"gather-{trainer._resonance_gathers:05d}"
-    store = ShardStore(folder, schema=INFLIGHT_SCHEMA)
-    rows = [(e, i, v[0], v[1]) for e, scores in recorder.epochs.items() for i, v in scores.items()]
-    columns = dict(zip(["epoch", ID, "score", "step"], map(list, zip(*rows)))) if rows else {}
-    columns = {f.name: columns.get(f.name, []) for f in INFLIGHT_SCHEMA}
-    store.write(f"rank{accelerator.process_index:05d}", columns, "", accelerator.process_index)
-    accelerator.wait_for_everyone()
-    table = store.read([f"rank{r:05d}" for r in range(accelerator.num_processes)])
-    recorder.merge_table(table.to_pydict())
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(folder, ignore_errors=True)
+def build_scorer(trainer: "ResonanceTrainer", batch_size: int | None = None) -> ResonanceScorer:
+    """What `ResonanceTrainer.scorer` returns (see there)."""
+    args = trainer.args
+    return ResonanceScorer(
+        trainer.model,
+        trainer.resonance_targets,
+        trainer._score_spec(),
+        scoring_collator(trainer.data_collator),
+        batch_size=batch_size or args.resonance_batch_size,
+        batch_tokens=args.resonance_batch_tokens,
+        state_samples=args.resonance_state_samples,
+        process_index=trainer.accelerator.process_index,
+        num_processes=trainer.accelerator.num_processes,
+        show_progress=not args.disable_tqdm,
+    )
 
 
-def inflight_dataset(trainer: "ResonanceTrainer") -> Dataset:
-    """The train rows with one score column per epoch (NaN for rows not trained in that epoch)."""
-    recorder, source = trainer._resonance_recorder, trainer._resonance_source
-    n = len(source)
-    columns = {}
-    for epoch in sorted(recorder.epochs):
-        values = np.full(n, np.nan)
-        for row_id, (score, _) in recorder.epochs[epoch].items():
-            values[row_id] = score
-        columns[f"{trainer.args.resonance_column}_epoch{epoch}"] = values
-    clean = source.remove_columns([c for c in source.column_names if c in columns])
-    scored = concatenate_datasets([clean, Dataset.from_dict(columns)], axis=1) if columns else clean
-    ever_scored = np.zeros(n, dtype=bool)
-    for values in columns.values():
-        ever_scored |= np.isfinite(values)
-    provenance = trainer.resonance_provenance(n, int(ever_scored.sum()))
-    provenance.update(when="inflight", inflight_state=trainer.args.resonance_inflight_state)
-    return with_provenance(scored, scoring=provenance)
+def scoring_collator(collator):
+    """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
+    collator = collator.collator if isinstance(collator, RowIdCollator) else collator
+    if isinstance(collator, DataCollatorForLanguageModeling):
+        # Scoring always pads (one row per sample); padding-free training packs, which is a training concern.
+        return DataCollatorForLanguageModeling(
+            pad_token_id=collator.pad_token_id, pad_to_multiple_of=collator.pad_to_multiple_of
+        )
+    return collator

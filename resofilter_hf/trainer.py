@@ -6,7 +6,6 @@ so a score is computed on exactly the tokens the trainer would train on, and ret
 column. Dedup and filtering belong to selection (`select_by_resonance`), not here: no row is ever dropped.
 """
 
-import copy
 import hashlib
 import json
 import math
@@ -21,16 +20,16 @@ from datasets import Dataset, IterableDataset, concatenate_datasets
 from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTTrainer
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .config import ResonanceConfig, validate_resonance_options
-from .engine.compat import check_private_symbols, prepare_dataset
+from .engine.compat import check_private_symbols
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
+from .inflight_scores import gather_inflight, inflight_dataset
 from .provenance import (
     CITATION,
     SCORES_FILE,
@@ -40,7 +39,7 @@ from .provenance import (
     with_provenance,
     write_scores_file,
 )
-from .scoring import dataset_losses, gather_inflight, inflight_dataset, score_dataset
+from .scoring import build_scorer, dataset_losses, prepare_for_scoring, score_dataset, scoring_collator
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -159,30 +158,11 @@ class ResonanceTrainer(SFTTrainer):
 
     def scorer(self, batch_size: int | None = None) -> ResonanceScorer:
         """The batched scoring engine over this trainer's model, targets, collator and resonance settings."""
-        args = self.args
-        return ResonanceScorer(
-            self.model,
-            self.resonance_targets,
-            self._score_spec(),
-            self.scoring_collator(),
-            batch_size=batch_size or args.resonance_batch_size,
-            batch_tokens=args.resonance_batch_tokens,
-            state_samples=args.resonance_state_samples,
-            process_index=self.accelerator.process_index,
-            num_processes=self.accelerator.num_processes,
-            show_progress=not args.disable_tqdm,
-        )
+        return build_scorer(self, batch_size)
 
     def scoring_collator(self):
         """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
-        collator = self.data_collator
-        collator = collator.collator if isinstance(collator, RowIdCollator) else collator
-        if isinstance(collator, DataCollatorForLanguageModeling):
-            # Scoring always pads (one row per sample); padding-free training packs, which is a training concern.
-            return DataCollatorForLanguageModeling(
-                pad_token_id=collator.pad_token_id, pad_to_multiple_of=collator.pad_to_multiple_of
-            )
-        return collator
+        return scoring_collator(self.data_collator)
 
     def resonance_provenance(self, n_rows: int, n_scored: int) -> dict:
         """What a score depends on, for dataset cards and reproducibility."""
@@ -221,16 +201,9 @@ class ResonanceTrainer(SFTTrainer):
     # ---- scoring ---------------------------------------------------------------------------------------------
 
     def prepare_scoring_dataset(self, dataset: Dataset, truncate: bool = True) -> Dataset:
-        """`dataset` through TRL's own preparation (chat template, loss masks, truncation), never packed: the
-        tokens a score is computed on. Fully masked rows are dropped, as TRL drops them; other columns are kept.
-        `truncate=False` skips the `max_length` cut (to tell truncated rows from rows without loss tokens)."""
-        args = self.args
-        if not truncate:
-            args = copy.copy(args)
-            args.max_length = None
-        return prepare_dataset(
-            self, dataset, self.processing_class, args, getattr(self, "_formatting_func", None), "resonance"
-        )
+        """`dataset` through TRL's own preparation, never packed: the tokens a score is computed on (see
+        `resofilter_hf.scoring.prepare_for_scoring`)."""
+        return prepare_for_scoring(self, dataset, truncate)
 
     def score(
         self,
@@ -242,13 +215,11 @@ class ResonanceTrainer(SFTTrainer):
         """Score every row of `dataset` (default: the train dataset) on the current model state.
 
         Returns the rows in input order with their columns plus the score column (float64, NaN when there is no
-        score), `resonance_loss`, `resonance_tokens`, `resonance_status`, and with `resonance_anatomy`
-        `resonance_toward_zero`, `resonance_below_eps`, `resonance_grad_norm`. The model is left exactly as
-        it was. Results go to `output_dir/resonance/<fingerprint>/` as they are made (Parquet shards; a rerun
-        resumes there when `resonance_resume`). In a multi-process run each process scores a share and every
-        process returns the full result, read from the shared folder. An `IterableDataset` (a stream) is scored
-        a window at a time, each window's scored rows written as one Parquet part in `parts_dir` (default
-        `output_dir/scored/`), and comes back as a stream over those parts; `max_rows` caps the rows scored.
+        score), `resonance_loss`, `resonance_tokens`, `resonance_status` (and the anatomy columns with
+        `resonance_anatomy`); the model is left exactly as it was. Scores go to Parquet shards under
+        `output_dir/resonance/<fingerprint>/` as they are made (a rerun resumes there); each process scores a
+        share and returns the full result. A stream (`IterableDataset`, capped at `max_rows`) comes back as a
+        stream over the Parquet parts written to `parts_dir` (default `output_dir/scored/`), one per window.
         """
         return score_dataset(self, dataset, parts_dir=parts_dir, max_rows=max_rows)
 
