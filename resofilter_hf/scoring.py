@@ -273,7 +273,15 @@ def _finish_dataset(job: ScoringJob, clean: Dataset, table: pa.Table, statuses: 
             stacklevel=4,
         )
     scores = job.memory_mapped(table)
-    scored = concatenate_datasets([clean, scores], axis=1)
+    if n:
+        scored = concatenate_datasets([clean, scores], axis=1)
+    else:  # concatenate_datasets leaves empty datasets out, and their columns with them
+        rows = clean.with_format("arrow")[:]
+        for name in table.column_names:
+            rows = rows.append_column(name, table.column(name))
+        info = copy.deepcopy(clean.info)
+        info.features = None
+        scored = Dataset(InMemoryTable(rows), info=info)
     return with_provenance(scored, scoring=job.trainer.resonance_provenance(n, n - len(unscored)))
 
 
