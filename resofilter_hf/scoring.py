@@ -248,7 +248,8 @@ class ScoringJob:
             counts = {s: statuses.count(s) for s in sorted(set(statuses) - {STATUS_OK})}
             line = (
                 f"resonance: {n} rows, {statuses.count(STATUS_OK)} scored ({resumed} resumed from {self.folder}), "
-                f"{n - statuses.count(STATUS_OK)} unscored {counts or ''}, {time.time() - self.started:.1f} s"
+                f"{n - statuses.count(STATUS_OK)} unscored{f' {counts}' if counts else ''}, "
+                f"{time.time() - self.started:.1f} s wall"
             )
             if self.scorer.show_progress:
                 tqdm.write(line, file=sys.stderr)
