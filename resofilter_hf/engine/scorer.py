@@ -112,21 +112,22 @@ def plan_batches(
 
 @dataclass
 class WindowPlan:
-    """A window of prepared rows (`table`: id, input_ids, labels), cut into shards of batches of positions."""
+    """A window of prepared rows (`table`: id, input_ids, labels) in batch order, so each batch and each shard is a
+    contiguous slice; `shards[k]` lists shard k's batches as (start, stop) row ranges of `table`."""
 
     window: int
     table: pa.Table
-    shards: list[list[np.ndarray]]
-
-    @property
-    def ids(self) -> np.ndarray:
-        return self.table.column(ID).to_numpy()
+    shards: list[list[tuple[int, int]]]
 
     def shard_name(self, k: int) -> str:
         return f"w{self.window:06d}-s{k:05d}"
 
-    def rows(self, positions: np.ndarray) -> list[dict]:
-        return self.table.take(pa.array(positions, type=pa.int64())).to_pylist()
+    def shard_rows(self, k: int) -> pa.Table:
+        batches = self.shards[k]
+        return self.table.slice(batches[0][0], batches[-1][1] - batches[0][0])
+
+    def rows(self, batch: tuple[int, int]) -> list[dict]:
+        return self.table.slice(batch[0], batch[1] - batch[0]).to_pylist()
 
 
 class ResonanceScorer:
@@ -240,9 +241,12 @@ class ResonanceScorer:
         lengths = pc.list_value_length(prepared.column("input_ids")).to_numpy(zero_copy_only=False)
         pad = getattr(self.collate_fn, "pad_to_multiple_of", None) or 1
         batches = plan_batches(lengths, prepared.column(ID).to_numpy(), self.batch_size, self.batch_tokens, pad)
-        per_shard = max(1, math.ceil(len(batches) / SHARDS_PER_WINDOW))
-        shards = [batches[i : i + per_shard] for i in range(0, len(batches), per_shard)]
-        return WindowPlan(window, prepared, shards)
+        order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        table = prepared.take(pa.array(order, type=pa.int64())).combine_chunks()  # one take; then slices
+        bounds = np.cumsum([0, *map(len, batches)])
+        ranges = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        per_shard = max(1, math.ceil(len(ranges) / SHARDS_PER_WINDOW))
+        return WindowPlan(window, table, [ranges[i : i + per_shard] for i in range(0, len(ranges), per_shard)])
 
     def owner(self, window: int, shard: int) -> int:
         """The process that scores shard `shard` of window `window` (round robin, rotating per window)."""
@@ -266,8 +270,7 @@ class ResonanceScorer:
         for k, batches in enumerate(plan.shards):
             if self.owner(plan.window, k) != self.process_index:
                 continue
-            name, positions = plan.shard_name(k), np.concatenate(batches)
-            part = plan.table.take(pa.array(positions, type=pa.int64()))
+            name, part = plan.shard_name(k), plan.shard_rows(k)
             tokens, ids = table_digest([part]), part.column(ID).to_numpy()
             if store.is_done(name, tokens, ids):
                 resumed += len(ids)
