@@ -3,6 +3,7 @@ cost of the full-weight fingerprint on a 1B-parameter shape.
 
     nice -n 10 python bench/bench_scale.py                        # everything below, ~15 min on 2 busy cores
     nice -n 10 python bench/bench_scale.py --sizes 10000 30000 --skip-stream --kills 3
+    nice -n 10 python bench/bench_scale.py --new /tmp/snapshot   # measure a copy while the tree changes
 
 - RSS: each N in `--sizes` is scored in a fresh process (1 torch thread, rows read from a local parquet file,
   resume on, the defaults) by this code and by the code at `--base` (the pre-change checkout, run with
@@ -36,6 +37,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TINY = dict(num_layers=2, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1, vocab_size=512)
+MAX_LENGTH = 96  # toy prompts are 39-66 tokens: every row keeps loss tokens
+BATCH_SIZE = 32
 
 
 def _rss_mb() -> float:
@@ -64,8 +67,9 @@ def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -
         dataset = Dataset.from_parquet(data, cache_dir=str(cache)).select(range(n))
         train = dataset
     args = ResonanceConfig(
-        output_dir=out, report_to="none", use_cpu=True, bf16=False, disable_tqdm=True, resonance_batch_size=16
-    )
+        output_dir=out, report_to="none", use_cpu=True, bf16=False, disable_tqdm=True, max_length=MAX_LENGTH,
+        resonance_batch_size=BATCH_SIZE, resonance_last_n_layers=TINY["num_layers"],
+    )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainer = ResonanceTrainer(
         model=model, args=args, train_dataset=train, processing_class=AutoTokenizer.from_pretrained(model_dir)
@@ -80,7 +84,9 @@ def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -
     seconds = time.perf_counter() - start
     np.save(result + ".npy", column)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(result).write_text(json.dumps({"n": len(column), "seconds": seconds, "rss_before_mb": before, "peak_mb": peak}))
+    Path(result).write_text(
+        json.dumps({"n": len(column), "seconds": seconds, "rss_before_mb": before, "peak_mb": peak})
+    )
 
 
 def launch(pythonpath: str, mode: str, model_dir, data, out, n) -> subprocess.Popen:
@@ -106,7 +112,7 @@ def run(pythonpath, mode, model_dir, data, out, n) -> dict:
 def bench_rss(args, model_dir, data, work) -> dict:
     rows = []
     for n in args.sizes:
-        for name, path in (("base", args.base), ("new", str(HERE.parent))):
+        for name, path in (("base", args.base), ("new", args.new)):
             out = Path(tempfile.mkdtemp(dir=work, prefix=f"{name}-{n}-"))
             got = run(path, "score", model_dir, data, out, n)
             rows.append({"code": name, "n": n, "seconds": got["seconds"], "rows_per_s": n / got["seconds"],
@@ -117,7 +123,12 @@ def bench_rss(args, model_dir, data, work) -> dict:
     lo, hi = min(args.sizes), max(args.sizes)
     growth = {code: by[(code, hi)]["peak_mb"] - by[(code, lo)]["peak_mb"] for code in ("base", "new")}
     ratios = [by[("new", n)]["rows_per_s"] / by[("base", n)]["rows_per_s"] for n in args.sizes]
-    return {"runs": rows, "peak_growth_mb": growth, "speed_ratios": ratios, "speed_ratio_median": statistics.median(ratios)}
+    return {
+        "runs": rows,
+        "peak_growth_mb": growth,
+        "speed_ratios": ratios,
+        "speed_ratio_median": statistics.median(ratios),
+    }
 
 
 def _markers(out: Path) -> int:
@@ -125,7 +136,7 @@ def _markers(out: Path) -> int:
 
 
 def bench_kills(args, model_dir, data, work) -> dict:
-    new = str(HERE.parent)
+    new = args.new
     whole = run(new, "score", model_dir, data, Path(tempfile.mkdtemp(dir=work, prefix="whole-")), args.kill_rows)
     out = Path(tempfile.mkdtemp(dir=work, prefix="killed-"))
     rng = random.Random(args.seed)
@@ -166,8 +177,10 @@ def bench_kills(args, model_dir, data, work) -> dict:
 
 def bench_stream(args, model_dir, data, work) -> dict:
     out = Path(tempfile.mkdtemp(dir=work, prefix="stream-"))
-    got = run(str(HERE.parent), "stream", model_dir, data, out, args.stream_rows)
-    print(f"  stream N={got['n']}: {got['n'] / got['seconds']:.0f} rows/s, peak RSS {got['peak_mb']:.1f} MB", flush=True)
+    got = run(args.new, "stream", model_dir, data, out, args.stream_rows)
+    print(
+        f"  stream N={got['n']}: {got['n'] / got['seconds']:.0f} rows/s, peak RSS {got['peak_mb']:.1f} MB", flush=True
+    )
     parts = sorted((out / "parts").glob("*.parquet"))
     return {"rows": got["n"], "seconds": got["seconds"], "rows_per_s": got["n"] / got["seconds"],
             "peak_mb": got["peak_mb"], "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
@@ -207,6 +220,7 @@ def bench_fingerprint() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="/tmp/base", help="the pre-change checkout (PYTHONPATH for baseline runs)")
+    parser.add_argument("--new", default=str(HERE.parent), help="PYTHONPATH of the code measured (default: here)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--kill-rows", type=int, default=20_000)
     parser.add_argument("--kills", type=int, default=5)
@@ -223,11 +237,12 @@ def main() -> None:
         return child(mode, model_dir, data, out, int(n), result)
 
     sys.path.insert(0, str(HERE.parent))
-    from _common import machine, write_result
-
     from resofilter_hf.toy import build_tiny_model, make_math_problems
 
-    payload = {"machine": machine(1, "cpu"), "tiny_model": TINY, "batch_size": 16}
+    from _common import machine, write_result
+
+    payload = {"machine": machine(1, "cpu"), "tiny_model": TINY, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
+               "load_average_at_start": os.getloadavg()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as work:
         model_dir = build_tiny_model(Path(work) / "model", seed=0, arch="llama", **TINY)
         n_max = max([*args.sizes, args.kill_rows, args.stream_rows])
@@ -248,6 +263,7 @@ def main() -> None:
         if not args.skip_stream:
             print(f"streamed run of {args.stream_rows} rows:", flush=True)
             payload["stream"] = bench_stream(args, model_dir, data, work)
+    payload["load_average_at_end"] = os.getloadavg()
     print(f"wrote {write_result('scale', payload)}")
 
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from datasets.table import InMemoryTable
+from datasets.utils import logging as datasets_logging
 from tqdm.auto import tqdm
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -79,7 +80,14 @@ def prepare_for_scoring(trainer: "ResonanceTrainer", dataset: Dataset, truncate:
 def _prepare(trainer: "ResonanceTrainer", window: Dataset, offset: int, eligible: list[int]) -> pa.Table:
     """The window's eligible rows through TRL's preparation: an Arrow table (id, input_ids, labels)."""
     with_ids = window.add_column(ROW_ID, list(range(offset, offset + len(window)))).select(eligible)
-    prepared = trainer.prepare_scoring_dataset(with_ids) if len(with_ids) else with_ids
+    quiet = offset > 0 and datasets_logging.is_progress_bar_enabled()  # TRL's bars once, not once per window
+    if quiet:
+        datasets_logging.disable_progress_bar()
+    try:
+        prepared = trainer.prepare_scoring_dataset(with_ids) if len(with_ids) else with_ids
+    finally:
+        if quiet:
+            datasets_logging.enable_progress_bar()
     if len(prepared) == 0:
         return pa.table({ID: pa.array([], pa.int64()), "input_ids": pa.array([], pa.list_(pa.int64()))})
     table = prepared.select_columns([ROW_ID, "input_ids", "labels"]).with_format("arrow")[:]

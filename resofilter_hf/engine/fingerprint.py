@@ -7,7 +7,9 @@ the settings are hashed as canonical JSON; rows and prepared tokens as Arrow IPC
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -18,27 +20,29 @@ from torch import nn
 CHUNK_BYTES = 64 * 2**20  # host copies of device tensors are made this many bytes at a time
 
 
-def _update_tensor(h, name: str, tensor: torch.Tensor) -> None:
-    h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:".encode())
+def _tensor_sha256(tensor: torch.Tensor) -> str:
+    h = hashlib.sha256(f"{tuple(tensor.shape)}:{tensor.dtype}:".encode())
     if tensor.device.type == "meta" or tensor.numel() == 0:
-        return
-    flat = tensor.detach().contiguous().reshape(-1)
-    raw = flat.view(torch.uint8)
+        return h.hexdigest()
+    raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
     for start in range(0, raw.numel(), CHUNK_BYTES):
-        h.update(raw[start : start + CHUNK_BYTES].cpu().numpy().data)
-
-
-def tensor_digest(model: nn.Module) -> str:
-    """sha256 over the names, shapes, dtypes and bytes of every parameter and buffer (persistent or not)."""
-    h = hashlib.sha256()
-    seen = set()
-    for kind, named in (("p", model.named_parameters()), ("b", model.named_buffers())):
-        for name, tensor in named:
-            if id(tensor) in seen:  # a tied weight counts once
-                continue
-            seen.add(id(tensor))
-            _update_tensor(h, f"{kind}:{name}", tensor)
+        h.update(raw[start : start + CHUNK_BYTES].cpu().numpy().data)  # hashlib releases the GIL on big chunks
     return h.hexdigest()
+
+
+def tensor_digest(model: nn.Module, threads: int | None = None) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of every parameter and buffer (persistent or not): one
+    sha256 per tensor, computed on `threads` threads (default: up to 8), then one over the named digests."""
+    named, seen = [], set()
+    for kind, tensors in (("p", model.named_parameters()), ("b", model.named_buffers())):
+        for name, tensor in tensors:
+            if id(tensor) not in seen:  # a tied weight counts once
+                seen.add(id(tensor))
+                named.append((f"{kind}:{name}", tensor))
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        digests = list(pool.map(_tensor_sha256, [t for _, t in named]))
+    return hashlib.sha256("\n".join(f"{n}={d}" for (n, _), d in zip(named, digests)).encode()).hexdigest()
 
 
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "_commit_hash", "transformers_version", "_attn_implementation_autoset")
