@@ -116,7 +116,6 @@ class ScoringJob:
         self.folder = root / (self.key if self.resume else f".unsaved-{self.key}")
         self.store = ShardStore(self.folder, anatomy=self.args.resonance_anatomy)
         self.names: list[str] = []
-        self.resumed = 0
         self.started = time.time()
         if self.accelerator.is_main_process:
             if not self.resume:
@@ -178,7 +177,7 @@ class ScoringJob:
         if prepared.num_rows:
             plan = self.scorer.plan(prepared, window)
             with self.scorer.session() as capture:
-                self.resumed += self.scorer.score_window(plan, self.store, capture, self.progress)
+                self.scorer.score_window(plan, self.store, capture, self.progress)
             names = [plan.shard_name(k) for k in range(len(plan.shards))]
         names.append(self._unscored_shard(window, rows, offset, statuses, prepared))
         self.progress.end_window(len(rows))
@@ -197,7 +196,6 @@ class ScoringJob:
         ids = ids.astype(np.int64)
         digest = json_digest([ids.tolist(), [statuses[i - offset] for i in ids.tolist()]])
         if self.store.is_done(name, digest, ids):
-            self.resumed += len(ids)
             return name
         if dropped:  # was it truncation, or were there never any loss tokens?
             untruncated = rows.add_column(ROW_ID, list(range(offset, offset + len(rows)))).select(dropped)

@@ -204,3 +204,21 @@ def test_losses_are_the_score_passes_losses_per_input_row(model_dir, tmp_path):
     losses, tokens = trainer.losses(dataset)
     assert tokens.tolist() == list(scored["resonance_tokens"]) and tokens[2] == 0
     np.testing.assert_allclose(losses, scored["resonance_loss"], rtol=1e-12, equal_nan=True)
+
+
+def test_the_summary_line_counts_scored_resumed_and_unscored_rows(model_dir, tmp_path, caplog):
+    rows = make_math_problems(6, seed=9).to_list()
+    rows[5]["completion"] = "  "
+    dataset = Dataset.from_list(rows)
+    trainer = make(model_dir, tmp_path, dataset, resonance_batch_size=2)
+    with pytest.warns(UserWarning, match="1 of 6 rows"):
+        trainer.score()
+    (folder,) = folders(tmp_path)
+    (folder / "w000000-s00000.done").unlink()  # two rows to redo; the other three come back from their shards
+    with caplog.at_level(logging.INFO, logger="resofilter_hf"), pytest.warns(UserWarning):
+        trainer.score()
+    (line,) = [r.message for r in caplog.records if r.message.startswith("resonance: ")]
+    assert line.startswith(
+        f"resonance: 6 rows, 5 scored (3 resumed from {folder}), 1 unscored {{'empty_completion': 1}}, "
+    )
+    assert line.endswith(" s wall")
