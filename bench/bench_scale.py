@@ -7,7 +7,8 @@ cost of the full-weight fingerprint on a 1B-parameter shape.
 
 - RSS: each N in `--sizes` is scored in a fresh process (1 torch thread, rows read from a local parquet file,
   resume on, the defaults) by this code and by the code at `--base` (the pre-change checkout, run with
-  PYTHONPATH=<base>), alternating; peak RSS (ru_maxrss) and the RSS before `score()` are reported.
+  PYTHONPATH=<base>), alternating; the peak RSS during `score(dataset)` (VmHWM reset just before it), the RSS
+  before it and the whole process's peak are reported.
 - Throughput: rows/s of `score()` in those same runs; the ratio is the median over the sizes.
 - kill -9: a `--kill-rows` run is killed (SIGKILL) at `--kills` random points (a random number of new shards
   plus a random delay, so kills land inside batches and inside writes), resumed each time, then finished; rows
@@ -41,12 +42,18 @@ MAX_LENGTH = 96  # toy prompts are 39-66 tokens: every row keeps loss tokens
 BATCH_SIZE = 32
 
 
-def _rss_mb() -> float:
+def _status_mb(key: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _reset_peak() -> None:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS, so the peak is that of `score()`."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -> None:
@@ -65,7 +72,7 @@ def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -
         train = Dataset.from_parquet(data, cache_dir=str(cache)).select(range(8))
     else:
         dataset = Dataset.from_parquet(data, cache_dir=str(cache)).select(range(n))
-        train = dataset
+        train = dataset.select(range(8))  # SFTTrainer prepares its train set at construction: keep that out
     args = ResonanceConfig(
         output_dir=out, report_to="none", use_cpu=True, bf16=False, disable_tqdm=True, max_length=MAX_LENGTH,
         resonance_batch_size=BATCH_SIZE, resonance_last_n_layers=TINY["num_layers"],
@@ -74,7 +81,8 @@ def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -
     trainer = ResonanceTrainer(
         model=model, args=args, train_dataset=train, processing_class=AutoTokenizer.from_pretrained(model_dir)
     )
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
+    _reset_peak()
     start = time.perf_counter()
     if mode == "stream":
         scored = trainer.score(dataset, parts_dir=str(Path(out) / "parts"), max_rows=n)
@@ -83,10 +91,10 @@ def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -
         column = np.asarray(trainer.score(dataset)["resonance"])
     seconds = time.perf_counter() - start
     np.save(result + ".npy", column)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(result).write_text(
-        json.dumps({"n": len(column), "seconds": seconds, "rss_before_mb": before, "peak_mb": peak})
-    )
+    peak = _status_mb("VmHWM")  # peak RSS since the reset: during score()
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    payload = {"n": len(column), "seconds": seconds, "rss_before_mb": before, "peak_mb": peak}
+    Path(result).write_text(json.dumps({**payload, "process_peak_mb": process_peak}))
 
 
 def launch(pythonpath: str, mode: str, model_dir, data, out, n) -> subprocess.Popen:
@@ -116,7 +124,8 @@ def bench_rss(args, model_dir, data, work) -> dict:
             out = Path(tempfile.mkdtemp(dir=work, prefix=f"{name}-{n}-"))
             got = run(path, "score", model_dir, data, out, n)
             rows.append({"code": name, "n": n, "seconds": got["seconds"], "rows_per_s": n / got["seconds"],
-                         "rss_before_mb": got["rss_before_mb"], "peak_mb": got["peak_mb"]})  # fmt: skip
+                         "rss_before_mb": got["rss_before_mb"], "peak_mb": got["peak_mb"],
+                         "process_peak_mb": got["process_peak_mb"]})  # fmt: skip
             print(f"  {name:4s} N={n:6d}: {n / got['seconds']:7.0f} rows/s, peak RSS {got['peak_mb']:7.1f} MB "
                   f"(before score() {got['rss_before_mb']:.1f} MB)", flush=True)  # fmt: skip
     by = {(r["code"], r["n"]): r for r in rows}
