@@ -3,8 +3,9 @@
 Arguments are TRL's own dataclasses (`ScriptArguments`, `ModelConfig`) plus `ResonanceConfig`, parsed by TRL's
 `TrlParser`, so a recipe is the same YAML a `trl sft --config` run takes, with `resonance_*` keys added. Two
 offline sources are built in: `model_name_or_path: toy:llama` (the tiny model factory) and
-`dataset_name: toy:math?n=200&seed=0` or `gsm8k` (the local GSM8K files); anything else is a local file or
-folder, or a Hub id loaded as usual.
+`dataset_name: toy:math?n=200&seed=0`. `gsm8k` is `openai/gsm8k` (config "main") as prompt/completion rows, from
+the Hub or its offline cache, or from the folder RESOFILTER_GSM8K_DIR names. Anything else is a local file or
+folder (parquet, JSON Lines or `save_to_disk`), or a Hub id loaded as usual.
 """
 
 import dataclasses
@@ -13,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
-from datasets import Dataset, DatasetDict, IterableDataset, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from .config import ResonanceConfig
-from .hub.cards import write_checkpoint_card
+from .hub.model_card import write_checkpoint_card
 from .provenance import load_scored, read_provenance, write_parquet
 from .selection import select_by_resonance
 from .trainer import ResonanceTrainer
@@ -82,18 +83,11 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
 
         dataset = load_gsm8k(split)
     elif Path(name).exists():
-        path = Path(name)
-        if path.suffix == ".parquet":
-            dataset = load_scored(path)
-        elif path.suffix in (".json", ".jsonl"):
-            dataset = Dataset.from_json(str(path))
-        else:
-            loaded = load_from_disk(str(path))
-            dataset = loaded[split] if isinstance(loaded, DatasetDict) else loaded
+        loaded = load_scored(name)
+        dataset = loaded[split] if isinstance(loaded, DatasetDict) else loaded
     else:
         dataset = load_dataset(name, name=args.dataset_config, split=split)
-    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
-    renames = {old: new for old, new in renames.items() if old and old != new}
+    renames = _renames(args)
     if renames:
         dataset = dataset.rename_columns(renames)
     if args.max_rows is not None:
@@ -107,16 +101,20 @@ def load_stream(args: DataArguments, split: str | None = None) -> IterableDatase
     name, split = args.dataset_name, split or args.dataset_train_split
     if not name:
         raise ValueError("`dataset_name` is required: a Hub id, a local file or folder, or 'toy:math?n=...'.")
-    if name.startswith("toy:"):
-        stream = load_rows(dataclasses.replace(args, max_rows=None), split).to_iterable_dataset()
+    if name.startswith("toy:") or name == "gsm8k":  # built in: loaded whole, then streamed
+        return load_rows(dataclasses.replace(args, max_rows=None), split).to_iterable_dataset()
     elif Path(name).is_file() and Path(name).suffix in (".parquet", ".json", ".jsonl"):
         builder = "parquet" if Path(name).suffix == ".parquet" else "json"
         stream = load_dataset(builder, data_files=name, split="train", streaming=True)
     else:
         stream = load_dataset(name, name=args.dataset_config, split=split, streaming=True)
-    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
-    renames = {old: new for old, new in renames.items() if old and old != new}
+    renames = _renames(args)
     return stream.rename_columns(renames) if renames else stream
+
+
+def _renames(args: DataArguments) -> dict[str, str]:
+    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
+    return {old: new for old, new in renames.items() if old and old != new}
 
 
 def resolve_model(name: str | None, output_dir: str) -> str:

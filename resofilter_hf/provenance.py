@@ -6,6 +6,7 @@ transform and selection rule produced the rows. The rest of the description is l
 """
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -139,8 +140,9 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
     raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl or .json file")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a score or a selection depends on (for cards and reproducibility)."""
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: package metadata lookups cost tens of milliseconds."""
     from importlib.metadata import PackageNotFoundError, version
 
     names = ["resofilter-hf", "torch", "transformers", "trl", "peft", "datasets", "accelerate"]
@@ -150,4 +152,9 @@ def library_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             continue
-    return found
+    return tuple(found.items())
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a score or a selection depends on (for cards and reproducibility)."""
+    return dict(_installed_versions())

@@ -354,7 +354,7 @@ class ResonanceTrainer(SFTTrainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """`Trainer.save_model`, plus the scores file beside the weights when there are scores (the full
-        resonance model card is `resofilter_hf.hub.cards.write_checkpoint_card`, which `resofilter train` calls)."""
+        resonance model card is `resofilter_hf.hub.model_card.write_checkpoint_card`, which `resofilter train` calls)."""
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
             self.save_scores(output_dir or self.args.output_dir)

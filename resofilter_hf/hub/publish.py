@@ -34,7 +34,8 @@ from huggingface_hub.errors import (
 
 from ..provenance import library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
-from .cards import merge_card, render_dataset_card
+from .dataset_card import render_dataset_card
+from .merge import merge_card
 
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,17 @@ def publish_dataset(
     message = commit_message or (
         f"Publish resonance-scored configs {', '.join(all_configs)} (resofilter-hf {library_versions().get('resofilter-hf', 'dev')})"
     )
+    info = _upload(api, folder, repo_id, data_files, private=private, token=token, message=message)
+    if local_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    url = getattr(info, "commit_url", None) or str(info)
+    logger.info("Published %s: %s", repo_id, url)
+    return Published(folder=folder if local_dir is not None else None, repo_id=repo_id, configs=counts, commit_url=url)
+
+
+def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool, token: str | None, message: str):
+    """Create the repo if needed, merge the staged card into its README.md, and upload `folder` in one commit
+    (removing stale shards of the configs staged). Any failure left after retries is a `PublishError`."""
     try:
         _retry(
             f"create_repo({repo_id})",
@@ -130,7 +142,7 @@ def publish_dataset(
         if old_card is not None:
             readme = folder / "README.md"
             readme.write_text(merge_card(old_card, readme.read_text(encoding="utf-8")), encoding="utf-8")
-        info = _retry(
+        return _retry(
             f"upload_folder({repo_id})",
             lambda: api.upload_folder(
                 repo_id=repo_id,
@@ -148,11 +160,6 @@ def publish_dataset(
             f"upload it later with `hf upload {repo_id} {folder} --repo-type dataset`",
             folder,
         ) from err
-    if local_dir is None:
-        shutil.rmtree(folder, ignore_errors=True)
-    url = getattr(info, "commit_url", None) or str(info)
-    logger.info("Published %s: %s", repo_id, url)
-    return Published(folder=folder if local_dir is not None else None, repo_id=repo_id, configs=counts, commit_url=url)
 
 
 def stage_dataset(
