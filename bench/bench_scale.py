@@ -9,7 +9,8 @@ cost of the full-weight fingerprint on a 1B-parameter shape.
   resume on, the defaults) by this code and by the code at `--base` (the pre-change checkout, run with
   PYTHONPATH=<base>), alternating; the peak RSS during `score(dataset)` (VmHWM reset just before it), the RSS
   before it and the whole process's peak are reported.
-- Throughput: rows/s of `score()` in those same runs; the ratio is the median over the sizes.
+- Throughput: rows/s of `score()` in those same runs (ratio per size), and `--speed-repeats` back-to-back pairs
+  at `--speed-rows` (order alternating); the ratio quoted is the median over the pairs.
 - kill -9: a `--kill-rows` run is killed (SIGKILL) at `--kills` random points (a random number of new shards
   plus a random delay, so kills land inside batches and inside writes), resumed each time, then finished; rows
   lost, rows doubled and the max abs difference against an uninterrupted run are reported.
@@ -140,6 +141,20 @@ def bench_rss(args, model_dir, data, work) -> dict:
     }
 
 
+def bench_speed(args, model_dir, data, work) -> dict:
+    """rows/s of base and new at `--speed-rows`, run back to back `--speed-repeats` times (order alternating)."""
+    rates = {"base": [], "new": []}
+    for repeat in range(args.speed_repeats):
+        order = [("base", args.base), ("new", args.new)][:: 1 if repeat % 2 == 0 else -1]
+        for name, path in order:
+            out = Path(tempfile.mkdtemp(dir=work, prefix=f"speed-{name}-"))
+            got = run(path, "score", model_dir, data, out, args.speed_rows)
+            rates[name].append(args.speed_rows / got["seconds"])
+        print(f"  pair {repeat}: base {rates['base'][-1]:.0f} rows/s, new {rates['new'][-1]:.0f} rows/s", flush=True)
+    ratios = [b / a for a, b in zip(rates["base"], rates["new"])]
+    return {"rows": args.speed_rows, "rates": rates, "ratios": ratios, "ratio_median": statistics.median(ratios)}
+
+
 def _markers(out: Path) -> int:
     return len(list((out / "resonance").glob("*/w*-s*.done")))
 
@@ -192,7 +207,7 @@ def bench_stream(args, model_dir, data, work) -> dict:
     )
     parts = sorted((out / "parts").glob("*.parquet"))
     return {"rows": got["n"], "seconds": got["seconds"], "rows_per_s": got["n"] / got["seconds"],
-            "peak_mb": got["peak_mb"], "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
+            "peak_mb": got["peak_mb"], "rss_before_mb": got["rss_before_mb"], "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
 
 
 def bench_fingerprint() -> dict:
@@ -231,6 +246,9 @@ def main() -> None:
     parser.add_argument("--base", default="/tmp/base", help="the pre-change checkout (PYTHONPATH for baseline runs)")
     parser.add_argument("--new", default=str(HERE.parent), help="PYTHONPATH of the code measured (default: here)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--speed-rows", type=int, default=10_000)
+    parser.add_argument("--speed-repeats", type=int, default=3, help="back-to-back pairs for the speed ratio")
+    parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--kill-rows", type=int, default=20_000)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--stream-rows", type=int, default=100_000)
@@ -265,6 +283,10 @@ def main() -> None:
             payload["rss"] = bench_rss(args, model_dir, data, work)
             print(f"  peak growth {min(args.sizes)} -> {max(args.sizes)}: {payload['rss']['peak_growth_mb']}; "
                   f"speed new/base median {payload['rss']['speed_ratio_median']:.3f}", flush=True)  # fmt: skip
+        if not args.skip_speed:
+            print(f"throughput at {args.speed_rows} rows, {args.speed_repeats} back-to-back pairs:", flush=True)
+            payload["speed"] = bench_speed(args, model_dir, data, work)
+            print(f"  new/base median {payload['speed']['ratio_median']:.3f}", flush=True)
         if not args.skip_kill:
             print(f"kill -9 at {args.kills} random points of a {args.kill_rows}-row run:", flush=True)
             payload["kill"] = bench_kills(args, model_dir, data, work)
