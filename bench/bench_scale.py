@@ -206,8 +206,9 @@ def bench_stream(args, model_dir, data, work) -> dict:
         f"  stream N={got['n']}: {got['n'] / got['seconds']:.0f} rows/s, peak RSS {got['peak_mb']:.1f} MB", flush=True
     )
     parts = sorted((out / "parts").glob("*.parquet"))
-    return {"rows": got["n"], "seconds": got["seconds"], "rows_per_s": got["n"] / got["seconds"],
-            "peak_mb": got["peak_mb"], "rss_before_mb": got["rss_before_mb"], "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
+    keep = ("seconds", "peak_mb", "rss_before_mb")
+    return {"rows": got["n"], **{k: got[k] for k in keep}, "rows_per_s": got["n"] / got["seconds"],
+            "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
 
 
 def bench_fingerprint() -> dict:
