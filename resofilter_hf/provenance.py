@@ -158,3 +158,17 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a score or a selection depends on (for cards and reproducibility)."""
     return dict(_installed_versions())
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (text as UTF-8) to `path` through a temporary name in the same folder, renamed into place only
+    when complete, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -13,7 +13,6 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from datasets import Dataset, IterableDataset, concatenate_datasets
@@ -21,14 +20,15 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTTrainer
 
-from .config import ResonanceConfig, validate_resonance_options
+from .config import ResonanceConfig, as_resonance_config, validate_resonance_options
 from .engine.compat import check_private_symbols
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
+from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
+from .engine.targets import Target, find_targets, lora_dropout_modules, scored_tensors, unwrap_model
 from .inflight_scores import gather_inflight, inflight_dataset
 from .provenance import (
     CITATION,
@@ -45,22 +45,13 @@ from .scoring import build_scorer, dataset_losses, prepare_for_scoring, score_da
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
 
 
-def _as_resonance_config(args: TrainingArguments | None, model: Any) -> ResonanceConfig:
-    if isinstance(args, ResonanceConfig):
-        return args
-    if args is None:
-        name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
-        return ResonanceConfig(f"{name.rstrip('/').split('/')[-1]}-SFT")
-    dict_args = args.to_dict()
-    dict_args["hub_token"] = args.hub_token  # to_dict hides it
-    return ResonanceConfig(**dict_args)
-
-
 class ResonanceTrainer(SFTTrainer):
     """An `SFTTrainer` that can score its data by data-parameter resonance.
 
-    Args: those of [`~trl.SFTTrainer`]. `args` may be a [`ResonanceConfig`] (an `SFTConfig` or plain
-    `TrainingArguments` is converted, with the resonance defaults of the paper).
+    Args: those of [`~trl.SFTTrainer`]. `args` may be a [`ResonanceConfig`], an `SFTConfig`, a plain
+    `TrainingArguments` or None: every field is kept as set, the resonance ones default to the paper's. With
+    `resonance_when="none"` it trains exactly as `SFTTrainer` does and checks the scored modules only when
+    `score()` first needs them; a `resonance_when` that scores checks them at construction.
 
     Example:
     ```python
@@ -96,7 +87,7 @@ class ResonanceTrainer(SFTTrainer):
         formatting_func: Callable[[dict], str] | None = None,
     ):
         check_private_symbols()
-        args = _as_resonance_config(args, model)
+        args = as_resonance_config(args, model)
         validate_resonance_options(args)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         self.scored_dataset: Dataset | None = None
@@ -123,20 +114,27 @@ class ResonanceTrainer(SFTTrainer):
             peft_config=peft_config,
             formatting_func=formatting_func,
         )
-        # Fail now, not at the end of training, if the modules or the target kind don't fit this model.
-        self.resonance_targets: list[Target] = self._find_resonance_targets()
+        self._resonance_targets: list[Target] | None = None
+        if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
+            _ = self.resonance_targets
         if inflight:
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
+            self.add_callback(InflightScoreLog(self._resonance_recorder, args.resonance_column, self.log))
         if args.resonance_when in ("before_train", "inflight") and self.resonance_targets[0].role == "lora_A":
             self._warn_if_lora_b_is_zero()
 
     # ---- configuration ---------------------------------------------------------------------------------------
 
-    def _find_resonance_targets(self) -> list[Target]:
-        args = self.args
-        return find_targets(self.model, args.resonance_modules, args.resonance_last_n_layers, args.resonance_target)
+    @property
+    def resonance_targets(self) -> list[Target]:
+        """The scored tensors, found when first needed: a trainer that never scores never checks its model."""
+        if self._resonance_targets is None:
+            args = self.args
+            modules, last_n, kind = args.resonance_modules, args.resonance_last_n_layers, args.resonance_target
+            self._resonance_targets = find_targets(self.model, modules, last_n, kind)
+        return self._resonance_targets
 
     def _score_spec(self) -> ScoreSpec:
         args = self.args
@@ -174,11 +172,9 @@ class ResonanceTrainer(SFTTrainer):
         return {
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
-            "target": resolve_target_kind(self.model, args.resonance_target),
-            "modules": list(args.resonance_modules),
+            # target kind, modules and where they came from, layers, tensor names, shapes and slices
+            **scored_tensors(self.model, args.resonance_target, args.resonance_modules, targets),
             "last_n_layers": args.resonance_last_n_layers,
-            "layers": sorted({t.layer for t in targets}),
-            "target_names": [t.name for t in targets],
             "lora_delta": args.resonance_lora_delta,
             "optimizer": args.resonance_optimizer,
             "lr": args.resonance_lr,
@@ -237,6 +233,12 @@ class ResonanceTrainer(SFTTrainer):
                 f"`resonance_when='inflight'` with LoRA dropout {dropouts[0]}: the captured step would depend on a "
                 "random dropout mask and could not be reproduced. Set `lora_dropout=0` in the LoraConfig, or score "
                 "with `resonance_when='before_train'`/`'after_train'` (scoring turns dropout off)."
+            )
+        peft = getattr(self.model, "active_peft_config", None)
+        if getattr(peft, "is_prompt_learning", False):
+            raise ValueError(
+                f"`resonance_when='inflight'` with {peft.peft_type.value}: training prepends virtual tokens that the "
+                "scoring forward leaves out. Score with `resonance_when='before_train'`/`'after_train'`."
             )
         if getattr(self, "aux_loss_enabled", False):
             raise ValueError(

@@ -31,6 +31,7 @@ def run_demo(
     import datasets
     import transformers
 
+    from ..hub.report import report
     from .story import run_story
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -57,6 +58,7 @@ def run_demo(
         "platform": platform.platform(),
         "versions": library_versions(),
     }
+    summary["report"] = str(report(out / "scored.parquet", out / "report.html", label_column="flaw"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(result["table"])
@@ -65,6 +67,7 @@ def run_demo(
     print(f"  resofilter select {out / 'scored.parquet'} {out / 'keep50.parquet'} --keep 0.5")
     print(f"  resofilter publish {out / 'scored.parquet'} --keep 0.5 --local-dir {out / 'dataset-repo'}")
     print(f"done in {summary['timings_s']['total']:.0f} s; everything is in {out.resolve()} (summary.json)")
+    print(f"open the report: {Path(summary['report']).resolve()}")
     return summary
 
 
