@@ -169,7 +169,18 @@ class ResonanceScorer:
             "metric": spec.metric,
             "anatomy": spec.anatomy,
             "lora_delta": spec.lora_delta,
-            "targets": [(t.name, t.role, tuple(t.weight.shape), str(t.weight.dtype)) for t in self.targets],
+            "targets": [
+                (
+                    t.tensor_name,
+                    t.role,
+                    t.scaling,
+                    t.transposed,
+                    str(t.rows),
+                    tuple(t.weight.shape),
+                    str(t.weight.dtype),
+                )
+                for t in self.targets
+            ],
             "batch_size": self.batch_size,
             "batch_tokens": self.batch_tokens,
             "shards_per_window": SHARDS_PER_WINDOW,
