@@ -11,6 +11,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset
 
 from .engine.alignment import attach_reference
+from .engine.fingerprint import json_digest
 from .engine.rows import ROW_ID, STATUS_OK, check_rows
 from .provenance import load_scored
 
@@ -57,38 +58,29 @@ def reference_rows(trainer, reference: Dataset | str | os.PathLike) -> tuple[lis
             f"`resonance_reference` has no row to take a step on: all {len(dataset)} rows are empty, truncated away "
             "or without loss tokens."
         )
-    info = {"source": source or f"datasets.Dataset {dataset._fingerprint}", "n_rows": len(dataset)}
-    return rows, info
-
-
-def attach_reference_set(trainer, scorer, reference=None, rows=None, ids=None) -> dict | None:
-    """Put the reference step R of `reference` (default: `resonance_reference`) into `scorer` before it scores
-    `rows`; returns what the provenance records about it, or None without a reference set."""
-    reference = reference if reference is not None else trainer.args.resonance_reference
-    if reference is None:
-        return None
-    ref_rows, info = reference_rows(trainer, reference)
-    if rows is not None and not rows:  # nothing to score: no step to take
-        return {**info, "n_used": 0}
-    step = attach_reference(scorer, ref_rows, rows, ids)
-    return {
-        **info,
-        "n_used": step.n_rows,
-        "fingerprint": step.fingerprint,
+    info = {
+        "source": source or f"datasets.Dataset {dataset._fingerprint}",
+        "n_rows": len(dataset),
+        "n_used": 0,
         "step": "mean of per-row steps",
         "state": "the scored model state",
+        "digest": json_digest([[r["input_ids"], r["labels"]] for r in rows]),  # keys the scoring folder
     }
+    return rows, info
 
 
 def inflight_reference(trainer, recorder) -> dict | None:
     """In flight: R once, when `train()` starts, from the model as the trainer holds it then: before any step, and
     on resume before the checkpoint's weights are loaded (so a resumed run keeps the first run's R). Under the
     configured transform (`resonance_optimizer`, also with `resonance_inflight_state="live"`); into `recorder`."""
+    if trainer.args.resonance_reference is None:
+        return None
+    rows, info = reference_rows(trainer, trainer.args.resonance_reference)
     scorer = trainer.scorer()
     transform = dataclasses.replace(scorer.spec.transform, optimizer=trainer.args.resonance_optimizer)
     scorer.spec = dataclasses.replace(scorer.spec, transform=transform)
-    info = attach_reference_set(trainer, scorer)
-    if info is not None:
-        recorder.spec = dataclasses.replace(recorder.spec, reference=scorer.spec.reference)
-        info["state"] = "the model before training (before a resumed checkpoint is loaded)"
-    return info
+    step = attach_reference(scorer, rows)
+    recorder.spec = dataclasses.replace(recorder.spec, reference=step)
+    info.pop("digest")
+    state = "the model before training (before a resumed checkpoint is loaded)"
+    return {**info, "n_used": step.n_rows, "fingerprint": step.fingerprint, "state": state}

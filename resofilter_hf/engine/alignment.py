@@ -63,17 +63,13 @@ def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientC
     return ReferenceStep(steps, n_rows=n, fingerprint=_fingerprint(scorer, rows))
 
 
-def attach_reference(
-    scorer: ResonanceScorer, reference_rows: list[dict], rows: list[dict] | None = None, ids: list[int] | None = None
-) -> ReferenceStep:
-    """Compute R on `reference_rows` and put it in `scorer.spec`, so `scorer.score` adds an "alignment" result.
+def attach_reference(scorer: ResonanceScorer, reference_rows: list[dict]) -> ReferenceStep:
+    """Compute R on `reference_rows` and put it in `scorer.spec`, so the scorer adds an "alignment" result.
 
-    With `adamw_state` the settled moments are estimated first, from the scored `rows` exactly as `score` would
-    (so R and every sample's step share one preconditioner); pass the rows and ids that will be scored.
+    With `adamw_state`, prepare the settled moments first (`ResonanceScorer.prepare_states`), so that R and every
+    sample's step share one preconditioner.
     """
     with scoring_mode(scorer.model, scorer.targets), GradientCapture(scorer.targets) as capture:
-        if rows:
-            scorer.settle_states(rows, ids if ids is not None else list(range(len(rows))), capture)
         reference = reference_step(scorer, reference_rows, capture)
     scorer.spec = dataclasses.replace(scorer.spec, reference=reference)
     return reference
