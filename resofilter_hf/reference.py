@@ -69,18 +69,36 @@ def reference_rows(trainer, reference: Dataset | str | os.PathLike) -> tuple[lis
     return rows, info
 
 
+class ReferenceSet:
+    """A scoring job's reference set: its rows (whose digest keys the scoring folder) and, once `attach`ed to
+    the job's scorer (after any settled moments), the mean step R the alignment scores are cosines against."""
+
+    def __init__(self, trainer, reference: Dataset | str | os.PathLike):
+        self.rows, self.info = reference_rows(trainer, reference)
+        self.digest = self.info.pop("digest")
+
+    @classmethod
+    def of(cls, trainer, reference=None) -> "ReferenceSet | None":
+        """The set given, else `resonance_reference`, else None."""
+        reference = reference if reference is not None else trainer.args.resonance_reference
+        return None if reference is None else cls(trainer, reference)
+
+    def attach(self, scorer) -> None:
+        if scorer.spec.reference is None:
+            step = attach_reference(scorer, self.rows)
+            self.info.update(n_used=step.n_rows, fingerprint=step.fingerprint)
+
+
 def inflight_reference(trainer, recorder) -> dict | None:
     """In flight: R once, when `train()` starts, from the model as the trainer holds it then: before any step, and
     on resume before the checkpoint's weights are loaded (so a resumed run keeps the first run's R). Under the
     configured transform (`resonance_optimizer`, also with `resonance_inflight_state="live"`); into `recorder`."""
-    if trainer.args.resonance_reference is None:
+    reference = ReferenceSet.of(trainer)
+    if reference is None:
         return None
-    rows, info = reference_rows(trainer, trainer.args.resonance_reference)
     scorer = trainer.scorer()
     transform = dataclasses.replace(scorer.spec.transform, optimizer=trainer.args.resonance_optimizer)
     scorer.spec = dataclasses.replace(scorer.spec, transform=transform)
-    step = attach_reference(scorer, rows)
-    recorder.spec = dataclasses.replace(recorder.spec, reference=step)
-    info.pop("digest")
-    state = "the model before training (before a resumed checkpoint is loaded)"
-    return {**info, "n_used": step.n_rows, "fingerprint": step.fingerprint, "state": state}
+    reference.attach(scorer)
+    recorder.spec = dataclasses.replace(recorder.spec, reference=scorer.spec.reference)
+    return {**reference.info, "state": "the model before training (before a resumed checkpoint is loaded)"}

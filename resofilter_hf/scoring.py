@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .confounds import scored_confounds
-from .engine.alignment import attach_reference
 from .engine.compat import prepare_dataset
 from .engine.fingerprint import combine, config_digest, json_digest, table_digest, tensor_digest, tokenizer_digest
 from .engine.inflight import RowIdCollator
@@ -39,7 +38,7 @@ from .engine.rows import COMPANION_COLUMNS, ROW_ID, STATUS_NO_TOKENS, STATUS_OK,
 from .engine.scorer import JobProgress, ResonanceScorer, scoring_mode
 from .engine.shards import ANATOMY_COLUMNS, ID, STATUS, ShardStore, write_arrow
 from .provenance import with_provenance
-from .reference import reference_rows
+from .reference import ReferenceSet
 
 
 if TYPE_CHECKING:
@@ -111,18 +110,14 @@ class ScoringJob:
     def __init__(self, trainer: "ResonanceTrainer", data_digest: str, total: int | None, reference=None):
         self.trainer, self.args = trainer, trainer.args
         self.scorer = trainer.scorer()
-        reference = reference if reference is not None else self.args.resonance_reference
-        # alignment: the reference rows now (they key the folder), their mean step R with the first window
-        self.reference_rows, self.reference_info = (
-            reference_rows(trainer, reference) if reference is not None else (None, None)
-        )
+        self.reference = ReferenceSet.of(trainer, reference)  # alignment: its rows key the folder
         self.accelerator = trainer.accelerator
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.key = self._fingerprint(data_digest)
         root = Path(self.args.output_dir) / "resonance"
         self.resume = self.args.resonance_resume
         self.folder = root / (self.key if self.resume else f".unsaved-{self.key}")
-        self.store = ShardStore(self.folder, anatomy=self.args.resonance_anatomy, alignment=self.aligned)
+        self.store = ShardStore(self.folder, anatomy=self.args.resonance_anatomy, alignment=self.reference is not None)
         self.names: list[str] = []
         self.started = time.time()
         if self.accelerator.is_main_process:
@@ -154,7 +149,7 @@ class ScoringJob:
             tensor_digest(trainer.model),
             config_digest(trainer.model),
             tokenizer_digest(trainer.processing_class),
-            json_digest([self.scorer.settings(), preparation, self.reference_info and self.reference_info["digest"]]),
+            json_digest([self.scorer.settings(), preparation, self.reference and self.reference.digest]),
             data_digest,
         )
 
@@ -180,9 +175,8 @@ class ScoringJob:
             state_rows = prepared.take(pa.array(order[: self.scorer.state_samples], pa.int64())).to_pylist()
             with self.scorer.session() as capture:
                 self.scorer.prepare_states(state_rows, capture)
-        if self.aligned and self.scorer.spec.reference is None and prepared.num_rows:  # after the moments
-            step = attach_reference(self.scorer, self.reference_rows)
-            self.reference_info.update(n_used=step.n_rows, fingerprint=step.fingerprint)
+        if self.reference is not None and prepared.num_rows:  # R after the settled moments, once
+            self.reference.attach(self.scorer)
         self.progress.start_window(window)
         names = []
         if prepared.num_rows:
@@ -220,19 +214,6 @@ class ScoringJob:
         self.store.write(name, columns, digest, self.rank)
         return name
 
-    @property
-    def aligned(self) -> bool:
-        """Whether this job adds `resonance_alignment` (a reference set was given)."""
-        return self.reference_rows is not None
-
-    def provenance(self, n: int, n_scored: int, columns: dict[str, np.ndarray]) -> dict:
-        """The trainer's scoring provenance, with the reference set and the confound report of `columns`."""
-        scoring = self.trainer.resonance_provenance(n, n_scored)
-        if self.aligned:
-            scoring["reference"] = {k: v for k, v in self.reference_info.items() if k != "digest"}
-        scoring["confounds"] = scored_confounds(columns, self.args.resonance_column)
-        return scoring
-
     # ---- results ---------------------------------------------------------------------------------------------
 
     def join(self, names: list[str], first: int, n: int) -> pa.Table:
@@ -248,7 +229,7 @@ class ScoringJob:
             )
         names_out = {"score": self.args.resonance_column, "tokens": "resonance_tokens", STATUS: "resonance_status"}
         keep = ["score", "loss", "tokens", *(ANATOMY_COLUMNS if self.args.resonance_anatomy else ())]
-        keep += ["alignment"] * self.aligned + [STATUS]
+        keep += ["alignment"] * (self.reference is not None) + [STATUS]
         return pa.table({names_out.get(k, f"resonance_{k}"): table.column(k) for k in keep})
 
     def memory_mapped(self, table: pa.Table) -> Dataset:
@@ -314,8 +295,12 @@ def _finish_dataset(job: ScoringJob, clean: Dataset, table: pa.Table, statuses: 
         info = copy.deepcopy(clean.info)
         info.features = None
         scored = Dataset(InMemoryTable(rows), info=info)
+    scoring = job.trainer.resonance_provenance(n, n - len(unscored))
     columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names[:-1]}
-    return with_provenance(scored, scoring=job.provenance(n, n - len(unscored), columns))
+    if job.reference is not None:
+        scoring["reference"] = job.reference.info
+    scoring["confounds"] = scored_confounds(columns, job.args.resonance_column)
+    return with_provenance(scored, scoring=scoring)
 
 
 def score_dataset(
