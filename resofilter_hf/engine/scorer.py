@@ -185,7 +185,6 @@ class ResonanceScorer:
             "batch_tokens": self.batch_tokens,
             "shards_per_window": SHARDS_PER_WINDOW,
             "state_samples": self.state_samples if spec.transform.optimizer == "adamw_state" else None,
-            "reference": spec.reference.fingerprint if spec.reference is not None else None,
         }
 
     @property
