@@ -27,16 +27,20 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from .config import ResonanceConfig, validate_resonance_options
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
+from .engine.finite import check_finite_weights
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import (
-    COMPANION_COLUMNS,
     ROW_ID,
     SCORES_ROW,
     STATUS_NO_TOKENS,
+    STATUS_NONFINITE,
     STATUS_OK,
     STATUS_TRUNCATED,
     check_rows,
+    check_train_rows,
+    claim_result_columns,
+    result_status,
 )
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
@@ -107,6 +111,8 @@ class ResonanceTrainer(SFTTrainer):
         check_private_symbols()
         args = _as_resonance_config(args, model)
         validate_resonance_options(args)
+        if formatting_func is None:  # rows TRL's preparation would crash on fail here, by row index and field
+            check_train_rows(train_dataset, args.dataset_text_field)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
@@ -244,7 +250,9 @@ class ResonanceTrainer(SFTTrainer):
         """Score every row of `dataset` (default: the train dataset) on the current model state.
 
         Returns the rows in input order with their columns plus the score column (float64, NaN when there is no
-        score), `resonance_loss`, `resonance_tokens`, `resonance_status`, and with `resonance_anatomy`
+        score), `resonance_loss`, `resonance_tokens`, `resonance_status` (see `engine.rows`: ok, empty_completion,
+        empty_text, truncated, no_loss_tokens, nonfinite), `resonance_truncated` (True where `max_length` cut the
+        row), and with `resonance_anatomy`
         `resonance_toward_zero`, `resonance_below_eps`, `resonance_grad_norm`. The model is left exactly as
         it was. In a multi-process run each process scores a share and every process returns the full result.
         """
@@ -252,9 +260,10 @@ class ResonanceTrainer(SFTTrainer):
         source = self._resonance_source if dataset is None else dataset
         if source is None or not isinstance(source, Dataset):
             raise TypeError(f"score() needs a datasets.Dataset, got {type(source).__name__}.")
-        result_columns = {args.resonance_column, *COMPANION_COLUMNS, ROW_ID}
-        clean = source.remove_columns([c for c in source.column_names if c in result_columns])
+        earlier = (read_provenance(source).get("scoring") or {}).get("column")
+        clean = source.remove_columns(claim_result_columns(source.column_names, args.resonance_column, earlier))
         statuses = check_rows(clean, args.dataset_text_field)
+        check_finite_weights(self.model)
         n = len(clean)
 
         # TRL's own preparation, with an explicit row id (it drops fully masked rows and may shuffle).
@@ -268,6 +277,7 @@ class ResonanceTrainer(SFTTrainer):
             had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
             for i in dropped:
                 statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
+        cut = self._truncated_rows(clean, prepared) | {i for i in dropped if statuses[i] == STATUS_TRUNCATED}
 
         rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
         ids = list(prepared[ROW_ID]) if len(prepared) else []
@@ -281,8 +291,9 @@ class ResonanceTrainer(SFTTrainer):
         for i, result in results.items():
             for key in columns:
                 columns[key][i] = result.get(key, np.nan)
-            if result["tokens"] == 0:
-                statuses[i] = STATUS_NO_TOKENS
+            statuses[i] = result_status(result)
+            if statuses[i] == STATUS_NONFINITE:
+                columns["score"][i] = np.nan
         unscored = [i for i, s in enumerate(statuses) if s != STATUS_OK]
         if unscored:
             counts = {s: statuses.count(s) for s in sorted(set(statuses) - {STATUS_OK})}
@@ -295,9 +306,29 @@ class ResonanceTrainer(SFTTrainer):
         names = {"score": args.resonance_column, "tokens": "resonance_tokens"}
         table = {names.get(key, f"resonance_{key}"): values for key, values in columns.items()}
         table["resonance_status"] = statuses
+        table["resonance_truncated"] = [i in cut for i in range(n)]
         scored = concatenate_datasets([clean, Dataset.from_dict(table)], axis=1)
         provenance = self.resonance_provenance(n, n - len(unscored))
         return with_provenance(scored, scoring=provenance)
+
+    def _truncated_rows(self, clean: Dataset, prepared: Dataset) -> set[int]:
+        """Row ids that `max_length` cut but left loss tokens in: scored on their first `max_length` tokens."""
+        max_length = self.args.max_length
+        if not max_length or not len(prepared):
+            return set()
+        full_length = [r[ROW_ID] for r in prepared if len(r["input_ids"]) >= max_length]
+        if not full_length:
+            return set()
+        uncut = clean.add_column(ROW_ID, list(range(len(clean)))).select(full_length)
+        cut = {r[ROW_ID] for r in self.prepare_scoring_dataset(uncut, False) if len(r["input_ids"]) > max_length}
+        if cut:
+            warnings.warn(
+                f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
+                f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {sorted(cut)[:5]}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return cut
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 

@@ -5,6 +5,10 @@ role/content lists, pre-tokenized `input_ids`). A bad row deep inside a long sco
 its index and the offending field, not as a tokenizer traceback an hour in.
 """
 
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
 from datasets import Dataset
 
 
@@ -21,13 +25,16 @@ COMPANION_COLUMNS = frozenset(
         "resonance_toward_zero",
         "resonance_below_eps",
         "resonance_grad_norm",
+        "resonance_truncated",
     }
 )
 
 STATUS_OK = "ok"
-STATUS_EMPTY = "empty_completion"
-STATUS_TRUNCATED = "truncated"
+STATUS_EMPTY = "empty_completion"  # prompt/completion or messages rows whose answer is empty or whitespace
+STATUS_EMPTY_TEXT = "empty_text"  # language-modeling rows whose text is empty or whitespace
+STATUS_TRUNCATED = "truncated"  # cut by `max_length` before its first loss token: nothing left to score
 STATUS_NO_TOKENS = "no_loss_tokens"
+STATUS_NONFINITE = "nonfinite"  # the model gave this row a non-finite loss or gradient
 
 
 def _check_messages(value, row: int, column: str) -> None:
@@ -102,5 +109,59 @@ def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
         for i, text in enumerate(dataset[text_field]):
             if not isinstance(text, str):
                 raise ValueError(f"row {i}: `{text_field}` must be a string, got {_short(text)}.")
-            statuses.append(STATUS_OK)
+            statuses.append(STATUS_EMPTY_TEXT if not text.strip() else STATUS_OK)
     return statuses
+
+
+def check_train_rows(dataset, text_field: str = "text") -> None:
+    """Fail at trainer construction on a train set TRL's preparation would crash on, naming the row and field.
+
+    Only a `datasets.Dataset` of a recognised shape is checked (a stream, or columns that a `formatting_func`
+    turns into text, are TRL's to read). Empty answers are no error here: training simply learns nothing from them.
+    """
+    if not isinstance(dataset, Dataset):
+        return
+    if len(dataset) == 0:
+        raise ValueError(
+            f"`train_dataset` has 0 rows (columns {dataset.column_names}): there is nothing to train on or score."
+        )
+    try:
+        dataset_kind(dataset.column_names, text_field)
+    except ValueError:
+        return
+    check_rows(dataset, text_field)
+
+
+def result_status(result: Mapping) -> str:
+    """The status of one scored row from the engine's result: no loss tokens, a non-finite loss or score, or ok."""
+    if not result.get("tokens"):
+        return STATUS_NO_TOKENS
+    values = [result.get("loss"), result.get("score")]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return STATUS_NONFINITE
+    return STATUS_OK
+
+
+def claim_result_columns(column_names: Sequence[str], column: str, earlier_column: str | None = None) -> list[str]:
+    """The existing columns a new scoring will replace; refuses to overwrite one of the user's own columns.
+
+    `column` (the score column) may replace a column only when that column holds scores: it is named like the
+    result columns (``resonance*``) or an earlier scoring wrote it (`earlier_column`, from the provenance). Any
+    other clash is an error naming the column; replaced columns are named in a warning.
+    """
+    names = set(column_names)
+    if column in names and column != earlier_column and not column.startswith("resonance"):
+        raise ValueError(
+            f"`resonance_column={column!r}` is already a column of the dataset: scoring would overwrite it. "
+            "Choose another `resonance_column` (e.g. 'resonance') or rename the dataset's column."
+        )
+    result_columns = {column, *COMPANION_COLUMNS, ROW_ID}
+    replaced = [c for c in column_names if c in result_columns]
+    shown = [c for c in replaced if c != ROW_ID]
+    if shown:
+        warnings.warn(
+            f"the dataset already has result columns {shown} (an earlier scoring?); they are replaced by this one.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return replaced

@@ -117,6 +117,11 @@ def find_targets(
         )
     found = [entry for entries in matched.values() for entry in entries]
     num_layers = _num_layers(model) or (max(layer for _, _, layer in found) + 1)
+    if last_n_layers is not None and last_n_layers > num_layers:
+        raise ValueError(
+            f"`resonance_last_n_layers={last_n_layers}` but {type(unwrap_model(model)).__name__} has {num_layers} "
+            f"decoder layers: use 1 to {num_layers}, or None for every layer."
+        )
     if last_n_layers is not None:
         first = max(num_layers - last_n_layers, 0)
         found = [entry for entry in found if entry[2] >= first]
