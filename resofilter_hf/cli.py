@@ -151,8 +151,14 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nan", default="drop", choices=["drop", "keep", "error"], help="rows without a score")
 
     def run(args: argparse.Namespace) -> int:
-        from .jobs import run_select
+        from .jobs import check_not_input, run_select
+        from .provenance import check_table_suffix
 
+        try:
+            check_table_suffix(args.output)
+            check_not_input(args.source, args.output)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
         dedup = None if args.dedup_on.lower() == "none" else args.dedup_on.split(",")
         dedup = dedup[0] if dedup and len(dedup) == 1 else dedup
         path, counts = run_select(
@@ -229,5 +235,7 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m resofilter_hf.cli`: run the imported module, so that its UsageError is
+    from resofilter_hf.cli import main as _main  # the one jobs.py raises (not a twin defined in __main__)
+
+    sys.exit(_main())

@@ -8,6 +8,7 @@ transform and selection rule produced the rows. The rest of the description is l
 import contextlib
 import copy
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -146,10 +147,30 @@ def write_table(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any
         return write_parquet(dataset, path, provenance)
     with atomic_path(path) as partial:
         if suffix == ".jsonl":
-            dataset.to_json(str(partial), lines=True, force_ascii=False)
+            _write_jsonl(dataset, partial)
         else:
             dataset.to_csv(str(partial), index=False)
     return Path(path)
+
+
+def _write_jsonl(dataset: Dataset, path: Path) -> None:
+    """One JSON object a row, floats written exactly (shortest repr), NaN/inf as null, Unicode as is."""
+    with open(path, "w", encoding="utf-8") as f:
+        for batch in dataset.iter(batch_size=1000):
+            keys = list(batch)
+            for values in zip(*batch.values()):
+                row = dict(zip(keys, map(_json_value, values)))
+                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
 
 
 def score_columns(dataset: Dataset, column: str) -> list[str]:
