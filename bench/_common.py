@@ -33,6 +33,34 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _peak_rss_kib() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def peak_memory(fn, device: str) -> tuple[object, int | None]:
+    """`fn()` and the bytes at its peak: on CUDA, the allocator's peak above what was allocated when it began;
+    on CPU (Linux), the process's peak resident set, reset first through /proc/self/clear_refs; else None."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        result = fn()
+        torch.cuda.synchronize()
+        return result, torch.cuda.max_memory_allocated() - start
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return fn(), None
+    result = fn()
+    peak = _peak_rss_kib()
+    return result, None if peak is None else peak * 1024
+
+
 def interleaved_rates(tasks: dict, repeats: int, device: str) -> dict[str, list[float]]:
     """samples/s of each task {name: (fn, n_samples)}, run in turn `repeats` times, so drift hits all alike."""
     rates = {name: [] for name in tasks}
@@ -51,9 +79,18 @@ def median_ratio(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
-def write_result(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary name in the same folder, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_result(name: str, payload: dict, folder: Path = RESULTS) -> Path:
+    """`payload` as JSON in `folder`, named by benchmark, device kind and UTC time."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"{name}-{payload['machine']['device'].split(':')[0]}-{stamp}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path = folder / f"{name}-{payload['machine']['device'].split(':')[0]}-{stamp}.json"
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
     return path

@@ -2,14 +2,15 @@
 
 For each of three model seeds: a tiny Llama with a tokenizer trained on GSM8K text is initialised, warmed up on
 GSM8K train rows outside the scored subset, and scores the subset with every resonance variant and the baselines
-(resofilter_hf.experiments.story.score_pool, the same code path as the quality benchmark). Reported:
+(resofilter_hf.experiments.story_steps.score_pool, the same code path as the quality benchmark). Reported:
 
 - summary statistics and histograms of each score;
 - stability of keep-50% (the paper's rule, select_by_resonance defaults): Jaccard overlap of the kept rows between
   model seeds (same scorer) and between scorers (same seed), and Spearman correlations. Two independent random
   halves overlap by Jaccard ~1/3; that is the chance level.
 
-Usage: python bench/bench_gsm8k_scores.py [--work-dir DIR] [--smoke]
+Usage: python bench/bench_gsm8k_scores.py --gsm8k-dir DIR [--work-dir DIR] [--smoke]
+(--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
 """
 
 import argparse
@@ -32,9 +33,10 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.experiments.baselines import rank_correlation  # noqa: E402
 from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
-from resofilter_hf.experiments.story import format_table, score_columns, score_pool, warm_up  # noqa: E402
+from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
+from resofilter_hf.experiments.story_steps import score_columns, score_pool, warm_up  # noqa: E402
+from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
 from resofilter_hf.toy.model import build_tiny_model  # noqa: E402
@@ -126,12 +128,12 @@ def stats(values: np.ndarray) -> dict:
 
 
 def plot(scored_by_seed: dict, path: Path) -> Path:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(12, 5.5))
+    fig = Figure(figsize=(12, 5.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 3)
     for ax, column in zip(axes.flat, HIST):
         for seed, scored in scored_by_seed.items():
             values = np.asarray(scored[column], dtype=np.float64)
@@ -142,7 +144,6 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
     fig.suptitle("GSM8K train subset: score distributions per model seed", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 
@@ -151,7 +152,14 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "quality"))
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--gsm8k-dir",
+        default=os.environ.get("RESOFILTER_GSM8K_DIR"),
+        help="folder with GSM8K train.jsonl/test.jsonl (default: $RESOFILTER_GSM8K_DIR; required, nothing is fetched)",
+    )
     args = parser.parse_args()
+    if not args.gsm8k_dir:
+        parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
 
     import datasets
     from transformers.utils import logging
@@ -165,7 +173,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     print(f"work dir: {work}", flush=True)
 
-    train = load_gsm8k("train")
+    train = load_gsm8k("train", path=args.gsm8k_dir)
     scored_by_seed, timings = {}, {}
     for seed in settings["model_seeds"]:
         scored_by_seed[seed], timings[seed] = score_seed(seed, settings, train, work)

@@ -1,6 +1,6 @@
 """Quality benchmark: do resonance scores find flawed rows, and does keeping the low-resonance half pay?
 
-Protocol (issue 5), per seed, on the toy world (synthetic math problems with labelled flaws):
+Protocol (fixed before any result was seen), per seed, on the toy world (synthetic math problems with labelled flaws):
 
 1. a tiny Llama is initialised and warmed up on a separate clean set, so it knows the answer format;
 2. a flawed pool is scored on the warmed model by every resonance variant (the engine's transforms, metrics and
@@ -10,7 +10,8 @@ Protocol (issue 5), per seed, on the toy world (synthetic math problems with lab
    pool, and at keep 25% / 75% for resonance, loss and random (accuracy against kept share);
 5. held-out loss and greedy final-answer accuracy on clean held-out problems.
 
-Everything runs through the package (resofilter_hf.experiments.story / sweep / baselines); nothing is trained or generated here.
+Everything runs through the package (resofilter_hf.experiments: story steps, sweep, baselines, plots); nothing
+is trained or generated here.
 The settings below were fixed before any scorer or selection result was seen: a sizing pilot (pilot seed 99,
 not a benchmark seed) looked only at the full-pool arm's accuracy, to check it is clearly above zero.
 
@@ -38,28 +39,12 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.experiments.baselines import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story import (  # noqa: E402
-    StorySettings,
-    auroc_table,
-    build_base,
-    format_table,
-    make_world,
-    plot_histograms,
-    plot_roc,
-    score_columns,
-    score_pool,
-    selection_makeup,
-    warm_up,
-)
-from resofilter_hf.experiments.sweep import (  # noqa: E402
-    ProxySettings,
-    evaluate_proxy,
-    keep_ratio_sweep,
-    plot_sweep,
-    proxy_trainer,
-    summarize,
-)
+from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep  # noqa: E402
+from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
+from resofilter_hf.experiments.story import StorySettings  # noqa: E402
+from resofilter_hf.experiments.story_steps import build_base, make_world, score_columns, score_pool, warm_up  # noqa: E402
+from resofilter_hf.experiments.story_tables import auroc_table, format_table, selection_makeup  # noqa: E402
+from resofilter_hf.experiments.sweep import ProxySettings, evaluate_proxy, keep_ratio_sweep, proxy_trainer, summarize  # noqa: E402
 
 from _common import RESULTS, machine, write_result  # noqa: E402
 

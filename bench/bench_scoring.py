@@ -1,7 +1,7 @@
 """Scoring speed: the literal loop (oracle) vs the batched engine vs a no-grad forward, same model, same rows.
 
     python bench/bench_scoring.py                       # CPU: 12-layer Llama shape, 128-token rows
-    python bench/bench_scoring.py --device cuda --shape gemma-2-2b --dtype bfloat16   # DESIGN.md section 5
+    python bench/bench_scoring.py --device cuda --shape gemma-2-2b --dtype bfloat16   # the paper's GPU shape
 
 Prints samples/s and the ratios, the coefficient of variation of the score under each transform, and writes
 JSON to bench/results/. Random weights (speed does not depend on them); rows are random token ids whose second
@@ -44,26 +44,49 @@ SHAPES = {
         hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)),
 }  # fmt: skip
+# The two GPU shapes at toy size (same architecture and options), for CPU smoke runs of bench/gpu_check.py
+TOY_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1024)  # fmt: skip
+TOY_OF = {
+    "smoke-gemma-2": ("gemma-2-2b", dict(head_dim=16, query_pre_attn_scalar=16)),
+    "smoke-qwen2.5": ("qwen2.5-0.5b", {}),
+}
+SHAPES.update(
+    {toy: (*SHAPES[big][:2], {**SHAPES[big][2], **TOY_SIZES, **extra}) for toy, (big, extra) in TOY_OF.items()}
+)
 
 
 def build_model(shape: str, dtype: torch.dtype, device: str):
     config_cls, model_cls, kwargs = SHAPES[shape]
     torch.manual_seed(0)
     config = config_cls(max_position_embeddings=4096, **kwargs)
-    config._attn_implementation = "sdpa"
+    # SDPA where the architecture has it; Gemma-2 (soft-capped attention) runs eager in transformers
+    config._attn_implementation = "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
     with torch.device(device):
         model = model_cls(config).to(dtype)
     return model.eval()
 
 
-def make_rows(n: int, length: int, vocab: int, seed: int = 0) -> list[dict]:
+def make_rows(n: int, length: int, vocab: int, seed: int = 0, min_length: int | None = None) -> list[dict]:
+    """Random token ids, `length` each (or uneven, between `min_length` and `length`), the first quarter masked."""
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
+        if min_length is not None:
+            length = int(torch.randint(min_length, length + 1, (1,), generator=gen))
         ids = torch.randint(3, vocab, (length,), generator=gen).tolist()
         labels = [-100] * (length // 4) + ids[length // 4 :]
         rows.append({"input_ids": ids, "labels": labels})
     return rows
+
+
+def forward_only(model, collator, rows: list[dict], batch_size: int) -> None:
+    """The floor: a no-grad forward over `rows` in batches, logits and all."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = collator(rows[start : start + batch_size])
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
 
 
 def main() -> None:
@@ -99,16 +122,7 @@ def main() -> None:
     paper = engine(StepTransform("adamw"))
     paper.score(rows[:batch_size], ids[:batch_size])  # warm-up
 
-    def forward_only() -> None:
-        with torch.no_grad():
-            for start in range(0, n_rows, batch_size):
-                batch = collator(rows[start : start + batch_size])
-                model(
-                    input_ids=batch["input_ids"].to(args.device),
-                    attention_mask=batch["attention_mask"].to(args.device),
-                )
-
-    forward_only()
+    forward_only(model, collator, rows, batch_size)
     # The paper's loop: fp32, batch size 1, full fine-tuning step, whatever dtype the engine ran in.
     oracle_model = model if dtype == torch.float32 else build_model(args.shape, torch.float32, args.device)
     oracle_rows = rows[: args.oracle_rows]
@@ -117,7 +131,7 @@ def main() -> None:
         {
             "oracle": (lambda: literal_loop_scores(oracle_model, oracle_rows, names), len(oracle_rows)),
             "engine": (lambda: paper.score(rows, ids), n_rows),
-            "forward": (forward_only, n_rows),
+            "forward": (lambda: forward_only(model, collator, rows, batch_size), n_rows),
         },
         args.repeats,
         args.device,

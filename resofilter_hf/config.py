@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from .engine.options import check_option
 from .engine.rows import COMPANION_COLUMNS
 
 
@@ -24,8 +25,11 @@ INFLIGHT_STATES = ("fresh", "live")
 class ResonanceConfig(SFTConfig):
     r"""
     Configuration for [`ResonanceTrainer`]: everything [`~trl.SFTConfig`] takes, plus how samples are scored.
-    One default differs: where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
-    accelerator, `bf16` left unset falls back to `False`.
+    Two defaults differ. Where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
+    accelerator, `bf16` left unset falls back to `False`. And `gradient_checkpointing`, the deprecated alias of
+    `activation_checkpointing` in transformers, defaults to unset: activation checkpointing is still on by default,
+    as in `SFTConfig`, but set under its current name, so a default config prints no deprecation warning. A value
+    given for either name is used as given (and the old name still warns, as transformers does).
 
     The score of a sample is a statistic of the weight change that one optimizer step on that sample alone would
     make, from the current model state (the ResoFilter paper: mean |dW| of `mlp.up_proj` in the last 3 decoder
@@ -97,6 +101,15 @@ class ResonanceConfig(SFTConfig):
             step the run's own AdamW would make for that sample alone, from its current moments and learning rate.
     """
 
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Deprecated alias of `activation_checkpointing`. Unset: activation checkpointing on, as in "
+            "SFTConfig, without the deprecation warning.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
     resonance_target: str = field(
         default="auto",
         metadata={
@@ -179,6 +192,10 @@ class ResonanceConfig(SFTConfig):
             # SFTConfig turns bf16 on by default and then refuses a machine without a bf16 accelerator; here the
             # default falls back to fp32 instead, so `ResonanceConfig("out")` works on a laptop.
             self.bf16 = False
+        if self.gradient_checkpointing is None and self.activation_checkpointing is None:
+            # SFTConfig's default (on), under the current name: the deprecated one would warn about a value that
+            # nobody set
+            self.activation_checkpointing = True
         super().__post_init__()
         self.resonance_modules = (
             [self.resonance_modules] if isinstance(self.resonance_modules, str) else list(self.resonance_modules)
@@ -197,19 +214,14 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
-
-
 def validate_resonance_options(args: ResonanceConfig) -> None:
     """Check every resonance field; raise a ValueError that names the field and what it accepts."""
-    _check_choice("resonance_target", args.resonance_target, TARGETS)
-    _check_choice("resonance_optimizer", args.resonance_optimizer, OPTIMIZERS)
-    _check_choice("resonance_metric", args.resonance_metric, METRICS)
-    _check_choice("resonance_lora_delta", args.resonance_lora_delta, LORA_DELTAS)
-    _check_choice("resonance_when", args.resonance_when, WHEN)
-    _check_choice("resonance_inflight_state", args.resonance_inflight_state, INFLIGHT_STATES)
+    check_option("ResonanceConfig", "resonance_target", args.resonance_target, TARGETS)
+    check_option("ResonanceConfig", "resonance_optimizer", args.resonance_optimizer, OPTIMIZERS)
+    check_option("ResonanceConfig", "resonance_metric", args.resonance_metric, METRICS)
+    check_option("ResonanceConfig", "resonance_lora_delta", args.resonance_lora_delta, LORA_DELTAS)
+    check_option("ResonanceConfig", "resonance_when", args.resonance_when, WHEN)
+    check_option("ResonanceConfig", "resonance_inflight_state", args.resonance_inflight_state, INFLIGHT_STATES)
     if not args.resonance_modules or not all(isinstance(m, str) and m.strip() for m in args.resonance_modules):
         raise ValueError(
             f"`resonance_modules` must be a non-empty list of module-name suffixes, got {args.resonance_modules!r}."

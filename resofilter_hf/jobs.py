@@ -3,8 +3,9 @@
 Arguments are TRL's own dataclasses (`ScriptArguments`, `ModelConfig`) plus `ResonanceConfig`, parsed by TRL's
 `TrlParser`, so a recipe is the same YAML a `trl sft --config` run takes, with `resonance_*` keys added. Two
 offline sources are built in: `model_name_or_path: toy:llama` (the tiny model factory) and
-`dataset_name: toy:math?n=200&seed=0` or `gsm8k` (the local GSM8K files); anything else is a local file or
-folder, or a Hub id loaded as usual.
+`dataset_name: toy:math?n=200&seed=0`. `gsm8k` is `openai/gsm8k` (config "main") as prompt/completion rows, from
+the Hub or its offline cache, or from the folder RESOFILTER_GSM8K_DIR names. Anything else is a local file or
+folder (parquet, JSON Lines or `save_to_disk`), or a Hub id loaded as usual.
 """
 
 import difflib
@@ -18,7 +19,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_qu
 
 from .cli import UsageError
 from .config import ResonanceConfig
-from .hub.cards import write_checkpoint_card
+from .hub.model_card import write_checkpoint_card
 from .provenance import check_table_suffix, load_scored, read_provenance, write_table
 from .selection import select_by_resonance
 from .trainer import ResonanceTrainer

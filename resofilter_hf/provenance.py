@@ -7,6 +7,7 @@ transform and selection rule produced the rows. The rest of the description is l
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -217,8 +218,9 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
     return Dataset.from_csv(str(path))
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a score or a selection depends on (for cards and reproducibility)."""
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: package metadata lookups cost tens of milliseconds."""
     from importlib.metadata import PackageNotFoundError, version
 
     names = ["resofilter-hf", "torch", "transformers", "trl", "peft", "datasets", "accelerate"]
@@ -228,4 +230,9 @@ def library_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             continue
-    return found
+    return tuple(found.items())
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a score or a selection depends on (for cards and reproducibility)."""
+    return dict(_installed_versions())

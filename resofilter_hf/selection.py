@@ -1,6 +1,7 @@
 """Keep the rows that resonate least: the paper's selection rule on a scored `datasets.Dataset`.
 
-The rule (ResoFilter, DESIGN.md section 1, steps 1 and 5), which `select_by_resonance` applies with its defaults:
+The rule (the ResoFilter paper's deduplication and top-resonance cut), which `select_by_resonance` applies with its
+defaults:
 
 1. Rows whose prompt repeats an earlier row's prompt exactly are dropped (the first occurrence stays).
 2. Unscored rows (NaN or null in the score column) are set aside (``nan=``).
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
+from .engine.options import check_option
 from .provenance import with_provenance
 
 
@@ -76,7 +78,7 @@ def select_by_resonance(
     The input is not modified. Provenance section "selection" records the options and counts, and
     `threshold_value`: the score of the last kept row at the cut (None when stratified or nothing is kept).
     """
-    _check_option("select_by_resonance", "order", order, ORDERS)
+    check_option("select_by_resonance", "order", order, ORDERS)
     plan = _plan(dataset, keep, threshold, column, drop, dedup_on, stratify_by, nan, seed, "select_by_resonance")
     kept = plan.kept
     if order == "score":
@@ -166,8 +168,8 @@ def _plan(dataset, keep, threshold, column, drop, dedup_on, stratify_by, nan, se
             raise ValueError(
                 f"{caller}: stratify_by={stratify_by!r} needs keep=; a threshold is the same in every stratum"
             )
-    _check_option(caller, "drop", drop, DROPS)
-    _check_option(caller, "nan", nan, NANS)
+    check_option(caller, "drop", drop, DROPS)
+    check_option(caller, "nan", nan, NANS)
     if seed is not None and (not isinstance(seed, Integral) or isinstance(seed, bool)):
         raise ValueError(f"{caller}: seed={seed!r} must be None or an int")
     scores = _scores(dataset, column, caller)
@@ -214,11 +216,6 @@ def _share(keep, caller) -> Fraction:
     if not 0 < keep <= 1:  # also refuses NaN
         raise ValueError(f"{caller}: keep={keep!r} must satisfy 0 < keep <= 1 (the share of scored rows kept)")
     return Fraction(repr(float(keep))) if isinstance(keep, float) else Fraction(keep)
-
-
-def _check_option(caller: str, name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{caller}: {name}={value!r} is not one of {', '.join(repr(a) for a in allowed)}")
 
 
 def _column(dataset: Dataset, name: str) -> pa.ChunkedArray:

@@ -47,6 +47,7 @@ from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_
 from .provenance import (
     CITATION,
     SCORES_FILE,
+    atomic_write_text,
     library_versions,
     load_scored,
     read_provenance,
@@ -459,7 +460,7 @@ class ResonanceTrainer(SFTTrainer):
         super()._save_checkpoint(model, trial)
         if recorder is not None and self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            (folder / STATE_FILE).write_text(json.dumps({"inflight": recorder.state_dict()}))
+            atomic_write_text(folder / STATE_FILE, json.dumps({"inflight": recorder.state_dict()}))
 
     def _restore_resonance(self, checkpoint: str | os.PathLike) -> None:
         """Scores saved beside `checkpoint` (in-flight epochs so far, or a before-train score) come back."""
@@ -477,7 +478,7 @@ class ResonanceTrainer(SFTTrainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """`Trainer.save_model`, plus the scores file beside the weights when there are scores (the full
-        resonance model card is `resofilter_hf.hub.cards.write_checkpoint_card`, which `resofilter train` calls)."""
+        resonance model card is `resofilter_hf.hub.model_card.write_checkpoint_card`, which `resofilter train` calls)."""
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
             self.save_scores(output_dir or self.args.output_dir)

@@ -1,6 +1,9 @@
-"""`resofilter demo --quick` end to end, and the subcommand registry."""
+"""`resofilter demo --quick` end to end (as a user runs it: a subprocess), its log, and the subcommand registry."""
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,18 +16,19 @@ from resofilter_hf.provenance import load_scored, read_provenance
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    capture = pytest.MonkeyPatch()
-    printed = []
-    capture.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
-    try:
-        assert cli.main(["demo", "--quick", "--output-dir", str(out), "--seed", "0"]) == 0
-    finally:
-        capture.undo()
-    return out, "\n".join(printed)
+    command = [sys.executable, "-m", "resofilter_hf.cli", "demo", "--quick", "--output-dir", str(out), "--seed", "0"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return out, run.stdout, run.stderr
+
+
+STEP = re.compile(r"\[\d/5\] \w")
+TABLE = re.compile(r"\|.*\|")
+BAR = re.compile(r"\s*\d+%\|[^|]*\| \d+/\d+ \[[^\]]*\]")  # a tqdm training bar (one refresh of it)
 
 
 def test_demo_writes_everything_under_one_folder(demo_run):
-    out, printed = demo_run
+    out, printed, _ = demo_run
     for rel in ("summary.json", "story.json", "scored.parquet", "score_histograms.png", "roc.png", "selections.png"):
         assert (out / rel).is_file(), rel
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")), "no pickled files"
@@ -32,7 +36,7 @@ def test_demo_writes_everything_under_one_folder(demo_run):
 
 
 def test_demo_scores_every_pool_row_and_prints_the_table(demo_run):
-    out, printed = demo_run
+    out, printed, _ = demo_run
     summary = json.loads((out / "summary.json").read_text())
     scored = load_scored(out / "scored.parquet")
     quick = StorySettings.quick()
@@ -45,6 +49,22 @@ def test_demo_scores_every_pool_row_and_prints_the_table(demo_run):
     assert selections["full"]["n_train"] == quick.n_pool
     assert selections["resonance"]["n_train"] == quick.n_pool // 2
     assert "| selection |" in printed and "| resonance |" in printed
+
+
+def test_demo_log_shows_only_progress_and_results(demo_run):
+    """stdout: the header, one line per step, the tables, the next commands; stderr: training bars only (no Trainer
+    metric dicts, no deprecation warnings, no library info lines)."""
+    out, stdout, stderr = demo_run
+    lines = stdout.splitlines()
+    assert lines[0].startswith("resofilter demo (quick size, seed 0, 1 torch thread) -> ")
+    assert [line for line in lines if STEP.match(line)] == [line for line in lines[1:6]]
+    rest = [line for line in lines[6:] if line and not TABLE.fullmatch(line)]
+    assert rest[0] == "Next: keep half by resonance, or stage a dataset repo with its card:"
+    assert rest[1].startswith("  resofilter select ") and rest[2].startswith("  resofilter publish ")
+    assert rest[3].startswith("done in ") and len(rest) == 4, rest
+    assert "{" not in stdout and "{" not in stderr  # no log dicts anywhere
+    refreshes = [part for part in re.split(r"[\r\n]", stderr) if part.strip()]
+    assert refreshes and all(BAR.fullmatch(part) for part in refreshes), [p for p in refreshes if not BAR.fullmatch(p)]
 
 
 def test_no_command_prints_help(capsys):

@@ -1,6 +1,6 @@
 """From per-sample gradients to per-sample scores: the optimizer's one-step delta and its reductions.
 
-The delta of one optimizer step has a closed form (DESIGN.md section 2). For a fresh AdamW, bias correction
+The delta of one optimizer step has a closed form. For a fresh AdamW, bias correction
 gives m_hat = g and v_hat = g^2, so dW = -lr g/(|g|+eps) - lr wd W, exactly what `torch.optim.AdamW` does on
 its first step. The score is a statistic of dW per target tensor, averaged over tensors (the paper averages the
 mean |dW| of three up-projections). Gradients and deltas are formed in fp32 (fp64 for fp64 models), chunk by

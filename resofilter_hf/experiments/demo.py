@@ -3,18 +3,21 @@
 It generates GSM8K-style problems with labelled flaws, builds and warms up a tiny model, scores a flawed pool by
 resonance (the paper's score and variants) and by the baselines (loss, perplexity, IFD, length, random), checks
 each score against the flaw labels (AUROC), retrains on the kept half by each score and on the full pool, and
-evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.experiments.story`; the benchmark
-(bench/bench_quality.py) runs the same steps at a larger size over three seeds.
+evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.experiments.story`; the
+source repository's quality benchmark runs the same steps at a larger size over three seeds.
 """
 
 import json
+import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..provenance import library_versions
+from ..provenance import atomic_write_text, library_versions
 
 
 def run_demo(
@@ -37,7 +40,8 @@ def run_demo(
     out = Path(output_dir)
     started = time.perf_counter()
     print(f"resofilter demo ({'quick' if quick else 'default'} size, seed {seed}, {threads} torch thread) -> {out}")
-    result = run_story(out, seed=seed, quick=quick, threads=threads, progress=True)
+    with _quiet_imports():
+        result = run_story(out, seed=seed, quick=quick, threads=threads, progress=True)
     summary = {
         "output_dir": str(out.resolve()),
         "quick": quick,
@@ -53,7 +57,7 @@ def run_demo(
         "platform": platform.platform(),
         "versions": library_versions(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(result["table"])
     print()
@@ -62,3 +66,16 @@ def run_demo(
     print(f"  resofilter publish {out / 'scored.parquet'} --keep 0.5 --local-dir {out / 'dataset-repo'}")
     print(f"done in {summary['timings_s']['total']:.0f} s; everything is in {out.resolve()} (summary.json)")
     return summary
+
+
+@contextmanager
+def _quiet_imports() -> Iterator[None]:
+    """Hold back what optional backends log when peft imports them (bitsandbytes warns that its CPU kernels
+    package is missing, which the demo never uses); errors still show. The level is restored afterwards."""
+    logger = logging.getLogger("bitsandbytes")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -2,8 +2,9 @@
 
 One code path trains (`train_proxy`: a `ResonanceTrainer` with scoring off, i.e. TRL's `SFTTrainer`, from a saved
 base model), one evaluates (`evaluate_proxy`: forward-only held-out loss through the trainer's own preparation, and
-greedy generation scored with `extract_final_answer`), and `keep_ratio_sweep` runs them over keep shares so the
-share p is chosen rather than guessed. The story (`story.py`) and the benchmarks reuse these pieces.
+greedy generation scored with `final_answer_accuracy`), and `keep_ratio_sweep` runs them over keep shares so the
+share p is chosen rather than guessed. The story and the benchmarks reuse these pieces; `plots.plot_sweep` draws
+the table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from datasets import Dataset
 
 from ..engine.rows import ROW_ID
-from ..evaluation import extract_final_answer
+from ..evaluation import final_answer_accuracy
 from ..selection import select_by_resonance
 from .baselines import forward_losses
 
@@ -59,7 +60,7 @@ def proxy_trainer(
     """A `ResonanceTrainer` (scoring off: training is exactly TRL's `SFTTrainer`) over the model saved in
     `model_dir` and the prompt/completion or messages columns of `train_dataset`, not yet trained."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ..config import ResonanceConfig
     from ..trainer import ResonanceTrainer
@@ -99,9 +100,24 @@ def proxy_trainer(
         train_dataset=train_dataset.select_columns(columns),
         processing_class=AutoTokenizer.from_pretrained(model_dir),
     )
-    if not settings.show_progress:  # with tqdm off, transformers prints every log dict instead
+    if settings.show_progress:  # the bar, without the metric dict transformers writes under it at every log
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_bar_only_callback())
+    else:  # with tqdm off, transformers prints every log dict instead
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _bar_only_callback():
+    """transformers' `ProgressCallback` minus its `on_log`, which writes each log dict below the bar: the lab's
+    tables report the losses, and a progress line per step is all a reader of the log needs."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    return BarOnly()
 
 
 def train_proxy(
@@ -178,21 +194,6 @@ def generate_answers(
     return out
 
 
-def answer_accuracy(generations: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Share of generations whose final answer (after ``####``) equals the reference's, and share that have one.
-
-    References may be full solutions or bare numbers; both go through `extract_final_answer`.
-    """
-    if len(generations) != len(references) or not references:
-        raise ValueError(
-            f"answer_accuracy: {len(generations)} generations for {len(references)} references (need equal, >0)"
-        )
-    gold = [extract_final_answer(ref, fallback_to_last_number=True) for ref in references]
-    found = [extract_final_answer(text) for text in generations]
-    correct = sum(f is not None and f == g for f, g in zip(found, gold))
-    return {"accuracy": correct / len(gold), "extracted": sum(f is not None for f in found) / len(found)}
-
-
 def evaluate_proxy(trainer, test_dataset: Dataset, settings: ProxySettings, answer_column: str = "answer") -> dict:
     """Held-out loss (mean over rows of the completion's mean token loss) and greedy final-answer accuracy."""
     losses, _ = forward_losses(trainer, test_dataset, settings.eval_batch_size)
@@ -200,7 +201,7 @@ def evaluate_proxy(trainer, test_dataset: Dataset, settings: ProxySettings, answ
     generations = generate_answers(
         trainer.model, trainer.processing_class, prompts, settings.max_new_tokens, settings.eval_batch_size
     )
-    scores = answer_accuracy(generations, test_dataset[answer_column])
+    scores = final_answer_accuracy(generations, test_dataset[answer_column])
     return {
         "heldout_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else math.nan,
         **scores,
@@ -293,35 +294,3 @@ def summarize(table: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) 
             entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         out.append(entry)
     return out
-
-
-def plot_sweep(table: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
-    """Accuracy and held-out loss against kept share, one line per column (mean, with std bars over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = summarize(table, ("column", "keep"), ("accuracy", "heldout_loss"))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for column in dict.fromkeys(r["column"] for r in summary):
-        rows = sorted((r for r in summary if r["column"] == column), key=lambda r: r["keep"])
-        x = [100 * r["keep"] for r in rows]
-        for ax, metric in zip(axes, ("accuracy", "heldout_loss")):
-            y = [r[f"{metric}_mean"] for r in rows]
-            err = [r[f"{metric}_std"] for r in rows]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=column)
-    axes[0].set_ylabel("final-answer accuracy")
-    axes[1].set_ylabel("held-out loss")
-    for ax in axes:
-        ax.set_xlabel("kept share (%)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

@@ -36,7 +36,8 @@ from huggingface_hub.errors import (
 
 from ..provenance import atomic_write_text, library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
-from .cards import merge_card, render_dataset_card
+from .dataset_card import render_dataset_card
+from .merge import merge_card
 
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def publish_dataset(
         raise ValueError("publish_dataset: staging only (repo_id=None or push=False) needs local_dir=")
     folder = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix="resofilter-publish-"))
     _check_folder(folder)
-    with _staging(folder) as staging:  # the repo is built aside and renamed into place only when complete
+    with _staging(folder) as staging:  # an earlier staging is kept aside until this one is complete
         data_files = stage_dataset(all_configs, staging, repo_id=repo_id, label_columns=label_columns)
     counts = {name: {split: len(ds) for split, ds in splits.items()} for name, splits in all_configs.items()}
     logger.info("Staged %s (configs: %s) in %s", repo_id or "dataset", ", ".join(all_configs), folder)
@@ -125,6 +126,17 @@ def publish_dataset(
     message = commit_message or (
         f"Publish resonance-scored configs {', '.join(all_configs)} (resofilter-hf {library_versions().get('resofilter-hf', 'dev')})"
     )
+    info = _upload(api, folder, repo_id, data_files, private=private, token=token, message=message)
+    if local_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    url = getattr(info, "commit_url", None) or str(info)
+    logger.info("Published %s: %s", repo_id, url)
+    return Published(folder=folder if local_dir is not None else None, repo_id=repo_id, configs=counts, commit_url=url)
+
+
+def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool, token: str | None, message: str):
+    """Create the repo if needed, merge the staged card into its README.md, and upload `folder` in one commit
+    (removing stale shards of the configs staged). Any failure left after retries is a `PublishError`."""
     try:
         _retry(
             f"create_repo({repo_id})",
@@ -134,7 +146,7 @@ def publish_dataset(
         if old_card is not None:
             readme = folder / "README.md"
             atomic_write_text(readme, merge_card(old_card, readme.read_text(encoding="utf-8")))
-        info = _retry(
+        return _retry(
             f"upload_folder({repo_id})",
             lambda: api.upload_folder(
                 repo_id=repo_id,
@@ -152,11 +164,6 @@ def publish_dataset(
             f"upload it later with `hf upload {repo_id} {folder} --repo-type dataset`",
             folder,
         ) from err
-    if local_dir is None:
-        shutil.rmtree(folder, ignore_errors=True)
-    url = getattr(info, "commit_url", None) or str(info)
-    logger.info("Published %s: %s", repo_id, url)
-    return Published(folder=folder if local_dir is not None else None, repo_id=repo_id, configs=counts, commit_url=url)
 
 
 def stage_dataset(

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 
 _EXPORTS = {
-    "DEFECTS": "data",
-    "FLAWS": "data",
+    "DEFECTS": "flaws",
+    "FLAWS": "flaws",
     "make_math_problems": "data",
     "make_test_problems": "data",
     "toy_corpus": "data",
@@ -42,5 +42,6 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import DEFECTS, FLAWS, make_math_problems, make_test_problems, toy_corpus
+    from .data import make_math_problems, make_test_problems, toy_corpus
+    from .flaws import DEFECTS, FLAWS
     from .model import ARCHITECTURES, build_tiny_model, cached_tiny_model

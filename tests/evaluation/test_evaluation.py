@@ -11,12 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resofilter_hf.evaluation import GSM8K_ACCURACY_PATH, extract_final_answer
+from resofilter_hf.evaluation import GSM8K_ACCURACY_PATH, extract_final_answer, final_answer_accuracy
 
 
 ROOT = Path(__file__).resolve().parents[2]
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k"
-needs_gsm8k = pytest.mark.skipif(not (GSM8K / "test.jsonl").is_file(), reason=f"no GSM8K copy at {GSM8K}")
 
 
 @pytest.mark.parametrize(
@@ -100,9 +98,8 @@ def test_equal_values_give_equal_answers(value, data):
     assert answer == extract_final_answer(f"#### {spellings(value, data)}")
 
 
-@needs_gsm8k
-def test_gsm8k_references_read_as_their_integers():
-    rows = [json.loads(line) for line in (GSM8K / "test.jsonl").read_text().splitlines()]
+def test_gsm8k_references_read_as_their_integers(gsm8k_dir):
+    rows = [json.loads(line) for line in (gsm8k_dir / "test.jsonl").read_text().splitlines()]
     for row in rows:
         raw = row["answer"].split("#### ")[-1].strip()
         assert extract_final_answer(row["answer"]) == str(int(raw.replace(",", ""))), row["answer"]
@@ -131,9 +128,9 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def offline_results(tmp_path_factory):
     """Load the metric in a fresh process: hub offline, sockets refused, modules cache empty."""
-    references = ["Half of 12 is <<12/2=6>>6.\n#### 6", "She pays $1,200 in all.\n#### 1,200", "#### -3"]
-    if (GSM8K / "test.jsonl").is_file():
-        references = [json.loads(line)["answer"] for line in (GSM8K / "test.jsonl").read_text().splitlines()[:50]]
+    sample = ROOT / "tests" / "data" / "gsm8k" / "test.jsonl"  # the vendored sample of the real files
+    references = [json.loads(line)["answer"] for line in sample.read_text().splitlines()[:50]]
+    references += ["Half of 12 is <<12/2=6>>6.\n#### 6", "She pays $1,200 in all.\n#### 1,200", "#### -3"]
     cases = {
         "gsm8k_self": {"predictions": references, "references": references},
         "mixed": {
@@ -186,3 +183,18 @@ def test_package_import_stays_light():
     code = "import sys, resofilter_hf.evaluation; print(sorted(m for m in ('evaluate', 'torch') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert proc.stdout.strip() == "[]"
+
+
+def test_final_answer_accuracy_counts_final_answers():
+    """The one accuracy rule, shared by the evaluate metric and the lab's proxy evaluation."""
+    generations = ["2 + 10 = 12\n#### 12", "#### 1,000 dollars", "I think 5", "#### 7"]
+    scores = final_answer_accuracy(generations, ["12", "x is #### 1000", "5", "8"])
+    assert scores == {"accuracy": 0.5, "extracted": 0.75}
+    assert final_answer_accuracy(["I think 5"], ["5"], fallback_to_last_number=True) == {
+        "accuracy": 1.0,
+        "extracted": 1.0,
+    }
+    with pytest.raises(ValueError, match=r"gsm8k_accuracy: 3 predictions for 2 references \(need equal, >0\)"):
+        final_answer_accuracy(["a", "b", "c"], ["1", "2"])
+    with pytest.raises(ValueError, match=r"no final answer in references at indices \[1\], e.g. 'none'"):
+        final_answer_accuracy(["1", "2"], ["#### 1", "none"])

@@ -1,12 +1,16 @@
-"""The GSM8K loader: search order, clear errors, and the real files when they are on disk."""
+"""The GSM8K loader: local files only from an explicit folder, the Hub otherwise, clear errors either way."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-from resofilter_hf.experiments import gsm8k
-from resofilter_hf.experiments.gsm8k import ENV_VAR, find_gsm8k, load_gsm8k
+from resofilter_hf.experiments.gsm8k import ENV_VAR, HUB_ID, find_gsm8k, load_gsm8k
+from resofilter_hf.jobs import DataArguments, load_rows
+
+
+SAMPLE = Path(__file__).parents[1] / "data" / "gsm8k"  # 120 train and 40 test rows of the MIT-licensed files
 
 
 def write_split(folder, rows, split="train"):
@@ -20,9 +24,8 @@ ROW = {"question": "Tom has 3 apples and buys 4. How many?", "answer": "3+4 = <<
 
 @pytest.fixture
 def nowhere(monkeypatch, tmp_path):
-    """No env var and a repo default that does not exist, so only what a test sets up is found."""
+    """No RESOFILTER_GSM8K_DIR, so only what a test sets up is found."""
     monkeypatch.delenv(ENV_VAR, raising=False)
-    monkeypatch.setattr(gsm8k, "_REPO_DEFAULT", tmp_path / "absent")
     return tmp_path
 
 
@@ -40,26 +43,25 @@ def test_path_argument_and_columns(nowhere):
     assert ds[1]["final_answer"] is None
 
 
-def test_search_order(nowhere, monkeypatch):
+def test_path_argument_wins_over_the_environment(nowhere, monkeypatch):
     by_arg = write_split(nowhere / "arg", [ROW])
     by_env = write_split(nowhere / "env", [ROW, ROW])
     monkeypatch.setenv(ENV_VAR, str(by_env))
     assert find_gsm8k(path=by_arg) == by_arg / "train.jsonl"
-    assert find_gsm8k(path=nowhere / "empty") == by_env / "train.jsonl"  # an argument without the file falls through
-    assert len(load_gsm8k()) == 2
-    monkeypatch.delenv(ENV_VAR)
-    monkeypatch.setattr(gsm8k, "_REPO_DEFAULT", by_arg)
-    assert len(load_gsm8k()) == 1
+    assert len(load_gsm8k(path=by_arg)) == 1
+    assert len(load_gsm8k()) == 2  # no argument: the folder the variable names
 
 
-def test_missing_names_every_place_looked(nowhere, monkeypatch):
-    monkeypatch.setenv(ENV_VAR, str(nowhere / "env"))
+def test_a_missing_local_split_names_the_file_and_its_source(nowhere, monkeypatch):
     with pytest.raises(FileNotFoundError) as err:
-        load_gsm8k("test", path=nowhere / "arg")
-    message = str(err.value)
-    for place in ("arg", "env", "absent"):
-        assert str(nowhere / place / "test.jsonl") in message
-    assert ENV_VAR in message
+        load_gsm8k("test", path=nowhere / "arg")  # an explicit folder never falls through to anything else
+    assert str(err.value) == f"GSM8K test split not found: no {nowhere / 'arg' / 'test.jsonl'} (folder from path=)"
+    monkeypatch.setenv(ENV_VAR, str(nowhere / "env"))
+    with pytest.raises(FileNotFoundError, match=rf"no {re.escape(str(nowhere / 'env'))}.*\(folder from \${ENV_VAR}\)"):
+        load_gsm8k("train")
+    monkeypatch.delenv(ENV_VAR)
+    with pytest.raises(FileNotFoundError, match=f"no local GSM8K folder: pass path=... or set {ENV_VAR}"):
+        find_gsm8k("train")
 
 
 def test_bad_rows_and_splits(nowhere):
@@ -71,19 +73,31 @@ def test_bad_rows_and_splits(nowhere):
         load_gsm8k(path=folder)
     with pytest.raises(ValueError, match="unknown GSM8K split 'validation'"):
         load_gsm8k("validation", path=folder)
+    with pytest.raises(ValueError, match="unknown GSM8K split 'validation'"):
+        load_gsm8k("validation")  # checked before any Hub call
 
 
-def _real_or_skip(split):
-    try:
-        return find_gsm8k(split)
-    except FileNotFoundError as err:
-        pytest.skip(f"GSM8K files not on this machine: {err}")
+def test_without_a_folder_it_asks_the_hub_and_names_the_variable_when_offline(nowhere):
+    """The real `datasets.load_dataset` path, offline (conftest) with an empty cache: a clear error, not a search
+    of the disk."""
+    with pytest.raises(ConnectionError) as err:
+        load_gsm8k("train", cache_dir=nowhere / "empty-cache")
+    message = str(err.value)
+    assert HUB_ID in message and "'main'" in message and ENV_VAR in message
+
+
+def test_jobs_dataset_name_gsm8k_reads_the_named_folder(nowhere, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(SAMPLE))
+    rows = load_rows(DataArguments(dataset_name="gsm8k", max_rows=10))
+    assert len(rows) == 10 and rows["final_answer"][:3] == [
+        a.rsplit("#### ", 1)[1].replace(",", "") for a in rows["answer"][:3]
+    ]
+    assert len(load_rows(DataArguments(dataset_name="gsm8k"), split="test")) == 40
 
 
 @pytest.mark.parametrize(("split", "n_rows"), [("train", 7473), ("test", 1319)])
-def test_real_files(split, n_rows):
-    _real_or_skip(split)
-    ds = load_gsm8k(split)
+def test_real_files(gsm8k_dir, split, n_rows):
+    ds = load_gsm8k(split, path=gsm8k_dir)
     assert len(ds) == n_rows
     assert all(re.fullmatch(r"-?\d+(\.\d+)?", a) for a in ds["final_answer"])
     assert all(p == q + "\n" for p, q in zip(ds["prompt"], ds["question"]))

@@ -1,14 +1,12 @@
-"""The quality story end to end at toy size: tables, row accounting, plots; AUROC rows against direct computation."""
+"""The quality story end to end at toy size: tables, row accounting, plots."""
 
 import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from resofilter_hf.experiments.baselines import auroc
-from resofilter_hf.experiments.story import StorySettings, auroc_table, format_table, pivot, run_story
+from resofilter_hf.experiments.story import StorySettings, run_story
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +38,3 @@ def test_story_tables_and_row_accounting(story):
         assert Path(result["plots"][name]).read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((out / "story.json").read_text())
     assert saved["table"] == result["table"] and "| selection |" in result["table"]
-
-
-def test_auroc_table_matches_direct_auroc():
-    from datasets import Dataset
-
-    flaws = ["none", "truncated", "none", "off_topic", "truncated", "none"]
-    scores = [0.1, 0.9, 0.3, 0.2, 0.5, float("nan")]
-    rows = auroc_table(Dataset.from_dict({"flaw": flaws, "s": scores}), ["s"])
-    by_kind = {r["flaw"]: r for r in rows}
-    assert list(by_kind) == ["off_topic", "truncated", "any"]
-    assert by_kind["truncated"]["auroc"] == auroc([0.1, 0.9, 0.3, 0.5, float("nan")], [0, 1, 0, 1, 0]) == 1.0
-    assert by_kind["off_topic"]["auroc"] == 0.5  # 0.2 against clean 0.1 and 0.3
-    assert by_kind["any"]["n_flawed"] == 3 and by_kind["any"]["n_clean"] == 3
-    assert np.isclose(by_kind["any"]["auroc"], 5 / 6)
-
-
-def test_format_table_and_pivot():
-    rows = [{"a": "x", "b": 0.12345, "c": float("nan")}, {"a": "y", "b": 2, "c": 1.0}]
-    assert format_table(rows, digits=2) == "| a | b | c |\n|---|---|---|\n| x | 0.12 | nan |\n| y | 2 | 1.00 |"
-    long = [{"s": "r", "f": "t", "v": 1}, {"s": "r", "f": "u", "v": 2}, {"s": "q", "f": "t", "v": 3}]
-    assert pivot(long, "s", "f", "v") == [{"s": "r", "t": 1, "u": 2}, {"s": "q", "t": 3}]

@@ -10,10 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import resofilter_hf.experiments.sweep as sweep
 from resofilter_hf.experiments.sweep import (
     ProxySettings,
-    answer_accuracy,
     generate_answers,
     keep_ratio_sweep,
-    plot_sweep,
     summarize,
 )
 from resofilter_hf.selection import select_by_resonance
@@ -53,8 +51,6 @@ def test_sweep_table_rows_and_one_training_per_selection(model_dir, tmp_path, mo
     assert len(trained) == 7  # keep=1.0 is the same selection under both columns: trained once
     expected = [select_by_resonance(pool, keep=k, column=c)["prompt"] for c in ("resonance", "other") for k in keeps]
     assert trained == [p for i, p in enumerate(expected) if i != 7]
-    path = plot_sweep(table, tmp_path / "plots" / "sweep.png", title="tiny")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_summarize_means_and_spread():
@@ -81,11 +77,3 @@ def test_generate_answers_matches_plain_generate_in_input_order(model_dir):
         expected.append(tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True))
     assert got == expected
     assert not model.training
-
-
-def test_answer_accuracy_counts_final_answers():
-    generations = ["2 + 10 = 12\n#### 12", "#### 1,000 dollars", "I think 5", "#### 7"]
-    scores = answer_accuracy(generations, ["12", "x is #### 1000", "5", "8"])
-    assert scores == {"accuracy": 0.5, "extracted": 0.75}
-    with pytest.raises(ValueError, match="3 generations for 2 references"):
-        answer_accuracy(["a", "b", "c"], ["1", "2"])

@@ -1,4 +1,4 @@
-"""Publishing: the staged repo folder, the Hub calls, read-back over HTTP, and checkpoint cards.
+"""Publishing: the staged repo folder, the Hub calls, and read-back over HTTP.
 
 The Hub is unreachable here, so each test says what it proves:
 - staged-folder tests load the folder with `load_dataset(folder, config)`: the files and YAML are right;
@@ -22,13 +22,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from datasets import ClassLabel, DatasetDict, load_dataset
-from huggingface_hub import DatasetCard, ModelCard
+from huggingface_hub import DatasetCard
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 from olah_mirror import olah_mirror, read_back, sha256_tree
 from publishing_data import FLAWS, scored_dataset
 
 from resofilter_hf.hub import publish as hub
-from resofilter_hf.hub.cards import SECTION, write_checkpoint_card
+from resofilter_hf.hub.merge import SECTION
 from resofilter_hf.hub.publish import PublishError, publish_dataset
 from resofilter_hf.provenance import load_scored, parquet_provenance, read_provenance, write_parquet
 from resofilter_hf.selection import select_by_resonance
@@ -375,64 +375,6 @@ def test_olah_mirror_is_read_only(olah):
     with pytest.raises(urllib.error.HTTPError) as info:
         olah.open(request)
     assert info.value.code in (404, 405)
-
-
-# ---------------------------------------------------------------------------------------------- checkpoint cards
-
-TRL_README = """---
-base_model: tiny-org/tiny-llama
-library_name: transformers
-model_name: out
-tags:
-- generated_from_trainer
-- trl
-- sft
-licence: license
----
-
-# Model Card for out
-
-This model is a fine-tuned version of tiny-org/tiny-llama. It has been trained using [TRL](https://github.com/huggingface/trl).
-"""
-
-
-def test_checkpoint_card_and_scores_file(tmp_path):
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "tiny-org/tiny-llama"}))
-    (ckpt / "README.md").write_text(TRL_README)
-    ds = select_by_resonance(scored_dataset(48), keep=0.5)
-    readme = write_checkpoint_card(ckpt, scored_dataset=ds, dataset_repo_id="me/demo", dataset_config="keep50")
-    assert sorted(p.name for p in ckpt.iterdir()) == ["README.md", "adapter_config.json", "resonance_scores.parquet"]
-    scores = load_scored(ckpt / "resonance_scores.parquet")
-    assert scores.column_names == ["row", "resonance", "resonance_loss", "resonance_tokens", "resonance_status"]
-    assert scores["row"] == list(range(len(ds)))
-    pd.testing.assert_frame_equal(
-        scores.remove_columns("row").to_pandas(), ds.select_columns(scores.column_names[1:]).to_pandas()
-    )
-    assert read_provenance(scores) == json_roundtrip(read_provenance(ds))
-    card = ModelCard.load(readme)
-    assert card.data.library_name == "transformers"  # TRL's value is kept ...
-    assert card.data.datasets == ["me/demo"]  # ... ours fills what it lacks
-    assert set(card.data.tags) >= {"generated_from_trainer", "trl", "sft", "resofilter-hf"}
-    assert "It has been trained using [TRL]" in card.text  # TRL's text stays
-    assert 'load_dataset("me/demo", "keep50", split="train")' in card.text
-    assert "resonance_scores.parquet" in card.text
-    # saving again changes nothing
-    before = readme.read_text()
-    write_checkpoint_card(ckpt, scored_dataset=ds, dataset_repo_id="me/demo", dataset_config="keep50")
-    assert readme.read_text() == before
-
-
-def test_checkpoint_card_without_existing_readme(tmp_path):
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base"}))
-    card = ModelCard.load(write_checkpoint_card(ckpt, model_repo_id="me/model"))
-    assert card.data.base_model == "org/base" and card.data.library_name == "peft"
-    assert "No scores were saved" in card.text and not (ckpt / "resonance_scores.parquet").exists()
-    with pytest.raises(FileNotFoundError, match="save the model there first"):
-        write_checkpoint_card(tmp_path / "missing")
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI

@@ -6,7 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from resofilter_hf.toy.data import DEFECTS, FLAWS, make_math_problems, make_test_problems
+from resofilter_hf.toy.data import make_math_problems, make_test_problems
+from resofilter_hf.toy.flaws import DEFECTS, FLAWS
 
 
 EQUATION = re.compile(r"<<([^<>=]+)=([^<>]+)>>")

@@ -86,3 +86,24 @@ def extract_final_answer(text: str | None, *, fallback_to_last_number: bool = Fa
     for last in _numbers(text):  # noqa: B007 -- the loop is how we reach the last one
         pass
     return None if last is None else canonical_number(last)
+
+
+def final_answer_accuracy(
+    predictions: list[str], references: list[str], *, fallback_to_last_number: bool = False
+) -> dict[str, float]:
+    """Share of `predictions` whose final answer equals their reference's ("accuracy"), and share in which a final
+    answer was found ("extracted"). References may be full solutions or bare numbers (they always fall back to
+    their last number); a reference without any number is an error naming its index."""
+    if len(predictions) != len(references) or not references:
+        raise ValueError(
+            f"gsm8k_accuracy: {len(predictions)} predictions for {len(references)} references (need equal, >0)"
+        )
+    gold = [extract_final_answer(ref, fallback_to_last_number=True) for ref in references]
+    missing = [i for i, answer in enumerate(gold) if answer is None][:5]
+    if missing:
+        raise ValueError(
+            f"gsm8k_accuracy: no final answer in references at indices {missing}, e.g. {references[missing[0]]!r}"
+        )
+    found = [extract_final_answer(pred, fallback_to_last_number=fallback_to_last_number) for pred in predictions]
+    correct = sum(answer is not None and answer == ref for answer, ref in zip(found, gold))
+    return {"accuracy": correct / len(gold), "extracted": sum(answer is not None for answer in found) / len(found)}

@@ -7,7 +7,7 @@ The answer rules are in the sibling file ``final_answer.py``, which `evaluate` c
 import datasets
 import evaluate
 
-from .final_answer import extract_final_answer
+from .final_answer import final_answer_accuracy
 
 
 _DESCRIPTION = """\
@@ -56,17 +56,4 @@ class Gsm8kAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, fallback_to_last_number=False):
-        if not references:
-            raise ValueError("gsm8k_accuracy: no predictions to score")
-        gold = [extract_final_answer(ref, fallback_to_last_number=True) for ref in references]
-        missing = [i for i, answer in enumerate(gold) if answer is None][:5]
-        if missing:
-            raise ValueError(
-                f"gsm8k_accuracy: no final answer in references at indices {missing}, e.g. {references[missing[0]]!r}"
-            )
-        found = [extract_final_answer(pred, fallback_to_last_number=fallback_to_last_number) for pred in predictions]
-        correct = sum(answer is not None and answer == ref for answer, ref in zip(found, gold))
-        return {
-            "accuracy": correct / len(gold),
-            "extracted": sum(answer is not None for answer in found) / len(found),
-        }
+        return final_answer_accuracy(predictions, references, fallback_to_last_number=fallback_to_last_number)

@@ -1,0 +1,113 @@
+"""The lab's figures: score distributions per flaw type, ROC curves, and the keep-share sweep.
+
+Each figure is a `matplotlib.figure.Figure` on its own Agg canvas, written straight to a PNG: no pyplot, no
+backend switch, so the caller's matplotlib state (an interactive backend, open figures) is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+
+from ..hub.histogram import agg_figure
+from ..provenance import atomic_path
+from .stats import auroc, roc_curve
+from .sweep import summarize
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    path = Path(path)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def plot_histograms(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_column: str = "flaw") -> Path:
+    """One panel per score column: the score's distribution for clean rows and for each flaw type."""
+    flaws = np.asarray(scored[flaw_column])
+    kinds = ["none", *sorted(set(flaws.tolist()) - {"none"})]
+    ncols = min(3, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    fig = agg_figure((4 * ncols, 2.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, column in zip(axes.flat, columns):
+        values = np.asarray(scored[column], dtype=np.float64)
+        finite = np.isfinite(values)
+        edges = np.histogram_bin_edges(values[finite], bins=30) if finite.any() else 10
+        for kind in kinds:
+            chosen = values[finite & (flaws == kind)]
+            if len(chosen):
+                ax.hist(
+                    chosen,
+                    bins=edges,
+                    histtype="step",
+                    density=True,
+                    label=kind,
+                    linewidth=1.6 if kind == "none" else 1,
+                )
+        ax.set_title(column, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useOffset=True)
+    for ax in list(axes.flat)[len(columns) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path, dpi=80)
+
+
+def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_column: str = "flaw") -> Path:
+    """ROC curves (score flags flawed rows) of each column: one panel for any flaw, one per flaw type."""
+    from matplotlib import colormaps
+
+    flaws = np.asarray(scored[flaw_column])
+    clean = flaws == "none"
+    kinds = ["any", *sorted(set(flaws.tolist()) - {"none"})]
+    ncols = min(4, len(kinds))
+    nrows = math.ceil(len(kinds) / ncols)
+    fig = agg_figure((3.2 * ncols, 3 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    palette = colormaps["tab20"]
+    for ax, kind in zip(axes.flat, kinds):
+        flawed = ~clean if kind == "any" else flaws == kind
+        subset = flawed | clean
+        for k, column in enumerate(columns):
+            values = np.asarray(scored[column], dtype=np.float64)[subset]
+            fpr, tpr = roc_curve(values, flawed[subset])
+            label = f"{column} ({auroc(values, flawed[subset]):.2f})"
+            ax.plot(fpr, tpr, label=label, linewidth=1, color=palette(k % 20))
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(kind, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(kinds) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=5.5, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path, dpi=80)
+
+
+def plot_sweep(table: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
+    """Accuracy and held-out loss against kept share, one line per column (mean, with std bars over seeds)."""
+    summary = summarize(table, ("column", "keep"), ("accuracy", "heldout_loss"))
+    fig = agg_figure((9, 3.4))
+    axes = fig.subplots(1, 2)
+    for column in dict.fromkeys(r["column"] for r in summary):
+        rows = sorted((r for r in summary if r["column"] == column), key=lambda r: r["keep"])
+        x = [100 * r["keep"] for r in rows]
+        for ax, metric in zip(axes, ("accuracy", "heldout_loss")):
+            y = [r[f"{metric}_mean"] for r in rows]
+            err = [r[f"{metric}_std"] for r in rows]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=column)
+    axes[0].set_ylabel("final-answer accuracy")
+    axes[1].set_ylabel("held-out loss")
+    for ax in axes:
+        ax.set_xlabel("kept share (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi=90)

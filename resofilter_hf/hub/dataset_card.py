@@ -1,0 +1,224 @@
+"""The dataset card of a scored dataset and the selections made from it, rendered from ``dataset_card.md``.
+
+A card says how its rows were made: the scoring provenance (model, target weights, optimizer transform), the
+selection rule of each config with its row counts, a histogram of the scores with each config's cut marked, and
+per-label statistics when the data carries labels. Each generated section sits between ``resofilter-hf:begin/end``
+markers, so `merge_card` can refresh it in a card a person has since edited.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from huggingface_hub import DatasetCard
+from huggingface_hub.repocard_data import DatasetCardData
+
+from ..provenance import CITATION, read_provenance
+from .histogram import score_histogram
+from .tables import (
+    label_columns_of,
+    label_table,
+    markdown_table,
+    score_column,
+    score_summary,
+    scores_of,
+    scoring_table,
+    selection_rule,
+    selection_summary,
+    selection_table,
+)
+from .templates import TAGS, template_path
+
+
+IMAGE_DIR = "images"
+
+
+def render_dataset_card(
+    configs: Mapping[str, DatasetDict],
+    data_files: Mapping[str, Mapping[str, Sequence[str]]],
+    *,
+    repo_id: str | None = None,
+    folder: str | Path | None = None,
+    label_columns: Sequence[str] | None = None,
+    pretty_name: str | None = None,
+    license: str | None = None,
+) -> DatasetCard:
+    """The dataset card for `configs` (config name -> splits) stored at `data_files` (config -> split -> paths
+    in the repo). With `folder` (the repo folder being staged), a histogram PNG per scored config is written to
+    ``folder/images/`` and shown in the card.
+
+    A config whose provenance has no "selection" section is a scored set; when there is exactly one, the other
+    configs are read as selections from it: their cuts are drawn on its histogram and the label table says
+    what share of each label they kept. The first scored config is the default one.
+    """
+    if not configs:
+        raise ValueError("render_dataset_card: no configs to describe")
+    family = _Family(configs)
+    total = sum(len(ds) for ds in configs[family.default].values())
+    card_data = DatasetCardData(
+        pretty_name=pretty_name or (repo_id.split("/")[-1] if repo_id else "Resonance-scored dataset"),
+        license=license,
+        size_categories=[_size_category(total)],
+        tags=list(TAGS),
+        configs=_yaml_configs(configs, data_files, family.default),
+    )
+    histograms, label_blocks = [], []
+    for name in family.bases or list(configs):
+        histograms.append(_histogram_block(family, name, folder))
+        label_blocks += _label_blocks(family, name, label_columns)
+    scoring = next((p["scoring"] for p in family.provenance.values() if p.get("scoring")), {})
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(template_path("dataset_card.md")),
+        pretty_name=card_data.pretty_name,
+        load_path=repo_id or (str(folder) if folder is not None else "path/to/this/folder"),
+        config_rows=_config_rows(family),
+        scoring_table=scoring_table(scoring),
+        selection_blocks=_selection_blocks(configs),
+        histograms=histograms,
+        score_column=score_column(family.first[family.default]),
+        label_blocks=label_blocks,
+        citation=CITATION,
+    )
+
+
+class _Family:
+    """The configs of one card and how they relate: the scored sets ("bases") and the selections derived from
+    the single base when there is exactly one."""
+
+    def __init__(self, configs: Mapping[str, DatasetDict]):
+        self.configs = configs
+        self.first = {name: splits[_main_split(splits)] for name, splits in configs.items()}
+        self.provenance = {name: read_provenance(ds) for name, ds in self.first.items()}
+        self.bases = [name for name in configs if "selection" not in self.provenance[name]]
+        self.default = self.bases[0] if self.bases else next(iter(configs))
+        one_base = len(self.bases) == 1
+        self.derived = {name: self.bases[0] for name in configs if name not in self.bases} if one_base else {}
+
+    def children(self, name: str) -> list[str]:
+        return [child for child, parent in self.derived.items() if parent == name]
+
+
+def _main_split(splits: DatasetDict) -> str:
+    return "train" if "train" in splits else next(iter(splits))
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+
+
+def _python_name(config: str) -> str:
+    name = re.sub(r"\W", "_", config)
+    return name if name.isidentifier() and not name[0].isdigit() else f"ds_{name}"
+
+
+def _yaml_configs(configs, data_files, default: str) -> list[dict[str, Any]]:
+    """The card's YAML ``configs:`` list, so ``load_dataset(repo_id, name)`` finds each config's files."""
+    entries = []
+    for name in configs:
+        entry: dict[str, Any] = {
+            "config_name": name,
+            "data_files": [
+                {"split": split, "path": list(paths) if len(paths) > 1 else paths[0]}
+                for split, paths in data_files[name].items()
+            ],
+        }
+        if name == default:
+            entry["default"] = True
+        entries.append(entry)
+    return entries
+
+
+def _config_rows(family: _Family) -> list[dict[str, Any]]:
+    """One row per config for the card's overview table: splits with sizes, row count, selection rule."""
+    rows = []
+    for name, splits in family.configs.items():
+        selection = family.provenance[name].get("selection") or {}
+        rows.append(
+            {
+                "name": name,
+                "var": _python_name(name),
+                "splits": ", ".join(f"{s} ({len(ds)})" for s, ds in splits.items()),
+                "rows": sum(len(ds) for ds in splits.values()),
+                "rule": "all scored rows" if not selection else selection_rule(selection),
+            }
+        )
+    return rows
+
+
+def _selection_blocks(configs: Mapping[str, DatasetDict]) -> list[dict[str, str]]:
+    """The row accounting and options of every selected split."""
+    blocks = []
+    for name, splits in configs.items():
+        for split, ds in splits.items():
+            selection = read_provenance(ds).get("selection")
+            if selection:
+                blocks.append(
+                    {
+                        "name": name,
+                        "split": split if len(splits) > 1 else "",
+                        "summary": selection_summary(selection),
+                        "table": selection_table(selection),
+                    }
+                )
+    return blocks
+
+
+def _cuts(family: _Family, name: str, split: str) -> tuple[dict[str, float], str]:
+    """The score at each selection's cut to draw on `name`'s histogram, and which side those selections drop."""
+    children = family.children(name)
+    cuts = {}
+    for child in children if name in family.bases else [name]:
+        sel = read_provenance(family.configs[child].get(split, family.first[child])).get("selection") or {}
+        if sel.get("threshold_value") is not None:
+            cuts[child] = float(sel["threshold_value"])
+    drop = next(
+        iter(
+            family.provenance[c]["selection"].get("drop", "highest")
+            for c in children or [name]
+            if c not in family.bases
+        ),
+        "highest",
+    )
+    return cuts, drop
+
+
+def _histogram_block(family: _Family, name: str, folder: str | Path | None) -> dict[str, Any]:
+    """The score section of config `name`: caption, summary table and (with `folder`) the histogram image."""
+    split = _main_split(family.configs[name])
+    ds = family.configs[name][split]
+    column = score_column(ds)
+    scores = scores_of(ds, column)
+    cuts, drop = _cuts(family, name, split)
+    n_scored = int(np.isfinite(scores).sum())
+    entry = {
+        "name": name,
+        "caption": f"Split `{split}`: {n_scored} scored rows of {len(scores)}."
+        + (f" Vertical lines: the score at each config's cut ({drop} scores dropped)." if cuts else ""),
+        "table": markdown_table(["statistic", "value"], score_summary(scores)),
+        "image": None,
+    }
+    if folder is not None:
+        image = f"{IMAGE_DIR}/{column}_{name}.png"
+        title = f"{name} / {split}: {n_scored} scored rows"
+        score_histogram(scores, Path(folder) / image, thresholds=cuts, drop=drop, column=column, title=title)
+        entry["image"] = image
+    return entry
+
+
+def _label_blocks(family: _Family, name: str, label_columns: Sequence[str] | None) -> list[dict[str, str]]:
+    """Per label column of config `name`: rows and mean score per label, and the share each selection kept."""
+    split = _main_split(family.configs[name])
+    ds: Dataset = family.configs[name][split]
+    column = score_column(ds)
+    kept = {child: family.configs[child][split] for child in family.children(name) if split in family.configs[child]}
+    return [
+        {"name": name, "column": label_column, "table": label_table(ds, label_column, column=column, kept=kept)}
+        for label_column in label_columns_of(ds, label_columns)
+    ]

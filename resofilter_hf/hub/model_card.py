@@ -1,0 +1,134 @@
+"""The card of a checkpoint trained on resonance-selected data, and the scores file written beside its weights."""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets import Dataset
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.repocard_data import ModelCardData
+from huggingface_hub.utils import validate_repo_id
+
+from ..provenance import CITATION, SCORES_FILE, atomic_write_text, read_provenance, write_scores_file
+from .merge import merge_card
+from .tables import (
+    markdown_table,
+    score_column,
+    score_summary,
+    scores_of,
+    scoring_table,
+    selection_summary,
+    selection_table,
+)
+from .templates import TAGS, template_path
+
+
+def is_repo_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub repo id (``org/name`` or ``name``) rather than a local path."""
+    if not name or Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def render_model_card(
+    *,
+    scored_dataset: Dataset | None = None,
+    base_model: str | None = None,
+    model_name: str | None = None,
+    model_repo_id: str | None = None,
+    dataset_repo_id: str | None = None,
+    dataset_config: str | None = None,
+    scores_file: str | None = None,
+    library_name: str | None = None,
+    tags: Sequence[str] = (),
+) -> ModelCard:
+    """The card of a checkpoint trained on resonance-selected data: the dataset it links, the selection rule and
+    counts, the scores file beside the weights and the scoring provenance (all read from `scored_dataset`)."""
+    provenance = read_provenance(scored_dataset) if scored_dataset is not None else {}
+    scoring = provenance.get("scoring") or {}
+    selection = provenance.get("selection") or {}
+    base_model = base_model or scoring.get("model_id")
+    column = score_column(scored_dataset) if scored_dataset is not None else "resonance"
+    card_data = ModelCardData(
+        base_model=base_model if is_repo_id(base_model) else None,  # the Hub rejects a local path here
+        datasets=[dataset_repo_id] if dataset_repo_id else None,
+        library_name=library_name,
+        tags=list(dict.fromkeys([*TAGS, *tags])),
+    )
+    score_cols = []
+    if scored_dataset is not None:
+        score_cols = [c for c in scored_dataset.column_names if c == column or c.startswith(f"{column}_")]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path("model_card.md")),
+        model_name=model_name or (model_repo_id.split("/")[-1] if model_repo_id else "Resonance-filtered fine-tune"),
+        base_model=base_model,
+        base_model_link=is_repo_id(base_model),
+        model_repo_id=model_repo_id,
+        dataset_repo_id=dataset_repo_id,
+        dataset_config=dataset_config,
+        selection_summary=selection_summary(selection) if selection else "",
+        selection_table=selection_table(selection) if selection else "",
+        scores_file=scores_file,
+        score_columns=", ".join(f"`{c}`" for c in score_cols) or f"`{column}`",
+        score_table=(
+            markdown_table(["statistic", "value"], score_summary(scores_of(scored_dataset, column)))
+            if scored_dataset is not None
+            else ""
+        ),
+        scoring_table=scoring_table(scoring),
+        citation=CITATION,
+    )
+
+
+def write_checkpoint_card(
+    output_dir: str | Path,
+    *,
+    scored_dataset: Dataset | None = None,
+    base_model: str | None = None,
+    dataset_repo_id: str | None = None,
+    dataset_config: str | None = None,
+    model_repo_id: str | None = None,
+    model_name: str | None = None,
+) -> Path:
+    """Add the resonance model card and scores file to a saved model or adapter folder; returns the README path.
+
+    Writes ``resonance_scores.parquet`` (``row`` plus the score columns of `scored_dataset`, with its provenance
+    in the schema metadata) and README.md: a new card, or the resonance sections merged into the card already
+    there (the one TRL writes, say), keeping its other text and metadata. The base model defaults to the scoring
+    provenance's ``model_id``, else ``base_model_name_or_path`` of ``adapter_config.json``.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"write_checkpoint_card: {output_dir} is not a folder (save the model there first)")
+    adapter_config = output_dir / "adapter_config.json"
+    is_adapter = adapter_config.is_file()
+    if base_model is None and scored_dataset is not None:
+        base_model = (read_provenance(scored_dataset).get("scoring") or {}).get("model_id")
+    if base_model is None and is_adapter:
+        base_model = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    scores_file = None
+    if scored_dataset is not None:
+        write_scores_file(scored_dataset, output_dir, score_column(scored_dataset))
+        scores_file = SCORES_FILE
+    card = render_model_card(
+        scored_dataset=scored_dataset,
+        base_model=base_model,
+        model_name=model_name,
+        model_repo_id=model_repo_id,
+        dataset_repo_id=dataset_repo_id,
+        dataset_config=dataset_config,
+        scores_file=scores_file,
+        library_name="peft" if is_adapter else "transformers",
+    )
+    readme = output_dir / "README.md"
+    text = str(card)
+    if readme.is_file():
+        text = merge_card(readme.read_text(encoding="utf-8"), text, ModelCard)
+    atomic_write_text(readme, text)
+    return readme

@@ -1,0 +1,33 @@
+"""A default ResonanceConfig is quiet: no warning of its own making, and SFTConfig's defaults otherwise."""
+
+import warnings
+
+import pytest
+from transformers import HfArgumentParser
+from trl import SFTConfig
+
+from resofilter_hf import ResonanceConfig
+
+
+def test_a_default_config_warns_about_nothing(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = ResonanceConfig(str(tmp_path))
+        (parsed,) = HfArgumentParser(ResonanceConfig).parse_args_into_dataclasses(["--output_dir", str(tmp_path)])
+    for args in (config, parsed):
+        assert args.activation_checkpointing is True and args.gradient_checkpointing is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # SFTConfig's own default uses the deprecated name
+        sft = SFTConfig(str(tmp_path), bf16=False)
+    assert (sft.activation_checkpointing, sft.gradient_checkpointing) == (True, True)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_value_the_user_sets_is_kept_and_the_old_name_still_warns(tmp_path, value):
+    with pytest.warns(FutureWarning, match="`gradient_checkpointing` is deprecated"):
+        old = ResonanceConfig(str(tmp_path), gradient_checkpointing=value)
+    assert old.activation_checkpointing is value and old.gradient_checkpointing is value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = ResonanceConfig(str(tmp_path), activation_checkpointing=value)
+    assert new.activation_checkpointing is value and new.gradient_checkpointing is value
