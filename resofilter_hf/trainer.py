@@ -7,6 +7,7 @@ column. Dedup and filtering belong to selection (`select_by_resonance`), not her
 """
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -41,6 +42,7 @@ from .engine.rows import (
     check_train_rows,
     claim_result_columns,
     result_status,
+    truncated_rows,
 )
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
@@ -278,7 +280,10 @@ class ResonanceTrainer(SFTTrainer):
             had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
             for i in dropped:
                 statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
-        cut = self._truncated_rows(clean, prepared) | {i for i in dropped if statuses[i] == STATUS_TRUNCATED}
+        uncut = functools.partial(self.prepare_scoring_dataset, truncate=False)
+        cut = truncated_rows(clean, prepared, args.max_length, uncut) | {
+            i for i in dropped if statuses[i] == "truncated"
+        }
 
         rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
         ids = list(prepared[ROW_ID]) if len(prepared) else []
@@ -311,25 +316,6 @@ class ResonanceTrainer(SFTTrainer):
         scored = concatenate_datasets([clean, Dataset.from_dict(table)], axis=1)
         provenance = self.resonance_provenance(n, n - len(unscored))
         return with_provenance(scored, scoring=provenance)
-
-    def _truncated_rows(self, clean: Dataset, prepared: Dataset) -> set[int]:
-        """Row ids that `max_length` cut but left loss tokens in: scored on their first `max_length` tokens."""
-        max_length = self.args.max_length
-        if not max_length or not len(prepared):
-            return set()
-        full_length = [r[ROW_ID] for r in prepared if len(r["input_ids"]) >= max_length]
-        if not full_length:
-            return set()
-        uncut = clean.add_column(ROW_ID, list(range(len(clean)))).select(full_length)
-        cut = {r[ROW_ID] for r in self.prepare_scoring_dataset(uncut, False) if len(r["input_ids"]) > max_length}
-        if cut:
-            warnings.warn(
-                f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
-                f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {sorted(cut)[:5]}.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return cut
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 

@@ -7,7 +7,7 @@ its index and the offending field, not as a tokenizer traceback an hour in.
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from datasets import Dataset
 
@@ -165,3 +165,26 @@ def claim_result_columns(column_names: Sequence[str], column: str, earlier_colum
             stacklevel=3,
         )
     return replaced
+
+
+def truncated_rows(
+    rows: Dataset, prepared: Dataset, max_length: int | None, prepare_uncut: Callable[[Dataset], Dataset]
+) -> set[int]:
+    """Ids of the `rows` that `max_length` cut but left loss tokens in (they are scored on their first
+    `max_length` tokens), with one notice. `prepared` holds the prepared rows (with ROW_ID); `prepare_uncut`
+    prepares rows without the cut. Only rows exactly `max_length` long after preparation are prepared again."""
+    if not max_length or not len(prepared):
+        return set()
+    full_length = [r[ROW_ID] for r in prepared if len(r["input_ids"]) >= max_length]
+    if not full_length:
+        return set()
+    again = prepare_uncut(rows.add_column(ROW_ID, list(range(len(rows)))).select(full_length))
+    cut = {r[ROW_ID] for r in again if len(r["input_ids"]) > max_length}
+    if cut:
+        warnings.warn(
+            f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
+            f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {sorted(cut)[:5]}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return cut
