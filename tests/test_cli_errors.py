@@ -81,7 +81,7 @@ def _our_lines(result) -> list[str]:
         ("missing_config", 2, r"resofilter score: error: --config .*nope\.yaml: no such file$"),
         ("typo_key", 2, r"unknown key 'resonance_last_n_layer'; did you mean 'resonance_last_n_layers'\?$"),
         ("bad_value", 2, r"error: `resonance_weight_decay` must be a finite number, got nan\.$"),
-        ("bad_flag", 2, r"error: argument --resonance_batch_size: invalid int value: 'many'$"),
+        ("bad_flag", 2, r"error: argument --resonance_batch_size.*: invalid int value: 'many'$"),
         ("missing_dataset", 1, r"resofilter score: `dataset_name` .*missing\.parquet: no such file or folder$"),
         ("missing_model", 1, r"resofilter score: `model_name_or_path` .*no-such-model: no such model folder$"),
         ("corrupt_parquet", 1, r"resofilter select: .*corrupt\.parquet is not a readable parquet file \("),

@@ -14,27 +14,26 @@ from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
-@pytest.fixture(scope="module")
-def model_dir():
-    return cached_tiny_model(arch="llama")
+MODEL_DIR = cached_tiny_model(arch="llama")
+QUIET = {"report_to": "none", "use_cpu": True, "bf16": False, "disable_tqdm": True}
 
 
-def make(model_dir, dataset, tmp_path, model=None, **kwargs):
-    args = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, disable_tqdm=True)
-    args.update(kwargs)
-    model = model or AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+def make(dataset, tmp_path, model=None, **options) -> ResonanceTrainer:
+    """A trainer on the tiny Llama (float32, a fresh copy unless `model` is given) with `options` set."""
     return ResonanceTrainer(
-        model=model, args=ResonanceConfig(**args), train_dataset=dataset, processing_class=tokenizer
+        model or AutoModelForCausalLM.from_pretrained(MODEL_DIR, dtype=torch.float32),
+        ResonanceConfig(str(tmp_path), **QUIET, **options),
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(MODEL_DIR),
     )
 
 
 # ---- empty rows, bad train rows ------------------------------------------------------------------------------
 
 
-def test_empty_and_whitespace_text_rows_get_a_status_not_a_score(model_dir, tmp_path):
+def test_empty_and_whitespace_text_rows_get_a_status_not_a_score(tmp_path):
     texts = ["Question: 2 + 2? Answer: 4", "", "   \n ", "Question: 3 + 1? Answer: 4"]
-    trainer = make(model_dir, Dataset.from_dict({"text": texts}), tmp_path, resonance_resume=False)
+    trainer = make(Dataset.from_dict({"text": texts}), tmp_path, resonance_resume=False)
     with pytest.warns(UserWarning, match=r"2 of 4 rows have no resonance score .*'empty_text': 2"):
         scored = trainer.score()
     assert scored["resonance_status"] == ["ok", "empty_text", "empty_text", "ok"]
@@ -52,30 +51,30 @@ def test_empty_and_whitespace_text_rows_get_a_status_not_a_score(model_dir, tmp_
     ],
     ids=["none-completion", "int-prompt", "zero-rows"],
 )
-def test_bad_train_rows_fail_at_construction_naming_row_and_field(model_dir, tmp_path, columns, message):
+def test_bad_train_rows_fail_at_construction_naming_row_and_field(tmp_path, columns, message):
     # a model path, as users call it; TRL's preparation would crash with no row index
     # (AttributeError on None.endswith, a bare StopIteration for 0 rows)
     args = ResonanceConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
     with pytest.raises(ValueError, match=message):
-        ResonanceTrainer(str(model_dir), args, train_dataset=Dataset.from_dict(columns), processing_class=tokenizer)
+        ResonanceTrainer(str(MODEL_DIR), args, train_dataset=Dataset.from_dict(columns), processing_class=tokenizer)
 
 
 # ---- the user's columns ------------------------------------------------------------------------------------
 
 
-def test_score_column_never_overwrites_a_user_column(model_dir, tmp_path):
+def test_score_column_never_overwrites_a_user_column(tmp_path):
     dataset = make_math_problems(3, seed=1)
     assert "answer" in dataset.column_names
-    trainer = make(model_dir, dataset, tmp_path, resonance_column="answer", resonance_resume=False)
+    trainer = make(dataset, tmp_path, resonance_column="answer", resonance_resume=False)
     with pytest.raises(ValueError, match=r"`resonance_column='answer'` is already a column of the dataset"):
         trainer.score()
     assert trainer.train_dataset is not None  # nothing else broke
 
 
-def test_rescoring_replaces_earlier_results_with_a_warning(model_dir, tmp_path):
+def test_rescoring_replaces_earlier_results_with_a_warning(tmp_path):
     dataset = make_math_problems(3, seed=1)
-    trainer = make(model_dir, dataset, tmp_path, resonance_resume=False)
+    trainer = make(dataset, tmp_path, resonance_resume=False)
     first = trainer.score()
     with pytest.warns(UserWarning, match=r"already has result columns \['resonance', 'resonance_loss'"):
         again = trainer.score(first)
@@ -90,12 +89,12 @@ def test_rescoring_replaces_earlier_results_with_a_warning(model_dir, tmp_path):
 @pytest.mark.parametrize(
     "tensor", ["model.layers.0.mlp.down_proj.weight", "model.embed_tokens.weight", "model.rotary_emb.inv_freq"]
 )
-def test_model_with_nonfinite_weights_is_refused_before_scoring(model_dir, tmp_path, tensor):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+def test_model_with_nonfinite_weights_is_refused_before_scoring(tmp_path, tensor):
+    model = AutoModelForCausalLM.from_pretrained(MODEL_DIR, dtype=torch.float32)
     bad = dict([*model.named_parameters(), *model.named_buffers()])[tensor]
     with torch.no_grad():
         bad.view(-1)[3] = math.nan if "weight" in tensor else math.inf
-    trainer = make(model_dir, make_math_problems(2, seed=1), tmp_path, model=model, resonance_resume=False)
+    trainer = make(make_math_problems(2, seed=1), tmp_path, model=model, resonance_resume=False)
     with pytest.raises(ValueError, match=rf"non-finite weights: {tensor} holds 1 NaN/inf entries"):
         trainer.score()
 
@@ -117,9 +116,9 @@ def test_nonfinite_or_non_integer_settings_are_refused(tmp_path, field, value):
         ResonanceConfig(str(tmp_path), report_to="none", use_cpu=True, **{field: value})
 
 
-def test_last_n_layers_beyond_the_model_names_its_layer_count(model_dir, tmp_path):
+def test_last_n_layers_beyond_the_model_names_its_layer_count(tmp_path):
     with pytest.raises(ValueError, match=r"`resonance_last_n_layers=99` but LlamaForCausalLM has 4 decoder layers"):
-        make(model_dir, make_math_problems(2, seed=1), tmp_path, resonance_last_n_layers=99)
+        make(make_math_problems(2, seed=1), tmp_path, resonance_last_n_layers=99)
 
 
 def _poison_hook(token: int):
@@ -133,9 +132,9 @@ def _poison_hook(token: int):
     return hook
 
 
-def test_nonfinite_loss_marks_the_row_and_leaves_batch_mates_alone(model_dir, tmp_path):
+def test_nonfinite_loss_marks_the_row_and_leaves_batch_mates_alone(tmp_path):
     dataset = make_math_problems(6, seed=3)
-    trainer = make(model_dir, dataset, tmp_path, resonance_batch_size=6, resonance_resume=False)
+    trainer = make(dataset, tmp_path, resonance_batch_size=6, resonance_resume=False)
     clean = trainer.score()
     rows = [set(ids) for ids in trainer.prepare_scoring_dataset(dataset)["input_ids"]]
     token = min(t for t in set.union(*rows) if sum(t in r for r in rows) == 2)  # in two rows of six
@@ -156,13 +155,13 @@ def test_nonfinite_loss_marks_the_row_and_leaves_batch_mates_alone(model_dir, tm
 # ---- truncation --------------------------------------------------------------------------------------------
 
 
-def test_rows_cut_by_max_length_are_flagged_and_noticed(model_dir, tmp_path):
+def test_rows_cut_by_max_length_are_flagged_and_noticed(tmp_path):
     dataset = make_math_problems(6, seed=5, flaw_rate=0.5)
-    full = make(model_dir, dataset, tmp_path, max_length=None, resonance_resume=False)
+    full = make(dataset, tmp_path, max_length=None, resonance_resume=False)
     lengths = [len(ids) for ids in full.prepare_scoring_dataset(dataset)["input_ids"]]
     prompt_lengths = [labels.count(-100) for labels in full.prepare_scoring_dataset(dataset)["labels"]]
     max_length = sorted(lengths)[2]  # rows longer than this are cut; some of them past their first loss token?
-    trainer = make(model_dir, dataset, tmp_path, max_length=max_length, resonance_resume=False)
+    trainer = make(dataset, tmp_path, max_length=max_length, resonance_resume=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scored = trainer.score()
