@@ -18,6 +18,7 @@ _EXPORTS = {
     "resonance_threshold": "selection",
     "publish_dataset": "hub.publish",
     "read_provenance": "provenance",
+    "report": "hub.report",
 }
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "__version__",
     "publish_dataset",
     "read_provenance",
+    "report",
     "resonance_threshold",
     "select_by_resonance",
 ]
@@ -45,6 +47,7 @@ def __dir__():
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ResonanceConfig
     from .hub.publish import publish_dataset
+    from .hub.report import report
     from .provenance import read_provenance
     from .selection import resonance_threshold, select_by_resonance
     from .trainer import ResonanceTrainer

@@ -174,11 +174,46 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write a scored dataset's HTML report: distributions, confounds, the rows at the top, bottom and cut",
+        description="One static HTML file (figures inline, no script, works offline from disk): per score column "
+        "its distribution with the keep share's cut (by label when there are labels), the score against length and "
+        "loss with Spearman's rho, the highest, lowest and around-the-cut rows, a keep-share curve and the "
+        "provenance.",
+    )
+    parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
+    parser.add_argument("--out", default="report.html", help="the HTML file to write (default: %(default)s)")
+    parser.add_argument("--label-column", help="column to break scores down by (default: flaw/label/bool columns)")
+    parser.add_argument("--keep", type=float, default=0.5, help="keep share whose cut is shown (default: 0.5)")
+    parser.add_argument("--column", help="score column (default: the file's, else resonance)")
+    parser.add_argument("--drop", choices=["highest", "lowest"], help="which end the rule drops (default: highest)")
+
+    def run(args: argparse.Namespace) -> int:
+        import time
+
+        from .hub.report import report
+
+        started = time.perf_counter()
+        try:
+            path = report(args.source, args.out, label_column=args.label_column, keep=args.keep,
+                          column=args.column, drop=args.drop)  # fmt: skip
+        except (ValueError, OSError) as err:
+            print(f"resofilter report: {err}", file=sys.stderr)
+            return 1
+        print(f"report written to {path} ({time.perf_counter() - started:.1f} s); open it in a browser")
+        return 0
+
+    parser.set_defaults(func=run)
+
+
 # one entry per subcommand, in the order `--help` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_demo,
     add_score,
     add_select,
+    add_report,
     add_train,
     add_publish,
 ]

@@ -43,11 +43,19 @@ class ResonanceConfig(SFTConfig):
             `"weights"`: the selected modules' weight matrices (the paper). `"lora"`: the LoRA A and B matrices of
             the selected modules (per-sample adapter deltas). `"auto"`: `"lora"` if the model is a PEFT model,
             else `"weights"`.
-        resonance_modules (`list[str]`, *optional*, defaults to `["mlp.up_proj"]`):
-            Module-name suffixes of the scored linear layers. A suffix that matches nothing is an error listing
-            the model's candidate names.
+        resonance_modules (`list[str]` or `None`, *optional*, defaults to `None`):
+            Module-name suffixes of the scored linear layers, inside the language model's decoder layers. `None`
+            (or `"auto"`): the MLP up-projection of the model's family, in the last `resonance_last_n_layers`
+            decoder layers that have one (`mlp.up_proj` for Llama, Mistral, Qwen, Gemma, OLMo, Cohere;
+            `mlp.dense_h_to_4h` for GPT-NeoX, `mlp.c_fc` for GPT-2, the up half of Phi-3's `mlp.gate_up_proj`,
+            `feed_forward.w3` for LFM2; for MoE models every expert's up-projection, plus a shared expert's). A
+            suffix that matches nothing is an error listing the model's candidate names. Fused 3-D expert weights
+            are scored whole, from each sample's exact gradient (one autograd pass per sample for those tensors):
+            an expert the sample was not routed to gets zero gradient, so its delta is the weight-decay term
+            alone, as in a real optimizer step. In-flight scoring refuses them.
         resonance_last_n_layers (`int` or `None`, *optional*, defaults to `3`):
-            Score only the modules in the last n decoder layers. `None` scores every layer.
+            Score only the modules in the last n decoder layers (with the default modules: the last n that have an
+            up-projection, which differs only for hybrid models). `None` scores every layer.
         resonance_lora_delta (`str`, *optional*, defaults to `"adapter"`):
             LoRA only. `"adapter"`: the metric over the A and B deltas (each a target tensor). `"effective"`: the
             metric over the effective weight delta s*(dB A + B dA + dB dA) of each module.
@@ -117,13 +125,19 @@ class ResonanceConfig(SFTConfig):
             "choices": list(TARGETS),
         },
     )
-    resonance_modules: list[str] = field(
-        default_factory=lambda: ["mlp.up_proj"],
-        metadata={"help": "Module-name suffixes of the scored linear layers."},
+    resonance_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Module-name suffixes of the scored linear layers; None or 'auto': the MLP up-projection of the "
+            "model's family (e.g. mlp.up_proj, GPT-2 mlp.c_fc, the up half of Phi-3 mlp.gate_up_proj, MoE experts)."
+        },
     )
     resonance_last_n_layers: int | None = field(
         default=3,
-        metadata={"help": "Score only the modules in the last n decoder layers; None scores every layer."},
+        metadata={
+            "help": "Score only the modules in the last n decoder layers (default modules: the last n that have "
+            "an up-projection); None scores every layer."
+        },
     )
     resonance_lora_delta: str = field(
         default="adapter",
@@ -188,18 +202,22 @@ class ResonanceConfig(SFTConfig):
     )
 
     def __post_init__(self):
-        if self.bf16 is None and not self.fp16 and not self.use_cpu and not _bf16_accelerator():
-            # SFTConfig turns bf16 on by default and then refuses a machine without a bf16 accelerator; here the
-            # default falls back to fp32 instead, so `ResonanceConfig("out")` works on a laptop.
+        if self.bf16 is None and not self.fp16 and (self.use_cpu or not _bf16_accelerator()):
+            # SFTConfig turns bf16 on by default and then refuses a machine without a bf16 accelerator (or, with
+            # use_cpu, runs CPU autocast in bf16); here the default falls back to fp32 instead, so
+            # `ResonanceConfig("out")` works on a laptop and scores on the CPU are not bf16-rounded.
             self.bf16 = False
         if self.gradient_checkpointing is None and self.activation_checkpointing is None:
             # SFTConfig's default (on), under the current name: the deprecated one would warn about a value that
             # nobody set
             self.activation_checkpointing = True
         super().__post_init__()
-        self.resonance_modules = (
-            [self.resonance_modules] if isinstance(self.resonance_modules, str) else list(self.resonance_modules)
-        )
+        if isinstance(self.resonance_modules, str):
+            self.resonance_modules = [self.resonance_modules]
+        if self.resonance_modules is not None:
+            self.resonance_modules = list(self.resonance_modules)
+            if self.resonance_modules == ["auto"]:  # the family's up-projection, as None
+                self.resonance_modules = None
         self.resonance_betas = [float(b) for b in self.resonance_betas]
         validate_resonance_options(self)
 
@@ -222,9 +240,10 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
     check_option("ResonanceConfig", "resonance_lora_delta", args.resonance_lora_delta, LORA_DELTAS)
     check_option("ResonanceConfig", "resonance_when", args.resonance_when, WHEN)
     check_option("ResonanceConfig", "resonance_inflight_state", args.resonance_inflight_state, INFLIGHT_STATES)
-    if not args.resonance_modules or not all(isinstance(m, str) and m.strip() for m in args.resonance_modules):
+    modules = args.resonance_modules
+    if modules is not None and (not modules or not all(isinstance(m, str) and m.strip() for m in modules)):
         raise ValueError(
-            f"`resonance_modules` must be a non-empty list of module-name suffixes, got {args.resonance_modules!r}."
+            f"`resonance_modules` must be None ('auto') or a non-empty list of module-name suffixes, got {modules!r}."
         )
     last_n = args.resonance_last_n_layers
     if last_n is not None and (not _is_int(last_n) or last_n < 1):

@@ -105,10 +105,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write `text` to `path` atomically (see `atomic_path`)."""
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (text as UTF-8) to `path` atomically (see `atomic_path`)."""
     with atomic_path(path) as partial:
-        partial.write_text(text, encoding=encoding)
+        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
 
 

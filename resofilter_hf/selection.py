@@ -142,6 +142,20 @@ def resonance_threshold(
     return value
 
 
+def drop_order(
+    dataset: Dataset,
+    *,
+    column: str = "resonance",
+    drop: str = "highest",
+    dedup_on: str | Sequence[str] | None = "prompt",
+) -> np.ndarray:
+    """The scored rows that survive deduplication, as input indices in the order the rule drops them (first
+    dropped first): `select_by_resonance(dataset, keep)` keeps the last ``ceil(n * keep)`` of them."""
+    plan = _plan(dataset, 1, None, column, drop, dedup_on, None, "drop", None, "drop_order")
+    scores = plan.scores[plan.kept]
+    return plan.kept[np.lexsort((plan.kept, -scores if drop == "highest" else scores))]
+
+
 @dataclass
 class _Split:
     """Where every input row went (arrays of input indices, ascending), plus what the report needs."""

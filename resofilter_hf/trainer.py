@@ -30,6 +30,7 @@ from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.finite import check_finite_weights
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
+from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import (
     ROW_ID,
@@ -45,15 +46,15 @@ from .engine.rows import (
     truncated_rows,
 )
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, lora_dropout_modules, resolve_target_kind, unwrap_model
+from .engine.targets import Target, find_targets, lora_dropout_modules, scored_tensors, unwrap_model
 from .provenance import (
     CITATION,
     SCORES_FILE,
-    atomic_write_text,
     library_versions,
     load_scored,
     read_provenance,
     with_provenance,
+    write_atomic,
     write_scores_file,
 )
 
@@ -147,6 +148,7 @@ class ResonanceTrainer(SFTTrainer):
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
+            self.add_callback(InflightScoreLog(self._resonance_recorder, args.resonance_column, self.log))
         if args.resonance_when in ("before_train", "inflight") and self.resonance_targets[0].role == "lora_A":
             self._warn_if_lora_b_is_zero()
 
@@ -211,11 +213,9 @@ class ResonanceTrainer(SFTTrainer):
         return {
             "model_id": getattr(base.config, "_name_or_path", None),
             "model_revision": revision or getattr(base.config, "_commit_hash", None),
-            "target": resolve_target_kind(self.model, args.resonance_target),
-            "modules": list(args.resonance_modules),
+            # target kind, modules and where they came from, layers, tensor names, shapes and slices
+            **scored_tensors(self.model, args.resonance_target, args.resonance_modules, targets),
             "last_n_layers": args.resonance_last_n_layers,
-            "layers": sorted({t.layer for t in targets}),
-            "target_names": [t.name for t in targets],
             "lora_delta": args.resonance_lora_delta,
             "optimizer": args.resonance_optimizer,
             "lr": args.resonance_lr,
@@ -446,7 +446,7 @@ class ResonanceTrainer(SFTTrainer):
         super()._save_checkpoint(model, trial)
         if recorder is not None and self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            atomic_write_text(folder / STATE_FILE, json.dumps({"inflight": recorder.state_dict()}))
+            write_atomic(folder / STATE_FILE, json.dumps({"inflight": recorder.state_dict()}))
 
     def _restore_resonance(self, checkpoint: str | os.PathLike) -> None:
         """Scores saved beside `checkpoint` (in-flight epochs so far, or a before-train score) come back."""

@@ -10,10 +10,10 @@ from datasets import Dataset
 
 from resofilter_hf.jobs import run_select
 from resofilter_hf.provenance import (
-    atomic_write_text,
     load_scored,
     read_provenance,
     with_provenance,
+    write_atomic,
     write_parquet,
     write_table,
 )
@@ -91,10 +91,10 @@ def test_text_formats_failing_mid_write_leave_the_old_file_intact(tmp_path, monk
 
 def test_atomic_text_write_failing_leaves_no_partial_file(tmp_path, monkeypatch):
     path = tmp_path / "README.md"
-    atomic_write_text(path, "old card")
+    write_atomic(path, "old card")
     monkeypatch.setattr(os, "replace", _disk_full)
     with pytest.raises(OSError):
-        atomic_write_text(path, "new card")
+        write_atomic(path, "new card")
     assert path.read_text() == "old card" and _leftovers(tmp_path) == []
 
 

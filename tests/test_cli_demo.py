@@ -31,6 +31,8 @@ def test_demo_writes_everything_under_one_folder(demo_run):
     out, printed, _ = demo_run
     for rel in ("summary.json", "story.json", "scored.parquet", "score_histograms.png", "roc.png", "selections.png"):
         assert (out / rel).is_file(), rel
+    assert 'id="rows-cut"' in (out / "report.html").read_text(encoding="utf-8")
+    assert f"open the report: {(out / 'report.html').resolve()}" in printed
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")), "no pickled files"
     assert f"everything is in {out.resolve()}" in printed
 
@@ -61,7 +63,8 @@ def test_demo_log_shows_only_progress_and_results(demo_run):
     rest = [line for line in lines[6:] if line and not TABLE.fullmatch(line)]
     assert rest[0] == "Next: keep half by resonance, or stage a dataset repo with its card:"
     assert rest[1].startswith("  resofilter select ") and rest[2].startswith("  resofilter publish ")
-    assert rest[3].startswith("done in ") and len(rest) == 4, rest
+    assert rest[3].startswith("done in ") and rest[4] == f"open the report: {(out / 'report.html').resolve()}"
+    assert len(rest) == 5, rest
     assert "{" not in stdout and "{" not in stderr  # no log dicts anywhere
     refreshes = [part for part in re.split(r"[\r\n]", stderr) if part.strip()]
     assert refreshes and all(BAR.fullmatch(part) for part in refreshes), [p for p in refreshes if not BAR.fullmatch(p)]

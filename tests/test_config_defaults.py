@@ -31,3 +31,9 @@ def test_a_value_the_user_sets_is_kept_and_the_old_name_still_warns(tmp_path, va
         warnings.simplefilter("error")
         new = ResonanceConfig(str(tmp_path), activation_checkpointing=value)
     assert new.activation_checkpointing is value and new.gradient_checkpointing is value
+
+
+def test_use_cpu_without_bf16_set_trains_in_float32():
+    """With `use_cpu=True` and bf16 unset, the default is fp32 (SFTConfig would autocast the CPU run in bf16)."""
+    assert ResonanceConfig("unused", use_cpu=True, report_to="none").bf16 is False
+    assert ResonanceConfig("unused", use_cpu=True, bf16=True, report_to="none").bf16 is True  # the user's choice

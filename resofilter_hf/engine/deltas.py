@@ -134,23 +134,35 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def stack_calls(record: TargetRecord, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """x [B, T, in] and dy [B, T, out] over every call of the module (a per-sample gradient sums over calls).
 
-    A call whose output got no gradient (nothing downstream of it had a loss) contributes nothing.
+    dy keeps only the target's scored output rows (`Target.rows`: a fused projection's up part). A call whose
+    output got no gradient (nothing downstream of it had a loss) contributes nothing.
     """
     pairs = [(x, g) for x, g in zip(record.inputs, record.output_grads) if g is not None]
     if not pairs:  # zero-length time axis: the per-sample gradients come out as zeros
         batch = record.inputs[0].shape[0]
-        out_features, in_features = record.target.weight.shape
+        out_features, in_features = record.target.matrix.shape
         zeros = record.target.weight.new_zeros
         return zeros((batch, 0, in_features), dtype=dtype), zeros((batch, 0, out_features), dtype=dtype)
+    rows = record.target.rows
     x = torch.cat([x.to(dtype) for x, _ in pairs], dim=1)
-    dy = torch.cat([g.to(dtype) for _, g in pairs], dim=1)
+    dy = torch.cat([(g if rows is None else g[..., rows]).to(dtype) for _, g in pairs], dim=1)
     return x, dy
 
 
-def per_sample_gradient(record: TargetRecord, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
-    """G[i] = sum_t dy[i,t]^T x[i,t] for the output rows `rows`: [batch, rows, in]."""
+def gradient_rows(record: TargetRecord, dtype: torch.dtype):
+    """rows -> the per-sample gradients G[:, rows] [batch, rows, in] of the target's [out, in] matrix: formed
+    from hooked inputs and output-gradients, G[i] = sum_t dy[i,t]^T x[i,t], or read off autograd's per-sample
+    gradients for the targets hooks cannot separate (fused 3-D experts)."""
+    if record.param_grads is not None:
+        grads = record.param_grads
+        return lambda rows: grads[:, rows].to(dtype)
     x, dy = stack_calls(record, dtype)
-    return torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+    return lambda rows: torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+
+
+def per_sample_gradient(record: TargetRecord, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
+    """The per-sample gradients of the target's matrix, output rows `rows`: [batch, rows, in]."""
+    return gradient_rows(record, dtype)(rows)
 
 
 @dataclass
@@ -167,15 +179,15 @@ class ScoreSpec:
 
 def _target_stats(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype, batch: int) -> DeltaStats:
     target = record.target
-    w_full = target.weight.detach()
+    w_full = target.matrix
     out_features, in_features = w_full.shape
-    x, dy = stack_calls(record, dtype)
+    grad_rows = gradient_rows(record, dtype)
     stats = DeltaStats(batch, w_full.device)
     step = rows_per_chunk(batch, in_features, torch.finfo(dtype).bits // 8, spec.chunk_mb)
     state = spec.states.get(target.name) if spec.states else None
     for r0 in range(0, out_features, step):
         rows = slice(r0, min(r0 + step, out_features))
-        g = torch.bmm(dy[:, :, rows].transpose(1, 2), x)
+        g = grad_rows(rows)
         w = w_full[rows].to(dtype)
         d = spec.transform.delta(g, w, state, rows)
         stats.add(d, g if spec.anatomy else None, w if spec.anatomy else None, spec.transform.eps)
@@ -184,8 +196,8 @@ def _target_stats(record: TargetRecord, spec: ScoreSpec, dtype: torch.dtype, bat
 
 def _effective_lora_stats(a_rec: TargetRecord, b_rec: TargetRecord, spec: ScoreSpec, dtype, batch) -> DeltaStats:
     """Metric over s*(dB A + B dA + dB dA) = s*(dB (A + dA) + B dA), chunked over output rows."""
-    a = a_rec.target.weight.detach().to(dtype)
-    b = b_rec.target.weight.detach().to(dtype)
+    a = a_rec.target.matrix.to(dtype)
+    b = b_rec.target.matrix.to(dtype)
     states = spec.states or {}
     d_a = spec.transform.delta(per_sample_gradient(a_rec, dtype), a, states.get(a_rec.target.name))
     d_b = spec.transform.delta(per_sample_gradient(b_rec, dtype), b, states.get(b_rec.target.name))

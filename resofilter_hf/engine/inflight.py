@@ -77,6 +77,16 @@ class InflightRecorder:
     _handle: torch.utils.hooks.RemovableHandle | None = None
     _logprob_grads: list[torch.Tensor | None] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        fused = [t.tensor_name for t in self.targets if t.per_sample_autograd]
+        if fused:
+            raise ValueError(
+                f"`resonance_when='inflight'` cannot score fused 3-D expert weights ({fused[0]} and "
+                f"{len(fused) - 1} more): a training step sums their gradients over the batch, and no hook separates "
+                "one sample's share. Score with `resonance_when='before_train'`/`'after_train'`, or set "
+                "`resonance_modules` to linear modules (e.g. a shared expert's up_proj)."
+            )
+
     def attach(self, model: nn.Module) -> None:
         """Install the hooks (target linears, and the fused head's log-probs on `model`'s output)."""
         if self._capture is not None:
@@ -126,6 +136,7 @@ class InflightRecorder:
                 "or when the targets are frozen; score with `resonance_when='before_train'` instead."
             )
         logprob_grad = grads[-1]
+        capture.unflatten(batch["input_ids"].shape[0])
         spans = sample_spans(batch, len(ids))
         labels = batch["labels"].to(logprob_grad.device)
         weights = []  # sum over the sample's loss tokens of -dL/dlog p = c * n_i
@@ -191,9 +202,10 @@ def live_adam_states(optimizer, targets: list[Target]) -> dict[str, AdamState]:
         if group is None:
             raise ValueError(f"{target.name} is not trained by the optimizer; it cannot be scored with its state.")
         state = inner.state.get(target.weight, {})
-        states[target.name] = AdamState(
-            exp_avg_sq=state.get("exp_avg_sq", torch.zeros_like(target.weight)),
-            exp_avg=state.get("exp_avg"),
+        exp_avg = state.get("exp_avg")
+        states[target.name] = AdamState(  # in the target's [out, in] matrix view, as the deltas are formed
+            exp_avg_sq=target.as_matrix(state.get("exp_avg_sq", torch.zeros_like(target.weight))),
+            exp_avg=None if exp_avg is None else target.as_matrix(exp_avg),
             step=int(state["step"]) if "step" in state else 0,
             lr=float(group["lr"]),
             weight_decay=float(group["weight_decay"]),

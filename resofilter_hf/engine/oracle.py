@@ -4,13 +4,32 @@ For each sample alone: reload theta, one step of a fresh `torch.optim.AdamW` (or
 sample's mean response-token loss, diff the target weights, reduce. It shares nothing with the engine but the
 tokenized rows: its own loss (from the model's full logits), real autograd on every trainable parameter, a real
 optimizer step. Use it to check the engine, never to score a dataset.
+
+A scored tensor may be part of a parameter (`TensorPart`): the up half of a fused [gate; up] weight, every
+expert's up rows of a 3-D expert weight, a weight stored [in, out]. The part is cut out of the real weight
+difference after the step, so the reference stays independent of how the engine locates it.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class TensorPart:
+    """`delta[index]` of parameter `param`, after swapping its last two axes when `transposed`."""
+
+    param: str
+    index: tuple = ()
+    transposed: bool = False
+
+    def of(self, delta: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            delta = delta.transpose(-1, -2)
+        return delta[self.index]
 
 
 def _reduce(delta: torch.Tensor, metric: str) -> float:
@@ -29,7 +48,7 @@ def _reduce(delta: torch.Tensor, metric: str) -> float:
 def literal_loop_scores(
     model: nn.Module,
     rows: Iterable[dict],
-    target_params: list[str],
+    target_params: list[str | TensorPart],
     *,
     optimizer: str = "adamw",
     lr: float = 1e-5,
@@ -40,12 +59,15 @@ def literal_loop_scores(
 ) -> list[float]:
     """Score each row ({"input_ids": [...], "labels": [...]}) by the literal one-step loop.
 
-    `target_params` are parameter names (as in `model.named_parameters()`); every parameter that requires grad is
+    `target_params` are parameter names (as in `model.named_parameters()`) or `TensorPart`s of them, each one
+    scored tensor, reduced on its own and averaged (as the paper averages its three up-projections); every
+    parameter that requires grad is
     trained, as in the paper's full fine-tuning step (for a PEFT model: the adapter). The model's weights, mode and
     gradients are restored afterwards.
     """
     params = dict(model.named_parameters())
-    missing = [name for name in target_params if name not in params]
+    parts = [p if isinstance(p, TensorPart) else TensorPart(p) for p in target_params]
+    missing = [part.param for part in parts if part.param not in params]
     if missing:
         raise KeyError(f"target parameters not in the model: {missing}")
     trainable = [p for p in params.values() if p.requires_grad]
@@ -75,7 +97,7 @@ def literal_loop_scores(
             loss.backward()
             opt.step()
             with torch.no_grad():
-                per_tensor = [_reduce(params[name] - theta[name], metric) for name in target_params]
+                per_tensor = [_reduce(part.of(params[part.param] - theta[part.param]), metric) for part in parts]
             scores.append(sum(per_tensor) / len(per_tensor))
     finally:
         with torch.no_grad():

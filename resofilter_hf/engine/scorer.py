@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import GradientCapture
-from .deltas import AdamState, ScoreSpec, compute_dtype, rows_per_chunk, score_records, stack_calls
+from .deltas import AdamState, ScoreSpec, compute_dtype, gradient_rows, rows_per_chunk, score_records
 from .head import LMHead
 from .quantized import check_not_repacked, cpu_4bit_repack_guard
 from .targets import Target, unwrap_model
@@ -136,13 +136,7 @@ class ResonanceScorer:
         capture.clear()
         with torch.enable_grad():
             loss, counts = self.head.per_sample_loss(batch, self.spec.chunk_mb)
-            outputs = capture.outputs()
-            has_tokens = counts > 0
-            if has_tokens.any() and outputs:
-                grads = torch.autograd.grad(loss[has_tokens].sum(), outputs, allow_unused=True)
-            else:
-                grads = [None] * len(outputs)
-        capture.set_output_grads(list(grads))
+            capture.backward(loss, counts > 0)
         return loss.detach(), counts
 
     def score_batch(self, rows: list[dict], capture: GradientCapture) -> list[dict]:
@@ -158,19 +152,19 @@ class ResonanceScorer:
     def estimate_second_moment(self, rows: list[dict], capture: GradientCapture) -> dict[str, AdamState]:
         """Mean per-sample g^2 of every target over `rows` (all processes), as settled AdamW moments."""
         dtype = compute_dtype(self.targets[0].weight.dtype)
-        sums = {t.name: torch.zeros(t.weight.shape, dtype=dtype, device=self.device) for t in self.targets}
+        sums = {t.name: torch.zeros(t.matrix.shape, dtype=dtype, device=self.device) for t in self.targets}
         count = torch.zeros((), dtype=torch.float64, device=self.device)
         mine = rows[self.process_index :: self.num_processes]
         for start in range(0, len(mine), self.batch_size):
             chunk = mine[start : start + self.batch_size]
             _, counts = self._forward_backward(chunk, capture)
             for record in capture.records:
-                x, dy = stack_calls(record, dtype)
-                out_features, in_features = record.target.weight.shape
+                grad_rows = gradient_rows(record, dtype)
+                out_features, in_features = record.target.matrix.shape
                 step = rows_per_chunk(len(chunk), in_features, torch.finfo(dtype).bits // 8, self.spec.chunk_mb)
                 for r0 in range(0, out_features, step):  # per-sample G, a chunk of output rows at a time
                     rows_ = slice(r0, min(r0 + step, out_features))
-                    g = torch.bmm(dy[:, :, rows_].transpose(1, 2), x)
+                    g = grad_rows(rows_)
                     sums[record.target.name][rows_] += (g * g).sum(0)
             count += int((counts > 0).sum())
             capture.clear()

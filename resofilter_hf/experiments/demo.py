@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..provenance import atomic_write_text, library_versions
+from ..provenance import library_versions, write_atomic
 
 
 def run_demo(
@@ -31,6 +31,7 @@ def run_demo(
     import datasets
     import transformers
 
+    from ..hub.report import report
     from .story import run_story
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -57,7 +58,8 @@ def run_demo(
         "platform": platform.platform(),
         "versions": library_versions(),
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    summary["report"] = str(report(out / "scored.parquet", out / "report.html", label_column="flaw"))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(result["table"])
     print()
@@ -65,6 +67,7 @@ def run_demo(
     print(f"  resofilter select {out / 'scored.parquet'} {out / 'keep50.parquet'} --keep 0.5")
     print(f"  resofilter publish {out / 'scored.parquet'} --keep 0.5 --local-dir {out / 'dataset-repo'}")
     print(f"done in {summary['timings_s']['total']:.0f} s; everything is in {out.resolve()} (summary.json)")
+    print(f"open the report: {Path(summary['report']).resolve()}")
     return summary
 
 

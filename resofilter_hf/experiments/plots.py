@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from ..hub.histogram import agg_figure
+from ..hub.figures import agg_figure
 from ..provenance import atomic_path
 from .stats import auroc, roc_curve
 from .sweep import summarize

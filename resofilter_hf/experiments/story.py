@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..provenance import atomic_write_text, read_provenance, write_parquet
+from ..provenance import read_provenance, write_atomic, write_parquet
 from .plots import plot_histograms, plot_roc, plot_sweep
 from .story_steps import build_base, make_world, retrain_selections, score_columns, score_pool, warm_up
 from .story_tables import auroc_table, selection_makeup, story_table
@@ -144,7 +144,7 @@ def run_story(
         **result,
         "timings_s": {**step.timings, "total": round(time.perf_counter() - started, 2)},
     }
-    atomic_write_text(out / "story.json", json.dumps(result, indent=2, default=str) + "\n")
+    write_atomic(out / "story.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 

@@ -17,7 +17,7 @@ from huggingface_hub import DatasetCard
 from huggingface_hub.repocard_data import DatasetCardData
 
 from ..provenance import CITATION, read_provenance
-from .histogram import score_histogram
+from .report import card_figures
 from .tables import (
     label_columns_of,
     label_table,
@@ -47,8 +47,9 @@ def render_dataset_card(
     license: str | None = None,
 ) -> DatasetCard:
     """The dataset card for `configs` (config name -> splits) stored at `data_files` (config -> split -> paths
-    in the repo). With `folder` (the repo folder being staged), a histogram PNG per scored config is written to
-    ``folder/images/`` and shown in the card.
+    in the repo). With `folder` (the repo folder being staged), the HTML report's figures of each scored config
+    (distribution by label with the cuts, score against length and loss, keep-share curve) are written to
+    ``folder/images/`` as PNGs and shown in the card.
 
     A config whose provenance has no "selection" section is a scored set; when there is exactly one, the other
     configs are read as selections from it: their cuts are drawn on its histogram and the label table says
@@ -67,7 +68,7 @@ def render_dataset_card(
     )
     histograms, label_blocks = [], []
     for name in family.bases or list(configs):
-        histograms.append(_histogram_block(family, name, folder))
+        histograms.append(_histogram_block(family, name, folder, label_columns))
         label_blocks += _label_blocks(family, name, label_columns)
     scoring = next((p["scoring"] for p in family.provenance.values() if p.get("scoring")), {})
     return DatasetCard.from_template(
@@ -189,8 +190,10 @@ def _cuts(family: _Family, name: str, split: str) -> tuple[dict[str, float], str
     return cuts, drop
 
 
-def _histogram_block(family: _Family, name: str, folder: str | Path | None) -> dict[str, Any]:
-    """The score section of config `name`: caption, summary table and (with `folder`) the histogram image."""
+def _histogram_block(
+    family: _Family, name: str, folder: str | Path | None, label_columns: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The score section of config `name`: caption, summary table and (with `folder`) the figure images."""
     split = _main_split(family.configs[name])
     ds = family.configs[name][split]
     column = score_column(ds)
@@ -204,11 +207,13 @@ def _histogram_block(family: _Family, name: str, folder: str | Path | None) -> d
         "table": markdown_table(["statistic", "value"], score_summary(scores)),
         "image": None,
     }
-    if folder is not None:
-        image = f"{IMAGE_DIR}/{column}_{name}.png"
-        title = f"{name} / {split}: {n_scored} scored rows"
-        score_histogram(scores, Path(folder) / image, thresholds=cuts, drop=drop, column=column, title=title)
-        entry["image"] = image
+    if folder is not None:  # the HTML report's figures: distribution (by label, cuts marked), confounds, keep curve
+        labels = label_columns_of(ds, label_columns)
+        images = card_figures(ds, folder, f"{column}_{name}", IMAGE_DIR, column=column, cuts=cuts, drop=drop,
+                              label_column=labels[0] if labels else None)  # fmt: skip
+        entry.update(
+            image=images.get("distribution"), confounds=images.get("confounds"), keep=images.get("keep_curve")
+        )
     return entry
 
 

@@ -34,7 +34,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..provenance import atomic_write_text, library_versions, read_provenance, write_parquet
+from ..provenance import library_versions, read_provenance, write_atomic, write_parquet
 from ..selection import select_by_resonance
 from .dataset_card import render_dataset_card
 from .merge import merge_card
@@ -145,7 +145,7 @@ def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool
         old_card = _retry(f"reading {repo_id}/README.md", lambda: _existing_readme(api, repo_id, token))
         if old_card is not None:
             readme = folder / "README.md"
-            atomic_write_text(readme, merge_card(old_card, readme.read_text(encoding="utf-8")))
+            write_atomic(readme, merge_card(old_card, readme.read_text(encoding="utf-8")))
         return _retry(
             f"upload_folder({repo_id})",
             lambda: api.upload_folder(
@@ -190,7 +190,7 @@ def stage_dataset(
                 paths.append(path)
             data_files[name][split] = paths
     card = render_dataset_card(configs, data_files, repo_id=repo_id, folder=folder, label_columns=label_columns)
-    atomic_write_text(folder / "README.md", str(card))
+    write_atomic(folder / "README.md", str(card))
     return data_files
 
 

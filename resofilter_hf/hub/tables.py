@@ -92,7 +92,8 @@ def label_columns_of(dataset: Dataset, label_columns: Sequence[str] | None = Non
     ]
 
 
-def _labels(dataset: Dataset, column: str) -> list[str]:
+def label_values(dataset: Dataset, column: str) -> list[str]:
+    """A label column as text (ClassLabel names, ``(none)`` for null)."""
     feature = dataset.features[column]
     values = dataset[column]
     if isinstance(feature, ClassLabel):
@@ -103,12 +104,12 @@ def _labels(dataset: Dataset, column: str) -> list[str]:
 def label_table(base: Dataset, label_column: str, *, column: str, kept: Mapping[str, Dataset] | None = None) -> str:
     """Per label of `base`: rows, unscored rows, mean score; and for each kept subset, the share of that label's
     rows it kept (its count of the label over base's)."""
-    labels = _labels(base, label_column)
+    labels = label_values(base, label_column)
     scores = scores_of(base, column)
     kept = kept or {}
     kept_counts = {}
     for name, subset in kept.items():
-        values, counts = np.unique(_labels(subset, label_column), return_counts=True)
+        values, counts = np.unique(label_values(subset, label_column), return_counts=True)
         kept_counts[name] = dict(zip(values.tolist(), counts.tolist()))
     rows = []
     labels_arr = np.array(labels, dtype=object)

@@ -23,16 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
+from transformers import PreTrainedTokenizerFast
 
 from .data import toy_corpus
 
@@ -59,12 +52,36 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
-# name -> (config class, model class); each model has `model.layers.{i}.mlp.up_proj`
+# name -> (config class, model class), by transformers class name (imported when used). Each is one model family's
+# layout of the MLP up-projection (resofilter_hf.engine.architectures.UP_PROJECTIONS has an entry per type here).
 ARCHITECTURES = {
-    "llama": (LlamaConfig, LlamaForCausalLM),  # no attention biases, untied embeddings
-    "qwen2": (Qwen2Config, Qwen2ForCausalLM),  # q/k/v biases
-    "gemma2": (Gemma2Config, Gemma2ForCausalLM),  # the paper's family: extra norms, soft-capping, tied embeddings
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),  # no attention biases, untied embeddings
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),  # q/k/v biases
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),  # the paper's family: extra norms, soft-capping, tied
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM"),
+    "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+    "olmo": ("OlmoConfig", "OlmoForCausalLM"),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM"),
+    "cohere": ("CohereConfig", "CohereForCausalLM"),
+    "cohere2": ("Cohere2Config", "Cohere2ForCausalLM"),
+    "granite": ("GraniteConfig", "GraniteForCausalLM"),
+    "smollm3": ("SmolLM3Config", "SmolLM3ForCausalLM"),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM"),  # mlp.dense_h_to_4h
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel"),  # Conv1D mlp.c_fc, weight stored [in, out]
+    "phi3": ("Phi3Config", "Phi3ForCausalLM"),  # fused mlp.gate_up_proj
+    "lfm2": ("Lfm2Config", "Lfm2ForCausalLM"),  # conv and attention layers, feed_forward.w1/w3/w2
+    "nemotron_h": ("NemotronHConfig", "NemotronHForCausalLM"),  # one mixer per layer: mamba/attention/mlp/moe
+    "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM"),  # fused 3-D experts + a shared expert
+    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM"),  # fused 3-D experts
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM"),  # fused 3-D experts
+    "gpt_oss": ("GptOssConfig", "GptOssForCausalLM"),  # fused experts stored [in, out], gate/up interleaved
+    "gemma4_text": ("Gemma4TextConfig", "Gemma4ForCausalLM"),  # an MLP and fused experts in every layer
+    "gemma3": ("Gemma3Config", "Gemma3ForConditionalGeneration"),  # vision-language: SigLIP tower + Gemma 3
+    "gemma4": ("Gemma4Config", "Gemma4ForConditionalGeneration"),  # vision-language: clipped-linear tower
 }
+VLM_ARCHITECTURES = ("gemma3", "gemma4")  # text model config nested as text_config, a tiny vision tower beside it
 
 MAX_POSITIONS = 1024
 
@@ -121,23 +138,90 @@ def tiny_config(
             f"hidden_size ({hidden_size}) must divide by num_heads ({num_heads}) and num_heads by "
             f"num_kv_heads ({num_kv_heads})"
         )
-    config_cls, _ = ARCHITECTURES[arch]
-    kwargs = {}
-    if arch == "gemma2":  # keep every layer full attention and the head size consistent with the others
-        kwargs = {"head_dim": hidden_size // num_heads, "sliding_window": MAX_POSITIONS}
-    return config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=MAX_POSITIONS,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **kwargs,
-    )
+    config_cls = getattr(transformers, ARCHITECTURES[arch][0])
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "num_key_value_heads": num_kv_heads,
+        "max_position_embeddings": MAX_POSITIONS,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        **_arch_options(arch, num_layers, hidden_size, num_heads, intermediate_size),
+    }
+    if arch not in VLM_ARCHITECTURES:
+        return config_cls(**text)
+    return _vlm_config(arch, config_cls, text, len(tokenizer), hidden_size, num_heads)
+
+
+def _arch_options(arch: str, num_layers: int, hidden_size: int, num_heads: int, intermediate: int) -> dict:
+    """What each family needs beyond the common sizes (small experts, a mix of layer kinds, one head size)."""
+    head_dim = hidden_size // num_heads
+    experts = {"num_experts_per_tok": 2, "moe_intermediate_size": intermediate // 4}
+    dense_layer = [num_layers - 2] if num_layers > 1 else []  # an MoE model's dense MLP layer among the last ones
+    options = {
+        "gemma2": {"head_dim": head_dim, "sliding_window": MAX_POSITIONS},  # all full attention, one head size
+        "qwen3": {"head_dim": head_dim},
+        "gemma": {"head_dim": head_dim},
+        "gemma3": {"head_dim": head_dim, "sliding_window": MAX_POSITIONS},
+        "gpt2": {"n_inner": intermediate},
+        "lfm2": {"full_attn_idxs": list(range(1, num_layers, 2))},  # conv and attention layers alternate
+        "nemotron_h": {
+            "layers_block_type": [("mamba", "mlp", "attention", "moe")[i % 4] for i in range(num_layers)],
+            "head_dim": head_dim,
+            "mamba_num_heads": num_heads,
+            "mamba_head_dim": head_dim,
+            "ssm_state_size": 8,
+            "n_groups": 1,
+            "n_routed_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": intermediate // 4,
+            "moe_shared_expert_intermediate_size": intermediate // 4,
+        },
+        "qwen2_moe": {**experts, "num_experts": 4, "shared_expert_intermediate_size": intermediate // 2,
+                      "mlp_only_layers": dense_layer},
+        "qwen3_moe": {**experts, "num_experts": 4, "head_dim": head_dim, "mlp_only_layers": dense_layer},
+        "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2, "head_dim": head_dim},
+        "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "head_dim": head_dim,
+                    "layer_types": ["full_attention"] * num_layers},
+        "gemma4": {
+            "head_dim": head_dim,
+            "global_head_dim": head_dim,
+            "sliding_window": MAX_POSITIONS,
+            "hidden_size_per_layer_input": 8,
+            "enable_moe_block": True,
+            "num_experts": 4,
+            "top_k_experts": 2,
+            "moe_intermediate_size": intermediate // 4,
+        },
+    }  # fmt: skip
+    return options.get(arch.removesuffix("_text"), {})
+
+
+def _vlm_config(arch: str, config_cls, text: dict, n_tokens: int, hidden_size: int, num_heads: int):
+    """A vision-language config around `text`; the image token ids lie past the tokenizer's vocabulary, so text
+    never contains one."""
+    text = {**text, "vocab_size": n_tokens + 8}
+    if arch == "gemma4":
+        text["vocab_size_per_layer_input"] = text["vocab_size"]
+    vision = {
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": 2,
+        "num_attention_heads": num_heads,
+    }
+    if arch == "gemma3":
+        vision.update(image_size=32, patch_size=8)
+        ids = {"image_token_index": n_tokens, "boi_token_index": n_tokens + 1, "eoi_token_index": n_tokens + 2}
+        return config_cls(text_config=text, vision_config=vision, mm_tokens_per_image=4, **ids)
+    vision.update(num_key_value_heads=num_heads, head_dim=hidden_size // num_heads, use_clipped_linears=True)
+    names = ("image_token_id", "boi_token_id", "eoi_token_id", "video_token_id", "boa_token_id", "eoa_token_index",
+             "audio_token_id")  # fmt: skip
+    ids = {name: n_tokens + k for k, name in enumerate(names)}
+    return config_cls(text_config=text, vision_config=vision, audio_config=None, **ids)
 
 
 def build_tiny_model(
@@ -172,8 +256,9 @@ def build_tiny_model(
         num_kv_heads=num_kv_heads,
     )
     torch.manual_seed(seed)
-    model = ARCHITECTURES[arch][1](config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = getattr(transformers, ARCHITECTURES[arch][1])(config)
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)

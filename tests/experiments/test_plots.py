@@ -47,14 +47,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from datasets import Dataset
 from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep
-from resofilter_hf.hub.histogram import score_histogram
+from resofilter_hf.hub.analysis import axis_for
+from resofilter_hf.hub.figures import distribution_figure, save_png
 
 mine = plt.figure()
 ds = Dataset.from_dict({{"flaw": ["none", "truncated"] * 5, "resonance": np.arange(10.0).tolist()}})
 plot_histograms(ds, ["resonance"], {str(tmp_path / "h.png")!r})
 plot_roc(ds, ["resonance"], {str(tmp_path / "r.png")!r})
 plot_sweep({SWEEP!r}, {str(tmp_path / "s.png")!r})
-score_histogram(np.arange(10.0), {str(tmp_path / "c.png")!r}, thresholds={{"keep50": 4.5}})
+save_png(distribution_figure(np.arange(10.0), axis_for("s", np.arange(10.0)), cuts={{"keep50": 4.5}}), {str(tmp_path / "c.png")!r})
 print(json.dumps({{"backend": matplotlib.get_backend(), "figures": plt.get_fignums(), "current": plt.gcf() is mine}}))
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

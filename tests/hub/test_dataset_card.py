@@ -35,8 +35,8 @@ def test_dataset_card_yaml_matches_the_configs(card_and_folder, data):
     assert rows[1][:3] == ["`default`", "train (48)", "48"]
     assert rows[2][:3] == ["`keep50`", f"train ({len(data[1])})", str(len(data[1]))]
     assert 'keep50 = load_dataset("me/demo", "keep50")' in card.text
-    assert (folder / "images" / "resonance_default.png").is_file()
-    assert "](images/resonance_default.png)" in card.text
+    for image in ("resonance_default.png", "resonance_default_confounds.png", "resonance_default_keep.png"):
+        assert (folder / "images" / image).is_file() and f"](images/{image})" in card.text  # the report's figures
 
 
 def test_dataset_card_provenance_and_selection_counts(card_and_folder, data):

@@ -103,7 +103,8 @@ def test_staged_card_yaml_matches_the_files(two_splits, tmp_path):
     # the YAML lists exactly the parquet files that were staged; the rest is the card and its images
     files = staged_files(folder)
     assert sorted(listed) == [f for f in files if f.endswith(".parquet")]
-    assert set(files) - set(listed) == {"README.md", "images/resonance_default.png"}
+    images = {f"images/resonance_default{kind}.png" for kind in ("", "_confounds", "_keep")}  # the report's figures
+    assert set(files) - set(listed) == {"README.md", *images}
     assert "(images/resonance_default.png)" in card.text
 
 
@@ -247,6 +248,8 @@ def test_upload_is_one_create_repo_and_one_upload_folder(sleeps):
         "data/default/train-00000-of-00001.parquet",
         "data/keep50/train-00000-of-00001.parquet",
         "images/resonance_default.png",
+        "images/resonance_default_confounds.png",
+        "images/resonance_default_keep.png",
     }
     assert out.folder is None and not Path(kwargs["folder_path"]).exists()
     assert out.commit_url.endswith("/commit/abc") and sleeps == []

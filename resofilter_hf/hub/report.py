@@ -1,0 +1,169 @@
+"""`report`: a scored dataset as one static HTML page a person can open from disk, offline, and read.
+
+The page holds, for the score column and its variants and baselines: the distribution in readable units (by label,
+the keep share's cut marked), the score against completion length and loss with Spearman's rho, the ten highest,
+ten lowest and ten rows around the cut with their prompt and completion, what each keep share keeps (and, with
+labels, how many flagged rows), and the provenance. Figures are inline PNG, styles inline, no script, and a
+Content-Security-Policy forbids any fetch, so the file is the whole report.
+"""
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from ..engine.options import check_option
+from ..provenance import library_versions, load_scored, read_provenance, write_atomic
+from . import figures
+from . import report_html as H
+from . import report_sections as S
+from .analysis import compared_with, flagged, score_columns, score_view
+from .tables import label_columns_of, label_values, score_column
+
+
+SHOWN_ROWS = 10
+NAV = [("distribution", "Distribution"), ("confounds", "Length & loss"), ("rows", "Rows"),
+       ("keep-curve", "Keep share"), ("provenance", "Provenance")]  # fmt: skip
+
+
+def report(
+    scored: Dataset | DatasetDict | str | Path,
+    out: str | Path = "report.html",
+    *,
+    label_column: str | None = None,
+    keep: float = 0.5,
+    column: str | None = None,
+    drop: str | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write the HTML report of `scored` (a scored or selected dataset, or the path of one) to `out`; returns it.
+
+    Args:
+        label_column: a column to break the scores down by (default: a ClassLabel/bool column or one named
+            ``flaw`` or ``label``, when there is one). Rows whose label is not clean-looking (``none``, ``clean``,
+            ``ok``, ``false``, ``0``, empty) count as flagged.
+        keep: the keep share whose cut is marked and whose neighbourhood of rows is shown (0 < keep <= 1).
+        column: the score column (default: the provenance's, else ``resonance``).
+        drop: "highest" or "lowest" (default: the file's selection rule, else "highest", as the paper).
+        title: the page title (default: names the file).
+    """
+    started = time.perf_counter()
+    dataset, source = _load(scored)
+    if not (isinstance(keep, (int, float)) and not isinstance(keep, bool) and 0 < keep <= 1):
+        raise ValueError(f"report: keep={keep!r} must be a number with 0 < keep <= 1")
+    provenance = read_provenance(dataset)
+    drop = drop or (provenance.get("selection") or {}).get("drop", "highest")
+    check_option("report", "drop", drop, ("highest", "lowest"))
+    primary = _primary_column(dataset, column)
+    labels, label_name = _labels(dataset, label_column)
+    flags = flagged(labels) if labels is not None else None
+    against = compared_with(dataset)
+    lr = (provenance.get("scoring") or {}).get("lr")
+    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
+    family = score_column(dataset) if primary.startswith(score_column(dataset)) else primary
+    views = [
+        score_view(dataset, name, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
+        for name in score_columns(dataset, primary, base=family)
+    ]
+    context = S.Context(
+        dataset=dataset, source=source, provenance=provenance, views=views, keep=keep, drop=drop,
+        labels=labels, label_name=label_name, flags=flags, against=against, dedup=dedup,
+    )  # fmt: skip
+    sections = [
+        S.distribution(context),
+        S.confounds(context),
+        S.rows(context, SHOWN_ROWS),
+        S.keep_curve(context),
+        S.provenance(context),
+    ]
+    elapsed = time.perf_counter() - started
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    html = H.page(
+        title or f"ResoFilter report: {source}",
+        S.subtitle(context, stamp),
+        S.tiles(context),
+        NAV,
+        sections,
+        f"resofilter-hf {library_versions().get('resofilter-hf', 'dev')} \u00b7 {len(dataset):,} rows \u00b7 "
+        f"built in {elapsed:.1f} s \u00b7 {stamp}",
+    )
+    return write_atomic(out, html)
+
+
+def _load(scored) -> tuple[Dataset, str]:
+    """The dataset (the train split, else the first, of a DatasetDict) and a name for it."""
+    source = "dataset"
+    if isinstance(scored, (str, Path)):
+        source = Path(scored).name
+        scored = load_scored(scored)
+    if isinstance(scored, DatasetDict):
+        if not scored:
+            raise ValueError("report: the DatasetDict has no splits")
+        split = "train" if "train" in scored else next(iter(scored))
+        scored, source = scored[split], f"{source} [{split}]"
+    if not isinstance(scored, Dataset):
+        raise TypeError(f"report: expected a Dataset, DatasetDict or a path, got {type(scored).__name__}")
+    return scored, source
+
+
+def _primary_column(dataset: Dataset, column: str | None) -> str:
+    """The score column: given, else the provenance's; an in-flight file's first epoch when only epochs exist."""
+    name = column or score_column(dataset)
+    if name in dataset.column_names:
+        return name
+    variants = [c for c in score_columns(dataset, name) if c.startswith(f"{name}_epoch")]
+    if column is None and variants:
+        return variants[0]
+    raise ValueError(
+        f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. Score the dataset "
+        "first (`resofilter score` or ResonanceTrainer.score())"
+    )
+
+
+def _labels(dataset: Dataset, label_column: str | None) -> tuple[list[str] | None, str | None]:
+    if label_column is None:
+        found = label_columns_of(dataset)
+        if not found:
+            return None, None
+        label_column = found[0]
+    elif label_column not in dataset.column_names:
+        raise ValueError(
+            f"report: label_column={label_column!r} is not a column; columns present: {dataset.column_names}"
+        )
+    return label_values(dataset, label_column), label_column
+
+
+def card_figures(
+    dataset: Dataset,
+    folder: str | Path,
+    stem: str,
+    image_dir: str = "images",
+    *,
+    column: str,
+    cuts: dict[str, float],
+    drop: str = "highest",
+    label_column: str | None = None,
+    keep: float | None = None,
+) -> dict[str, str]:
+    """The report's figures for a dataset card, as PNGs in the repo `folder` under `image_dir`: ``<stem>.png`` (the
+    distribution with each cut in `cuts`), ``<stem>_confounds.png`` (score vs length and loss, when the file has
+    them) and ``<stem>_keep.png`` (the keep-share curve, `keep` marked). Returns kind -> path in the repo."""
+    labels = label_values(dataset, label_column) if label_column else None
+    flags = flagged(labels) if labels is not None else None
+    against = compared_with(dataset)
+    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
+    lr = (read_provenance(dataset).get("scoring") or {}).get("lr")
+    view = score_view(dataset, column, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
+    title = f"{column}" + (f" by {label_column}" if labels is not None else "")
+    made = {"distribution": figures.distribution_figure(view.scores, view.axis, labels=labels, cuts=cuts, drop=drop,
+                                                        title=title, size=(9, 3.6))}  # fmt: skip
+    if against:
+        panels = {name: (x, view.rho[name][0]) for name, x in against.items()}
+        made["confounds"] = figures.confound_figure(view.scores, view.axis, panels, labels=labels)
+    if len(view.order):
+        made["keep_curve"] = figures.keep_curve_figure([view.curve], view.axis, keep=keep)
+    names = {"distribution": f"{stem}.png", "confounds": f"{stem}_confounds.png", "keep_curve": f"{stem}_keep.png"}
+    for kind, fig in made.items():
+        figures.save_png(fig, Path(folder) / image_dir / names[kind])
+    return {kind: f"{image_dir}/{names[kind]}" for kind in made}
