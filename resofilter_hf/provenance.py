@@ -204,7 +204,7 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
         return load_from_disk(str(path))
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".jsonl", ".json", ".csv"):
-        raise ValueError(f"{path} is not a save_to_disk folder, .parquet, .jsonl, .json or .csv file")
+        raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl, .json or .csv file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if suffix == ".parquet":
@@ -213,9 +213,10 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
         except (pa.ArrowException, OSError) as err:
             raise ValueError(f"{path} is not a readable parquet file ({err})") from err
         return with_provenance(Dataset.from_parquet(str(path)), **provenance)
-    if suffix in (".jsonl", ".json"):
-        return Dataset.from_json(str(path))
-    return Dataset.from_csv(str(path))
+    try:
+        return Dataset.from_json(str(path)) if suffix in (".jsonl", ".json") else Dataset.from_csv(str(path))
+    except Exception as err:  # datasets' reader errors name the builder, not the file
+        raise ValueError(f"load_scored: {path} could not be read as {suffix[1:]} ({err})") from err
 
 
 @functools.cache

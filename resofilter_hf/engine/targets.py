@@ -183,6 +183,12 @@ def find_targets(
     `last_n_layers` decoder layers. Raises a ValueError naming what matched nothing and listing the candidates.
     """
     kind = resolve_target_kind(model, target)
+    num_layers = _num_layers(model)
+    if last_n_layers is not None and num_layers and last_n_layers > num_layers:
+        raise ValueError(
+            f"`resonance_last_n_layers={last_n_layers}` but {type(unwrap_model(model)).__name__} has {num_layers} "
+            f"decoder layers: use 1 to {num_layers}, or None for every layer."
+        )
     found = _default_modules(model, last_n_layers) if modules in (None, ["auto"]) else None
     if found is None:
         found = _explicit_modules(model, modules, last_n_layers)
@@ -231,11 +237,6 @@ def _explicit_modules(model, modules: list[str], last_n_layers) -> list[tuple[st
     num_layers = _num_layers(model) or (max(entry[2] for entry in found) + 1)
     if last_n_layers is None:
         return found
-    if last_n_layers > num_layers:
-        raise ValueError(
-            f"`resonance_last_n_layers={last_n_layers}` but {type(unwrap_model(model)).__name__} has {num_layers} "
-            f"decoder layers: use 1 to {num_layers}, or None for every layer."
-        )
     first = max(num_layers - last_n_layers, 0)
     kept = [entry for entry in found if entry[2] >= first]
     if not kept:
