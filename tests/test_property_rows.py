@@ -134,8 +134,8 @@ def test_any_mix_of_rows_keeps_every_row_and_explains_every_nan(trainer, case):
 
 
 @pytest.mark.slow
-@settings(max_examples=400, **QUIET)
-@given(st.tuples(st.sampled_from(SHAPES), st.lists(row, min_size=1, max_size=12)))
+@settings(max_examples=1000, **QUIET)
+@given(st.tuples(st.sampled_from(SHAPES), st.lists(row, min_size=1, max_size=16)))
 def test_any_mix_of_rows_larger_run(trainer, case):
     check_example(trainer, *case)
 
