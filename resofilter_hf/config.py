@@ -4,9 +4,13 @@ Every field is documented twice, in the class docstring and in the field's `help
 `HfArgumentParser(ResonanceConfig)` turns the config into a command line, as TRL's configs do.
 """
 
+import copy
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from transformers import TrainingArguments
 from trl import SFTConfig
 
 from .engine.options import check_option
@@ -41,8 +45,10 @@ class ResonanceConfig(SFTConfig):
 
         resonance_target (`str`, *optional*, defaults to `"auto"`):
             `"weights"`: the selected modules' weight matrices (the paper). `"lora"`: the LoRA A and B matrices of
-            the selected modules (per-sample adapter deltas). `"auto"`: `"lora"` if the model is a PEFT model,
-            else `"weights"`.
+            the selected modules (per-sample adapter deltas). `"auto"`: `"lora"` if the model is a PEFT model whose
+            LoRA adapters cover every selected module, else `"weights"` (with a one-line notice for a PEFT model:
+            adapters elsewhere, or a method without LoRA layers; prompt learning's virtual tokens are not part of
+            the scored forward).
         resonance_modules (`list[str]` or `None`, *optional*, defaults to `None`):
             Module-name suffixes of the scored linear layers, inside the language model's decoder layers. `None`
             (or `"auto"`): the MLP up-projection of the model's family, in the last `resonance_last_n_layers`
@@ -121,7 +127,8 @@ class ResonanceConfig(SFTConfig):
     resonance_target: str = field(
         default="auto",
         metadata={
-            "help": "'weights' (the paper), 'lora' (LoRA A/B deltas), or 'auto': 'lora' if the model is a PEFT model.",
+            "help": "'weights' (the paper), 'lora' (LoRA A/B deltas), or 'auto': 'lora' if the model's LoRA "
+            "adapters cover the selected modules, else 'weights'.",
             "choices": list(TARGETS),
         },
     )
@@ -220,6 +227,31 @@ class ResonanceConfig(SFTConfig):
                 self.resonance_modules = None
         self.resonance_betas = [float(b) for b in self.resonance_betas]
         validate_resonance_options(self)
+
+
+def as_resonance_config(args: TrainingArguments | None, model: Any = None) -> ResonanceConfig:
+    """`args` (an `SFTConfig`, a plain `TrainingArguments`, ...) as a `ResonanceConfig`, every field as it is.
+
+    Built from the dataclass fields, not from `to_dict()`, which masks every field whose name ends in `_token`
+    (`eos_token`, `pad_token`, `hub_token`). Values that `args.__post_init__` derived are passed on as derived.
+    Fields `args` lacks take their defaults (the resonance ones: the paper's); fields a `ResonanceConfig` lacks (a
+    subclass's own) are kept as attributes. Values are copies: the trainer never changes the caller's `args`.
+    `args=None` gives the defaults `SFTTrainer` uses, in `<model name>-SFT` (`model`: a model or its name).
+    """
+    if args is None:
+        name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+        return ResonanceConfig(f"{(name or 'model').rstrip('/').split('/')[-1]}-SFT")
+    if isinstance(args, ResonanceConfig):
+        return args
+    known = {f.name for f in fields(ResonanceConfig) if f.init}
+    values = {f.name: copy.deepcopy(getattr(args, f.name)) for f in fields(args) if f.init}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecations were raised once, when `args` was built
+        config = ResonanceConfig(**{name: value for name, value in values.items() if name in known})
+    for name, value in values.items():
+        if name not in known:
+            setattr(config, name, value)
+    return config
 
 
 def _bf16_accelerator() -> bool:

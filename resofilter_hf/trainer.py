@@ -15,7 +15,6 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from .config import ResonanceConfig, validate_resonance_options
+from .config import ResonanceConfig, as_resonance_config, validate_resonance_options
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.finite import check_finite_weights
@@ -62,22 +61,13 @@ from .provenance import (
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
 
 
-def _as_resonance_config(args: TrainingArguments | None, model: Any) -> ResonanceConfig:
-    if isinstance(args, ResonanceConfig):
-        return args
-    if args is None:
-        name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
-        return ResonanceConfig(f"{name.rstrip('/').split('/')[-1]}-SFT")
-    dict_args = args.to_dict()
-    dict_args["hub_token"] = args.hub_token  # to_dict hides it
-    return ResonanceConfig(**dict_args)
-
-
 class ResonanceTrainer(SFTTrainer):
     """An `SFTTrainer` that can score its data by data-parameter resonance.
 
-    Args: those of [`~trl.SFTTrainer`]. `args` may be a [`ResonanceConfig`] (an `SFTConfig` or plain
-    `TrainingArguments` is converted, with the resonance defaults of the paper).
+    Args: those of [`~trl.SFTTrainer`]. `args` may be a [`ResonanceConfig`], an `SFTConfig`, a plain
+    `TrainingArguments` or None: every field is kept as set, the resonance ones default to the paper's. With
+    `resonance_when="none"` it trains exactly as `SFTTrainer` does and checks the scored modules only when
+    `score()` first needs them; a `resonance_when` that scores checks them at construction.
 
     Example:
     ```python
@@ -113,7 +103,7 @@ class ResonanceTrainer(SFTTrainer):
         formatting_func: Callable[[dict], str] | None = None,
     ):
         check_private_symbols()
-        args = _as_resonance_config(args, model)
+        args = as_resonance_config(args, model)
         validate_resonance_options(args)
         if formatting_func is None:  # rows TRL's preparation would crash on fail here, by row index and field
             check_train_rows(train_dataset, args.dataset_text_field)
@@ -142,8 +132,9 @@ class ResonanceTrainer(SFTTrainer):
             peft_config=peft_config,
             formatting_func=formatting_func,
         )
-        # Fail now, not at the end of training, if the modules or the target kind don't fit this model.
-        self.resonance_targets: list[Target] = self._find_resonance_targets()
+        self._resonance_targets: list[Target] | None = None
+        if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
+            _ = self.resonance_targets
         if inflight:
             self._check_inflight_model()
             self.data_collator = RowIdCollator(self.data_collator)
@@ -154,9 +145,14 @@ class ResonanceTrainer(SFTTrainer):
 
     # ---- configuration ---------------------------------------------------------------------------------------
 
-    def _find_resonance_targets(self) -> list[Target]:
-        args = self.args
-        return find_targets(self.model, args.resonance_modules, args.resonance_last_n_layers, args.resonance_target)
+    @property
+    def resonance_targets(self) -> list[Target]:
+        """The scored tensors, found when first needed: a trainer that never scores never checks its model."""
+        if self._resonance_targets is None:
+            args = self.args
+            modules, last_n, kind = args.resonance_modules, args.resonance_last_n_layers, args.resonance_target
+            self._resonance_targets = find_targets(self.model, modules, last_n, kind)
+        return self._resonance_targets
 
     def _score_spec(self) -> ScoreSpec:
         args = self.args
@@ -326,6 +322,12 @@ class ResonanceTrainer(SFTTrainer):
                 f"`resonance_when='inflight'` with LoRA dropout {dropouts[0]}: the captured step would depend on a "
                 "random dropout mask and could not be reproduced. Set `lora_dropout=0` in the LoraConfig, or score "
                 "with `resonance_when='before_train'`/`'after_train'` (scoring turns dropout off)."
+            )
+        peft = getattr(self.model, "active_peft_config", None)
+        if getattr(peft, "is_prompt_learning", False):
+            raise ValueError(
+                f"`resonance_when='inflight'` with {peft.peft_type.value}: training prepends virtual tokens that the "
+                "scoring forward leaves out. Score with `resonance_when='before_train'`/`'after_train'`."
             )
         if getattr(self, "aux_loss_enabled", False):
             raise ValueError(

@@ -125,7 +125,7 @@ def test_malformed_rows_fail_before_compute_naming_the_row(model_dir, tmp_path, 
 def test_unknown_module_lists_candidates(model_dir, tmp_path):
     dataset = make_math_problems(2, seed=0)
     with pytest.raises(ValueError, match=r"\['mlp\.nope'\] matched no module.*mlp\.up_proj.*self_attn\.q_proj"):
-        trainer_for(model_dir, dataset, tmp_path, resonance_modules=["mlp.nope"])
+        trainer_for(model_dir, dataset, tmp_path, resonance_modules=["mlp.nope"]).score()
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_unknown_module_lists_candidates(model_dir, tmp_path):
 )
 def test_bad_options_name_the_field(model_dir, tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):
-        trainer_for(model_dir, make_math_problems(2), tmp_path, **{field: value})
+        trainer_for(model_dir, make_math_problems(2), tmp_path, **{field: value}).score()  # targets: on first use
 
 
 def _hook_counts(model):

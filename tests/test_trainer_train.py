@@ -7,6 +7,7 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig
+from trainer_runs import build, losses
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
@@ -17,41 +18,11 @@ from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 # In-flight gradients come through TRL's fused LM head, which works in float32 whatever the model's dtype.
 FUSED_HEAD_RTOL = 1e-5
-COMMON = dict(
-    report_to="none",
-    use_cpu=True,
-    bf16=False,
-    disable_tqdm=True,
-    per_device_train_batch_size=3,
-    logging_steps=1,
-    save_strategy="no",
-    seed=11,
-)
 
 
 @pytest.fixture(scope="module")
 def model_dir():
     return cached_tiny_model(arch="llama")
-
-
-def build(
-    cls, config_cls, model_dir, dataset, out, dtype=torch.float32, peft_config=None, eval_dataset=None, **kwargs
-):
-    args = config_cls(output_dir=str(out), **{**COMMON, **kwargs})
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-
-
-def losses(trainer):
-    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 # ---- a drop-in for SFTTrainer --------------------------------------------------------------------------------

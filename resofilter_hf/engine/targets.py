@@ -19,6 +19,7 @@ optimizer step of the literal loop does to them. The cost is one extra backward 
 """
 
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -157,10 +158,27 @@ def candidate_module_names(model: nn.Module) -> list[str]:
     return sorted(names)
 
 
-def resolve_target_kind(model: nn.Module, target: str) -> str:
-    """'auto' -> 'lora' for a PEFT model, else 'weights'; checks that 'lora' has adapters to score."""
+def resolve_target_kind(model: nn.Module, target: str, selected: dict[str, nn.Module] | None = None) -> str:
+    """'auto' -> 'lora' for a PEFT model whose LoRA adapters cover every `selected` module (name -> module), else
+    'weights' (the paper's score, with a one-line notice for a PEFT model); checks that 'lora' has adapters."""
     if target == "auto":
-        return "lora" if is_peft_model(model) else "weights"
+        if not is_peft_model(model):
+            return "weights"
+        uncovered = [name for name, module in (selected or {}).items() if not _is_lora_layer(module)]
+        if not uncovered:
+            return "lora"
+        configs = model.peft_config.values()
+        methods = "/".join(sorted({str(getattr(c.peft_type, "value", c.peft_type)) for c in configs}))
+        more = f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""
+        prompt = any(getattr(c, "is_prompt_learning", False) for c in configs)
+        warnings.warn(
+            f"resonance_target='auto': the {methods} adapters do not cover {uncovered[0]}{more}; scoring the base "
+            f"weights (the paper's score){', on a forward without the virtual tokens' if prompt else ''}. "
+            "Set resonance_target='weights' to silence this.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return "weights"
     if target == "lora" and not is_peft_model(model):
         raise ValueError(
             "`resonance_target='lora'` needs a PEFT model (pass `peft_config=` to the trainer or a `PeftModel`); "
@@ -182,7 +200,6 @@ def find_targets(
     decoder layers that have one. Otherwise the modules whose names end with one of `modules`, in the last
     `last_n_layers` decoder layers. Raises a ValueError naming what matched nothing and listing the candidates.
     """
-    kind = resolve_target_kind(model, target)
     num_layers = _num_layers(model)
     if last_n_layers is not None and num_layers and last_n_layers > num_layers:
         raise ValueError(
@@ -192,6 +209,7 @@ def find_targets(
     found = _default_modules(model, last_n_layers) if modules in (None, ["auto"]) else None
     if found is None:
         found = _explicit_modules(model, modules, last_n_layers)
+    kind = resolve_target_kind(model, target, {name: module for name, module, _, _ in found})
     targets: list[Target] = []
     for name, module, layer, part in sorted(found, key=lambda entry: (entry[2], entry[0])):
         targets.extend(_targets_of(name, module, layer, kind, part))
@@ -284,7 +302,7 @@ def _targets_of(name: str, module: nn.Module, layer: int, kind: str, part: str =
                 per_sample_autograd=True,
             )
         ]
-    base = module.base_layer if _is_lora_layer(module) else module
+    base = getattr(module, "base_layer", module)  # under any PEFT tuner layer (LoRA, IA3, LoHa...)
     rows = None
     if part == GATE_UP:
         out = base.out_features if isinstance(base, nn.Linear) else base.weight.shape[0]
@@ -350,7 +368,7 @@ def scored_tensors(model: nn.Module, target: str, modules: list[str] | None, tar
         model_type, _ = up_projection_entries(unwrap_model(model).config)
         source = f"up-projection registry: {model_type}" if model_type else "generic default (not in the registry)"
     return {
-        "target": resolve_target_kind(model, target),
+        "target": "weights" if all(t.role == "weight" for t in targets) else "lora",  # what was scored
         "modules": list(dict.fromkeys(suffixes)),
         "modules_source": source,
         "layers": sorted({t.layer for t in targets}),
