@@ -9,6 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
@@ -52,9 +53,9 @@ def test_empty_and_whitespace_text_rows_get_a_status_not_a_score(tmp_path):
     ids=["none-completion", "int-prompt", "zero-rows"],
 )
 def test_bad_train_rows_fail_at_construction_naming_row_and_field(tmp_path, columns, message):
-    # a model path, as users call it; TRL's preparation would crash with no row index
+    # an SFTConfig and a model path, as users call it; TRL's preparation would crash with no row index
     # (AttributeError on None.endswith, a bare StopIteration for 0 rows)
-    args = ResonanceConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False)
+    args = SFTConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
     with pytest.raises(ValueError, match=message):
         ResonanceTrainer(str(MODEL_DIR), args, train_dataset=Dataset.from_dict(columns), processing_class=tokenizer)
