@@ -118,8 +118,9 @@ def test_nonfinite_or_non_integer_settings_are_refused(tmp_path, field, value):
 
 
 def test_last_n_layers_beyond_the_model_names_its_layer_count(tmp_path):
+    trainer = make(make_math_problems(2, seed=1), tmp_path, resonance_last_n_layers=99)  # targets found lazily
     with pytest.raises(ValueError, match=r"`resonance_last_n_layers=99` but LlamaForCausalLM has 4 decoder layers"):
-        make(make_math_problems(2, seed=1), tmp_path, resonance_last_n_layers=99)
+        trainer.score()
 
 
 def _poison_hook(token: int):
