@@ -107,10 +107,15 @@ def _add_recipe_command(subparsers, name: str, help: str, job: str) -> None:
     def run(args: argparse.Namespace, extra: list[str]) -> int:
         from . import jobs
 
+        if getattr(args, "streaming", False):
+            extra = [*extra, "--dataset_streaming", "true"]
         data_args, training_args, model_args = jobs.parse(extra)
         if job == "score":
             path = jobs.run_score(data_args, training_args, model_args)
-            print(f"scores written to {path}")
+            if path.is_dir():
+                print(f"scored rows written to {path} ({len(list(path.glob('*.parquet')))} parquet parts)")
+            else:
+                print(f"scores written to {path}")
         else:
             trainer = jobs.run_train(data_args, training_args, model_args)
             print(f"model saved to {training_args.output_dir}")
@@ -120,6 +125,13 @@ def _add_recipe_command(subparsers, name: str, help: str, job: str) -> None:
                 )
         return 0
 
+    if name == "score":
+        parser.add_argument(
+            "--streaming",
+            action="store_true",
+            help="stream the dataset (load_dataset(..., streaming=True)) and write the scored rows as parquet parts "
+            "into a folder (scores_path, default <output_dir>/scored/); max_rows caps the stream",
+        )
     parser.set_defaults(func=run, passthrough=True)
 
 

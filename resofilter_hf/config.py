@@ -100,12 +100,18 @@ class ResonanceConfig(SFTConfig):
             Name of the score column.
         resonance_batch_size (`int`, *optional*, defaults to `8`):
             Samples per scoring forward/backward pass, per process.
+        resonance_batch_tokens (`int` or `None`, *optional*, defaults to `None`):
+            Padded-token budget per scoring batch, beside `resonance_batch_size` (a batch holds at most that many
+            rows and at most this many tokens counted as rows x its longest row), so long rows do not run out of
+            memory and short rows are not starved. A row longer than the budget is an error naming it. `None`:
+            rows only. On a CUDA out-of-memory error a batch is split in halves and retried either way.
         resonance_chunk_mb (`int`, *optional*, defaults to `256`):
             Memory budget, in MiB, for the per-sample gradient chunks and the LM-head logit chunks. Per-sample
             full matrices are never materialised at once.
         resonance_resume (`bool`, *optional*, defaults to `True`):
-            Append scores to `output_dir/resonance/` as they are computed and skip rows already scored with the
-            same settings when `score()` runs again, so an interrupted run loses nothing.
+            Write scores to `output_dir/resonance/<fingerprint>/` (Parquet shards, each with a completion marker)
+            as they are computed, and skip finished shards when `score()` runs again with the same model, data and
+            settings, so an interrupted (even killed) run loses nothing. Other inputs start another folder.
         resonance_when (`str`, *optional*, defaults to `"none"`):
             When [`ResonanceTrainer.train`] scores the train dataset: `"none"`, `"before_train"`, `"after_train"`
             (a `score()` pass on the model state at that point) or `"inflight"` (each sample's delta at the step it
@@ -186,12 +192,19 @@ class ResonanceConfig(SFTConfig):
     resonance_batch_size: int = field(
         default=8, metadata={"help": "Samples per scoring forward/backward pass, per process."}
     )
+    resonance_batch_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Padded-token budget per scoring batch (rows x longest row), beside resonance_batch_size; "
+            "None: rows only."
+        },
+    )
     resonance_chunk_mb: int = field(
         default=256, metadata={"help": "Memory budget (MiB) for per-sample gradient and logit chunks."}
     )
     resonance_resume: bool = field(
         default=True,
-        metadata={"help": "Save scores under output_dir/resonance/ as they come and skip rows already scored."},
+        metadata={"help": "Save scores under output_dir/resonance/ as they come and skip shards already scored."},
     )
     resonance_when: str = field(
         default="none",
@@ -296,6 +309,12 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
         value = getattr(args, name)
         if not _is_int(value) or value < 1:
             raise ValueError(f"`{name}` must be >= 1 (an integer), got {value!r}.")
+    if args.resonance_batch_tokens is not None and (
+        not _is_int(args.resonance_batch_tokens) or args.resonance_batch_tokens < 1
+    ):
+        raise ValueError(
+            f"`resonance_batch_tokens` must be >= 1 (an integer) or None, got {args.resonance_batch_tokens!r}."
+        )
     if not args.resonance_column or args.resonance_column in COMPANION_COLUMNS:
         raise ValueError(
             f"`resonance_column` must be a non-empty name other than the companion columns "

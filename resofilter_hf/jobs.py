@@ -8,13 +8,14 @@ the Hub or its offline cache, or from the folder RESOFILTER_GSM8K_DIR names. Any
 folder (parquet, JSON Lines or `save_to_disk`), or a Hub id loaded as usual.
 """
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from .cli import UsageError
@@ -38,7 +39,10 @@ class DataArguments(ScriptArguments):
     max_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows of the split."})
     scores_path: str | None = field(
         default=None,
-        metadata={"help": "`score`: where the scored rows go (parquet); default <output_dir>/scored.parquet."},
+        metadata={
+            "help": "`score`: where the scored rows go: a parquet file (default <output_dir>/scored.parquet), or "
+            "with `dataset_streaming` a folder of parquet parts (default <output_dir>/scored/)."
+        },
     )
 
 
@@ -126,8 +130,7 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
         raise FileNotFoundError(f"`dataset_name` {name}: no such file or folder")
     else:
         dataset = load_dataset(name, name=args.dataset_config, split=split)
-    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
-    renames = {old: new for old, new in renames.items() if old and old != new}
+    renames = _renames(args)
     if renames:
         dataset = dataset.rename_columns(renames)
     if args.max_rows is not None:
@@ -139,6 +142,28 @@ def _looks_like_path(name: str) -> bool:
     """A name no Hub id could be: absolute, relative to '.' or '~', more than one '/', or a file suffix."""
     suffixes = (".parquet", ".jsonl", ".json", ".csv", ".arrow", ".txt")
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or name.endswith(suffixes)
+
+
+def load_stream(args: DataArguments, split: str | None = None) -> IterableDataset:
+    """The rows of `args.dataset_name` as a stream (`load_dataset(..., streaming=True)`), columns mapped; a local
+    .parquet/.json/.jsonl file streams through the matching builder. `max_rows` is applied by the scoring."""
+    name, split = args.dataset_name, split or args.dataset_train_split
+    if not name:
+        raise ValueError("`dataset_name` is required: a Hub id, a local file or folder, or 'toy:math?n=...'.")
+    if name.startswith("toy:") or name == "gsm8k":  # built in: loaded whole, then streamed
+        return load_rows(dataclasses.replace(args, max_rows=None), split).to_iterable_dataset()
+    elif Path(name).is_file() and Path(name).suffix in (".parquet", ".json", ".jsonl"):
+        builder = "parquet" if Path(name).suffix == ".parquet" else "json"
+        stream = load_dataset(builder, data_files=name, split="train", streaming=True)
+    else:
+        stream = load_dataset(name, name=args.dataset_config, split=split, streaming=True)
+    renames = _renames(args)
+    return stream.rename_columns(renames) if renames else stream
+
+
+def _renames(args: DataArguments) -> dict[str, str]:
+    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
+    return {old: new for old, new in renames.items() if old and old != new}
 
 
 def resolve_model(name: str | None, output_dir: str) -> str:
@@ -159,7 +184,10 @@ def resolve_model(name: str | None, output_dir: str) -> str:
 
 
 def make_trainer(
-    data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig, train_dataset: Dataset
+    data_args: DataArguments,
+    training_args: ResonanceConfig,
+    model_args: ModelConfig,
+    train_dataset: Dataset | IterableDataset,
 ) -> ResonanceTrainer:
     model_init = dict(
         revision=model_args.model_revision,
@@ -181,7 +209,16 @@ def make_trainer(
 
 
 def run_score(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> Path:
-    """Score the train split; writes the scored rows (parquet, provenance in its metadata); returns the path."""
+    """Score the train split; writes the scored rows (parquet, provenance in its metadata); returns the path.
+    With `dataset_streaming`, the split is streamed and the scored rows go to a folder of parquet parts."""
+    if data_args.dataset_streaming:
+        if training_args.max_steps <= 0:  # Trainer asks a stream for a step count; scoring takes none
+            training_args.max_steps = 1
+        trainer = make_trainer(data_args, training_args, model_args, load_stream(data_args))
+        folder = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored"))
+        folder = folder.with_suffix("") if folder.suffix == ".parquet" else folder  # a recipe's file: its folder
+        trainer.score(parts_dir=str(folder), max_rows=data_args.max_rows)
+        return folder
     path = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored.parquet"))
     check_table_suffix(path)  # before the compute, not after it
     if data_args.dataset_name and Path(data_args.dataset_name).exists():

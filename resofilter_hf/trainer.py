@@ -6,8 +6,6 @@ so a score is computed on exactly the tokens the trainer would train on, and ret
 column. Dedup and filtering belong to selection (`select_by_resonance`), not here: no row is ever dropped.
 """
 
-import copy
-import functools
 import hashlib
 import json
 import math
@@ -17,35 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset, IterableDataset, concatenate_datasets
 from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTTrainer
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .config import ResonanceConfig, as_resonance_config, validate_resonance_options
-from .engine.compat import check_private_symbols, prepare_dataset
+from .engine.compat import check_private_symbols
 from .engine.deltas import ScoreSpec, StepTransform
-from .engine.finite import check_finite_weights
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
-from .engine.rows import (
-    ROW_ID,
-    SCORES_ROW,
-    STATUS_NO_TOKENS,
-    STATUS_NONFINITE,
-    STATUS_OK,
-    STATUS_TRUNCATED,
-    check_rows,
-    check_train_rows,
-    claim_result_columns,
-    result_status,
-    truncated_rows,
-)
+from .engine.rows import ROW_ID, SCORES_ROW, check_train_rows
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, lora_dropout_modules, scored_tensors, unwrap_model
+from .inflight_scores import gather_inflight, inflight_dataset
 from .provenance import (
     CITATION,
     SCORES_FILE,
@@ -56,6 +40,7 @@ from .provenance import (
     write_atomic,
     write_scores_file,
 )
+from .scoring import build_scorer, dataset_losses, prepare_for_scoring, score_dataset, scoring_collator
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -174,30 +159,11 @@ class ResonanceTrainer(SFTTrainer):
 
     def scorer(self, batch_size: int | None = None) -> ResonanceScorer:
         """The batched scoring engine over this trainer's model, targets, collator and resonance settings."""
-        args = self.args
-        return ResonanceScorer(
-            self.model,
-            self.resonance_targets,
-            self._score_spec(),
-            self.scoring_collator(),
-            batch_size=batch_size or args.resonance_batch_size,
-            state_samples=args.resonance_state_samples,
-            resume_dir=f"{args.output_dir}/resonance" if args.resonance_resume else None,
-            process_index=self.accelerator.process_index,
-            num_processes=self.accelerator.num_processes,
-            show_progress=not args.disable_tqdm,
-        )
+        return build_scorer(self, batch_size)
 
     def scoring_collator(self):
         """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
-        collator = self.data_collator
-        collator = collator.collator if isinstance(collator, RowIdCollator) else collator
-        if isinstance(collator, DataCollatorForLanguageModeling):
-            # Scoring always pads (one row per sample); padding-free training packs, which is a training concern.
-            return DataCollatorForLanguageModeling(
-                pad_token_id=collator.pad_token_id, pad_to_multiple_of=collator.pad_to_multiple_of
-            )
-        return collator
+        return scoring_collator(self.data_collator)
 
     def resonance_provenance(self, n_rows: int, n_scored: int) -> dict:
         """What a score depends on, for dataset cards and reproducibility."""
@@ -234,84 +200,32 @@ class ResonanceTrainer(SFTTrainer):
     # ---- scoring ---------------------------------------------------------------------------------------------
 
     def prepare_scoring_dataset(self, dataset: Dataset, truncate: bool = True) -> Dataset:
-        """`dataset` through TRL's own preparation (chat template, loss masks, truncation), never packed: the
-        tokens a score is computed on. Fully masked rows are dropped, as TRL drops them; other columns are kept.
-        `truncate=False` skips the `max_length` cut (to tell truncated rows from rows without loss tokens)."""
-        args = self.args
-        if not truncate:
-            args = copy.copy(args)
-            args.max_length = None
-        return prepare_dataset(
-            self, dataset, self.processing_class, args, getattr(self, "_formatting_func", None), "resonance"
-        )
+        """`dataset` through TRL's own preparation, never packed: the tokens a score is computed on (see
+        `resofilter_hf.scoring.prepare_for_scoring`)."""
+        return prepare_for_scoring(self, dataset, truncate)
 
-    def score(self, dataset: Dataset | None = None) -> Dataset:
+    def score(
+        self,
+        dataset: Dataset | IterableDataset | None = None,
+        *,
+        parts_dir: str | None = None,
+        max_rows: int | None = None,
+    ) -> Dataset | IterableDataset:
         """Score every row of `dataset` (default: the train dataset) on the current model state.
 
         Returns the rows in input order with their columns plus the score column (float64, NaN when there is no
-        score), `resonance_loss`, `resonance_tokens`, `resonance_status` (see `engine.rows`: ok, empty_completion,
-        empty_text, truncated, no_loss_tokens, nonfinite), `resonance_truncated` (True where `max_length` cut the
-        row), and with `resonance_anatomy`
-        `resonance_toward_zero`, `resonance_below_eps`, `resonance_grad_norm`. The model is left exactly as
-        it was. In a multi-process run each process scores a share and every process returns the full result.
+        score), `resonance_loss`, `resonance_tokens`, `resonance_status` (and the anatomy columns with
+        `resonance_anatomy`); the model is left exactly as it was. Scores go to Parquet shards under
+        `output_dir/resonance/<fingerprint>/` as they are made (a rerun resumes there); each process scores a
+        share and returns the full result. A stream (`IterableDataset`, capped at `max_rows`) comes back as a
+        stream over the Parquet parts written to `parts_dir` (default `output_dir/scored/`), one per window.
         """
-        args = self.args
-        source = self._resonance_source if dataset is None else dataset
-        if source is None or not isinstance(source, Dataset):
-            raise TypeError(f"score() needs a datasets.Dataset, got {type(source).__name__}.")
-        earlier = (read_provenance(source).get("scoring") or {}).get("column")
-        clean = source.remove_columns(claim_result_columns(source.column_names, args.resonance_column, earlier))
-        statuses = check_rows(clean, args.dataset_text_field)
-        check_finite_weights(self.model)
-        n = len(clean)
+        return score_dataset(self, dataset, parts_dir=parts_dir, max_rows=max_rows)
 
-        # TRL's own preparation, with an explicit row id (it drops fully masked rows and may shuffle).
-        eligible = [i for i, s in enumerate(statuses) if s == STATUS_OK]
-        with_ids = clean.add_column(ROW_ID, list(range(n))).select(eligible)
-        prepared = self.prepare_scoring_dataset(with_ids) if len(with_ids) else with_ids
-        present = set(prepared[ROW_ID]) if len(prepared) else set()
-        dropped = [i for i in eligible if i not in present]
-        if dropped:  # was it truncation, or were there never any loss tokens?
-            untruncated = self.prepare_scoring_dataset(clean.add_column(ROW_ID, list(range(n))).select(dropped), False)
-            had_tokens = {r[ROW_ID] for r in untruncated if any(label != -100 for label in r["labels"][1:])}
-            for i in dropped:
-                statuses[i] = STATUS_TRUNCATED if i in had_tokens else STATUS_NO_TOKENS
-        uncut = functools.partial(self.prepare_scoring_dataset, truncate=False)
-        cut = truncated_rows(clean, prepared, args.max_length, uncut) | {
-            i for i in dropped if statuses[i] == "truncated"
-        }
-
-        rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
-        ids = list(prepared[ROW_ID]) if len(prepared) else []
-        scorer = self.scorer()
-        results = scorer.score(rows, ids) if rows else {}
-
-        columns = {key: np.full(n, np.nan) for key in ("score", "loss")}
-        columns["tokens"] = np.zeros(n, dtype=np.int64)
-        if args.resonance_anatomy:
-            columns.update({key: np.full(n, np.nan) for key in ("toward_zero", "below_eps", "grad_norm")})
-        for i, result in results.items():
-            for key in columns:
-                columns[key][i] = result.get(key, np.nan)
-            statuses[i] = result_status(result)
-            if statuses[i] == STATUS_NONFINITE:
-                columns["score"][i] = np.nan
-        unscored = [i for i, s in enumerate(statuses) if s != STATUS_OK]
-        if unscored:
-            counts = {s: statuses.count(s) for s in sorted(set(statuses) - {STATUS_OK})}
-            warnings.warn(
-                f"{len(unscored)} of {n} rows have no resonance score (NaN), by status: {counts}. "
-                f"First rows: {unscored[:5]}.",
-                UserWarning,
-                stacklevel=2,
-            )
-        names = {"score": args.resonance_column, "tokens": "resonance_tokens"}
-        table = {names.get(key, f"resonance_{key}"): values for key, values in columns.items()}
-        table["resonance_status"] = statuses
-        table["resonance_truncated"] = [i in cut for i in range(n)]
-        scored = concatenate_datasets([clean, Dataset.from_dict(table)], axis=1)
-        provenance = self.resonance_provenance(n, n - len(unscored))
-        return with_provenance(scored, scoring=provenance)
+    def losses(self, dataset: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Forward only: (mean loss over each row's loss tokens, loss-token count), per input row, on the current
+        model, through the same preparation and batches as `score`. A row the preparation drops gets NaN, 0."""
+        return dataset_losses(self, dataset, batch_size)
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 
@@ -410,31 +324,10 @@ class ResonanceTrainer(SFTTrainer):
         return int(nearest) if abs(epoch - nearest) < 1e-6 else math.floor(epoch)
 
     def _gather_inflight(self) -> None:
-        recorder = self._resonance_recorder
-        if self.accelerator.num_processes > 1 and torch.distributed.is_initialized():
-            parts: list = [None] * self.accelerator.num_processes
-            torch.distributed.all_gather_object(parts, recorder.epochs)
-            recorder.merge([p for p in parts if p])
+        gather_inflight(self)
 
     def _inflight_dataset(self) -> Dataset:
-        """The train rows with one score column per epoch (NaN for rows not trained in that epoch)."""
-        recorder = self._resonance_recorder
-        n = len(self._resonance_source)
-        columns = {}
-        for epoch in sorted(recorder.epochs):
-            values = np.full(n, np.nan)
-            for row_id, (score, _) in recorder.epochs[epoch].items():
-                values[row_id] = score
-            columns[f"{self.args.resonance_column}_epoch{epoch}"] = values
-        source = self._resonance_source
-        clean = source.remove_columns([c for c in source.column_names if c in columns])
-        scored = concatenate_datasets([clean, Dataset.from_dict(columns)], axis=1) if columns else clean
-        ever_scored = np.zeros(n, dtype=bool)
-        for values in columns.values():
-            ever_scored |= np.isfinite(values)
-        provenance = self.resonance_provenance(n, int(ever_scored.sum()))
-        provenance.update(when="inflight", inflight_state=self.args.resonance_inflight_state)
-        return with_provenance(scored, scoring=provenance)
+        return inflight_dataset(self)
 
     def save_scores(self, folder: str | os.PathLike) -> Path:
         """`folder/resonance_scores.parquet`: `row` and every score column of `scored_dataset`, with provenance."""

@@ -1,7 +1,9 @@
-"""Two processes (torchrun, gloo on CPU) give the same column as one process, every row exactly once."""
+"""Two processes (torchrun on one node or two, gloo on CPU) give the same column as one process, bit for bit,
+every row exactly once."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
+from resofilter_hf.engine.shards import ShardStore
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
@@ -27,18 +30,30 @@ def torchrun_two_ranks(script: str, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-@pytest.mark.slow
-def test_two_ranks_score_like_one(tmp_path):
-    model_dir = cached_tiny_model(arch="llama")
-    torchrun_two_ranks("score_two_ranks.py", str(model_dir), str(tmp_path))
-    world = json.loads((tmp_path / "world.json").read_text())
-    assert world == {"world_size": 2, "env": 2}, "torchrun must have given two processes"
-    shares = []
-    for rank in (0, 1):  # the work was split: disjoint shares that cover every scored row
-        (path,) = (tmp_path / "resonance").rglob(f"rank{rank}.jsonl")
-        shares.append({json.loads(line)["id"] for line in path.read_text().splitlines()})
-    assert shares[0] and shares[1] and not shares[0] & shares[1]
+def torchrun_two_nodes(script: str, *args: str) -> None:
+    """`torchrun --nnodes 2 --nproc_per_node 1` twice, as two nodes would run it, rendezvous on localhost."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
+    cmd += ["--master_addr", "127.0.0.1", "--master_port", str(port)]
+    nodes = [
+        subprocess.Popen(
+            [*cmd, "--node_rank", str(rank), str(SCRIPTS / script), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    for node in nodes:
+        _, err = node.communicate(timeout=600)
+        assert node.returncode == 0, err[-4000:]
 
+
+def single_process_column(model_dir, tmp_path):
     dataset = make_math_problems(11, seed=12, flaw_rate=0.5)  # the script's data
     args = ResonanceConfig(
         output_dir=str(tmp_path / "single"),
@@ -53,14 +68,43 @@ def test_two_ranks_score_like_one(tmp_path):
     single = ResonanceTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_dir)
     ).score()
+    return dataset, single
+
+
+def check_two_processes_like_one(model_dir, out):
+    world = json.loads((out / "world.json").read_text())
+    assert world == {"world_size": 2, "env": 2}, "torchrun must have given two processes"
+    (folder,) = [p for p in (out / "resonance").iterdir() if p.is_dir() and p.name != "inflight"]
+    shares = {0: set(), 1: set()}  # the work was split: disjoint shares that cover every scored row
+    for marker in folder.glob("w*-s*.done"):
+        rows = ShardStore(folder).read([marker.stem]).column("id").to_pylist()
+        shares[json.loads(marker.read_text())["process"]].update(rows)
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+
+    dataset, single = single_process_column(model_dir, out)
     for rank in (0, 1):  # every rank returns the full dataset, in input order, each row once
-        gathered = Dataset.from_parquet(str(tmp_path / f"scored_rank{rank}.parquet"))
+        gathered = Dataset.from_parquet(str(out / f"scored_rank{rank}.parquet"))
         assert len(gathered) == len(dataset) == 11
         assert list(gathered["prompt"]) == list(dataset["prompt"])
         assert list(gathered["resonance_status"]) == list(single["resonance_status"])
-        np.testing.assert_allclose(gathered["resonance"], single["resonance"], rtol=1e-12)
+        bits = np.asarray(gathered["resonance"]).view(np.int64)
+        assert np.array_equal(bits, np.asarray(single["resonance"]).view(np.int64)), "bit for bit"
         np.testing.assert_array_equal(gathered["resonance_tokens"], single["resonance_tokens"])
+        streamed = json.loads((out / f"streamed_rank{rank}.json").read_text())
+        np.testing.assert_array_equal(np.array(streamed, dtype=np.float64), np.asarray(single["resonance"]))
     assert shares[0] | shares[1] == {i for i, s in enumerate(single["resonance_status"]) if s == "ok"}
+
+
+def test_two_ranks_score_like_one(tmp_path):
+    model_dir = cached_tiny_model(arch="llama")
+    torchrun_two_ranks("score_two_ranks.py", str(model_dir), str(tmp_path))
+    check_two_processes_like_one(model_dir, tmp_path)
+
+
+def test_two_nodes_score_like_one(tmp_path):
+    model_dir = cached_tiny_model(arch="llama")
+    torchrun_two_nodes("score_two_ranks.py", str(model_dir), str(tmp_path))
+    check_two_processes_like_one(model_dir, tmp_path)
 
 
 @pytest.mark.slow

@@ -70,3 +70,34 @@ def test_select_reports_bad_options_without_a_traceback(tmp_path, capsys):
     write_parquet(Dataset.from_dict({"prompt": ["a", "b"], "completion": ["x", "y"], "score": [1.0, 2.0]}), scored)
     assert main(["select", str(scored), str(tmp_path / "o.parquet"), "--keep", "0.5"]) == 1
     assert "resonance" in capsys.readouterr().err  # the missing column is named
+
+
+def test_score_streaming_writes_parquet_parts_that_read_back(tmp_path):
+    """`resofilter score --streaming` as a user runs it (a subprocess), from a local parquet file."""
+    import subprocess
+    import sys
+
+    from datasets import load_dataset
+
+    from resofilter_hf.toy import make_math_problems
+
+    source = tmp_path / "pool.parquet"
+    make_math_problems(20, seed=3, flaw_rate=0.3).to_parquet(str(source))
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "toy" / "score.yaml"
+    common = ["--config", str(recipe), "--dataset_name", str(source), "--max_rows", "14", "--disable_tqdm", "true"]
+    cli = [sys.executable, "-m", "resofilter_hf.cli", "score", *common]
+    streamed = subprocess.run(
+        [*cli, "--streaming", "--output_dir", str(tmp_path / "s"), "--scores_path", str(tmp_path / "parts")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr[-3000:]
+    assert f"scored rows written to {tmp_path / 'parts'} (1 parquet parts)" in streamed.stdout
+    back = load_dataset("parquet", data_files=str(tmp_path / "parts" / "*.parquet"), split="train")
+    assert (
+        main(["score", *common, "--output_dir", str(tmp_path / "d"), "--scores_path", str(tmp_path / "d.parquet")])
+        == 0
+    )
+    whole = load_scored(tmp_path / "d.parquet")
+    assert len(back) == len(whole) == 14 and back["prompt"] == whole["prompt"]
+    np.testing.assert_array_equal(back["resonance"], whole["resonance"])
+    assert back["resonance_status"] == whole["resonance_status"]

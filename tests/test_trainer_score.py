@@ -183,15 +183,16 @@ def test_resume_skips_rows_already_scored(model_dir, tmp_path):
     dataset = make_math_problems(6, seed=7)
     trainer = trainer_for(model_dir, dataset, tmp_path, resonance_resume=True, resonance_batch_size=2)
     first = trainer.score()
-    files = list((tmp_path / "resonance").rglob("rank0.jsonl"))
-    assert len(files) == 1 and len(files[0].read_text().splitlines()) == 6
-    # simulate a crash after two rows: keep only the first two lines, and a line cut in half
-    lines = files[0].read_text().splitlines()
-    files[0].write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])
+    (folder,) = [p for p in (tmp_path / "resonance").iterdir() if p.is_dir()]
+    shards = sorted(folder.glob("w000000-s*.parquet"))
+    assert len(shards) == 3  # 6 rows in batches of 2, one batch per shard
+    # a crash between a shard and its marker: the shard is redone; the others are read back as they are
+    shards[1].with_suffix(".done").unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.done")}
     second = trainer.score()
     assert list(second["resonance"]) == list(first["resonance"])
-    # the two kept lines, the cut line (skipped on reading), the four rescored rows
-    assert len(files[0].read_text().splitlines()) == 2 + 1 + 4
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.done") if p.name in kept} == kept
+    assert shards[1].with_suffix(".done").is_file()
 
 
 def test_config_defaults_work_on_a_machine_without_a_gpu(tmp_path):

@@ -17,17 +17,23 @@ What the in-flight score is, and is not:
 """
 
 import dataclasses
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pyarrow as pa
 import torch
 from torch import nn
 
 from .capture import GradientCapture, TargetRecord
 from .deltas import AdamState, ScoreSpec, score_records
 from .rows import ROW_ID
+from .shards import ID, ShardStore
 from .targets import Target
 
 
+INFLIGHT_SCHEMA = pa.schema([("epoch", pa.int64()), (ID, pa.int64()), ("score", pa.float64()), ("step", pa.int64())])
 ROW_KEY = "resonance_row_id"  # batch key the collator adds; taken off before the batch reaches the model
 
 
@@ -176,6 +182,30 @@ class InflightRecorder:
         self.epochs = {
             int(e): {int(i): (float(v[0]), int(v[1])) for i, v in rows.items()} for e, rows in state.items()
         }
+
+    def merge_table(self, columns: dict[str, list]) -> None:
+        """Fold in scores given as columns (epoch, id, score, step), e.g. read from other processes' shards."""
+        rows: dict[int, dict[int, tuple[float, int]]] = {}
+        for epoch, row_id, score, step in zip(columns["epoch"], columns["id"], columns["score"], columns["step"]):
+            rows.setdefault(int(epoch), {})
+            previous = rows[int(epoch)].get(int(row_id))
+            if previous is None or step < previous[1]:
+                rows[int(epoch)][int(row_id)] = (float(score), int(step))
+        self.merge([rows])
+
+    def gather(self, folder: Path, process_index: int, num_processes: int, barrier: Callable[[], None]) -> None:
+        """Every process's scores into this recorder: each writes one shard into the shared `folder`, then, after
+        a barrier, reads them all (no result goes over the wire); the main process removes the folder after."""
+        store = ShardStore(folder, schema=INFLIGHT_SCHEMA)
+        rows = [(e, i, v[0], v[1]) for e, scores in self.epochs.items() for i, v in scores.items()]
+        names = [f.name for f in INFLIGHT_SCHEMA]
+        columns = {name: list(values) for name, values in zip(names, zip(*rows))} if rows else {}
+        store.write(f"rank{process_index:05d}", {n: columns.get(n, []) for n in names}, "", process_index)
+        barrier()
+        self.merge_table(store.read([f"rank{r:05d}" for r in range(num_processes)]).to_pydict())
+        barrier()
+        if process_index == 0:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def merge(self, others: list[dict[int, dict[int, tuple[float, int]]]]) -> None:
         """Fold in other processes' scores; a row seen twice in an epoch keeps the earliest step."""

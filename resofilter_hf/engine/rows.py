@@ -132,16 +132,6 @@ def check_train_rows(dataset, text_field: str = "text") -> None:
     check_rows(dataset, text_field)
 
 
-def result_status(result: Mapping) -> str:
-    """The status of one scored row from the engine's result: no loss tokens, a non-finite loss or score, or ok."""
-    if not result.get("tokens"):
-        return STATUS_NO_TOKENS
-    values = [result.get("loss"), result.get("score")]
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-        return STATUS_NONFINITE
-    return STATUS_OK
-
-
 def claim_result_columns(column_names: Sequence[str], column: str, earlier_column: str | None = None) -> list[str]:
     """The existing columns a new scoring will replace; refuses to overwrite one of the user's own columns.
 
@@ -168,23 +158,35 @@ def claim_result_columns(column_names: Sequence[str], column: str, earlier_colum
 
 
 def truncated_rows(
-    rows: Dataset, prepared: Dataset, max_length: int | None, prepare_uncut: Callable[[Dataset], Dataset]
+    lengths: Mapping[int, int], max_length: int | None, uncut_lengths: Callable[[list[int]], Mapping[int, int]]
 ) -> set[int]:
-    """Ids of the `rows` that `max_length` cut but left loss tokens in (they are scored on their first
-    `max_length` tokens), with one notice. `prepared` holds the prepared rows (with ROW_ID); `prepare_uncut`
-    prepares rows without the cut. Only rows exactly `max_length` long after preparation are prepared again."""
-    if not max_length or not len(prepared):
+    """Ids of the rows that `max_length` cut but left loss tokens in (scored on their first `max_length` tokens).
+
+    `lengths`: id -> prepared length. Only rows exactly `max_length` long can have been cut; `uncut_lengths(ids)`
+    prepares those again without the cut (id -> length)."""
+    if not max_length:
         return set()
-    full_length = [r[ROW_ID] for r in prepared if len(r["input_ids"]) >= max_length]
-    if not full_length:
-        return set()
-    again = prepare_uncut(rows.add_column(ROW_ID, list(range(len(rows)))).select(full_length))
-    cut = {r[ROW_ID] for r in again if len(r["input_ids"]) > max_length}
+    full = [i for i, n in lengths.items() if n >= max_length]
+    return {i for i, n in uncut_lengths(full).items() if n > max_length} if full else set()
+
+
+def warn_truncated(cut: set[int], max_length: int | None) -> None:
+    """One notice for the rows scored on their first `max_length` tokens only."""
     if cut:
         warnings.warn(
             f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
             f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {sorted(cut)[:5]}.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return cut
+
+
+def mark_nonfinite(status: list[str], score, loss) -> list[int]:
+    """Rows the engine scored whose loss or score is NaN/inf: their status becomes `nonfinite` and their score
+    NaN (in place; `score` and `loss` are float arrays). Returns those rows."""
+    bad = [
+        i for i, s in enumerate(status) if s == STATUS_OK and not (math.isfinite(score[i]) and math.isfinite(loss[i]))
+    ]
+    for i in bad:
+        status[i], score[i] = STATUS_NONFINITE, math.nan
+    return bad

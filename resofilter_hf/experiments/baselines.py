@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from datasets import Dataset
 
-from ..engine.rows import ROW_ID, STATUS_OK, dataset_kind
+from ..engine.rows import STATUS_OK, dataset_kind
 from ..provenance import with_provenance
 
 
@@ -125,10 +125,8 @@ def forward_losses(
     Rows go through the trainer's own TRL preparation; a row that preparation drops (no loss tokens left, or
     truncated away) gets NaN and 0 tokens. Used for IFD's prompt-less pass and for held-out loss.
     """
-    n = len(dataset)
-    losses, tokens = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
-    if n == 0:
-        return losses, tokens
+    if len(dataset) == 0:
+        return np.full(0, np.nan), np.zeros(0, dtype=np.int64)
     kind = dataset_kind(dataset.column_names, trainer.args.dataset_text_field)
     inputs = {
         "tokenized": ["input_ids", "labels"],
@@ -136,15 +134,7 @@ def forward_losses(
         "messages": ["messages"],
         "text": [trainer.args.dataset_text_field],
     }[kind]
-    inputs = [c for c in inputs if c in dataset.column_names]
-    with_ids = dataset.select_columns(inputs).add_column(ROW_ID, list(range(n)))
-    prepared = trainer.prepare_scoring_dataset(with_ids)
-    if len(prepared) == 0:
-        return losses, tokens
-    rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared]
-    for row_id, (value, count) in trainer.scorer(batch_size).losses(rows, list(prepared[ROW_ID])).items():
-        losses[row_id], tokens[row_id] = value, count
-    return losses, tokens
+    return trainer.losses(dataset.select_columns([c for c in inputs if c in dataset.column_names]), batch_size)
 
 
 def _as_float(values, ok: np.ndarray) -> np.ndarray:

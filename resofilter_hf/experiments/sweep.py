@@ -23,7 +23,6 @@ from datasets import Dataset
 from ..engine.rows import ROW_ID
 from ..evaluation import final_answer_accuracy
 from ..selection import select_by_resonance
-from .baselines import forward_losses
 
 
 INPUT_COLUMNS = ("prompt", "completion", "messages")
@@ -196,7 +195,7 @@ def generate_answers(
 
 def evaluate_proxy(trainer, test_dataset: Dataset, settings: ProxySettings, answer_column: str = "answer") -> dict:
     """Held-out loss (mean over rows of the completion's mean token loss) and greedy final-answer accuracy."""
-    losses, _ = forward_losses(trainer, test_dataset, settings.eval_batch_size)
+    losses, _ = trainer.losses(test_dataset, settings.eval_batch_size)
     prompts = test_dataset["prompt"] if "prompt" in test_dataset.column_names else _chat_prompts(test_dataset)
     generations = generate_answers(
         trainer.model, trainer.processing_class, prompts, settings.max_new_tokens, settings.eval_batch_size

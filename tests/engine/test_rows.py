@@ -12,7 +12,7 @@ from resofilter_hf.engine.rows import (
     check_rows,
     check_train_rows,
     claim_result_columns,
-    result_status,
+    mark_nonfinite,
 )
 
 
@@ -80,15 +80,10 @@ def test_earlier_result_columns_are_replaced_with_a_warning_naming_them():
         assert claim_result_columns(["prompt", "completion"], "resonance") == []
 
 
-@pytest.mark.parametrize(
-    "result, status",
-    [
-        ({"tokens": 12, "loss": 1.5, "score": 1e-5}, "ok"),
-        ({"tokens": 0, "loss": math.nan, "score": math.nan}, "no_loss_tokens"),
-        ({"tokens": 12, "loss": math.nan, "score": 1e-5}, "nonfinite"),
-        ({"tokens": 12, "loss": 1.5, "score": math.inf}, "nonfinite"),
-        ({"tokens": 12, "loss": -math.inf, "score": math.nan}, "nonfinite"),
-    ],
-)
-def test_result_status(result, status):
-    assert result_status(result) == status
+def test_mark_nonfinite_only_touches_scored_rows_with_a_nan_or_inf():
+    status = ["ok", "ok", "ok", "empty_completion", "ok"]
+    score = [1e-5, math.inf, math.nan, math.nan, 2e-5]
+    loss = [1.5, 1.0, 1.0, math.nan, math.nan]
+    assert mark_nonfinite(status, score, loss) == [1, 2, 4]
+    assert status == ["ok", "nonfinite", "nonfinite", "empty_completion", "nonfinite"]
+    assert score[0] == 1e-5 and all(math.isnan(v) for v in score[1:])
