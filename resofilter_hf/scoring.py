@@ -41,9 +41,8 @@ from .engine.rows import (
     STATUS_TRUNCATED,
     check_rows,
     claim_result_columns,
-    mark_nonfinite,
     truncated_rows,
-    warn_truncated,
+    with_row_flags,
 )
 from .engine.scorer import JobProgress, ResonanceScorer, scoring_mode
 from .engine.shards import ANATOMY_COLUMNS, ID, STATUS, ShardStore, write_arrow
@@ -180,7 +179,7 @@ class ScoringJob:
         """Prepare, plan and score one window; write its unscored rows; returns the names of its shards."""
         eligible = [i for i, s in enumerate(statuses) if s == STATUS_OK]
         prepared = _prepare(self.trainer, rows, offset, eligible)
-        self.cut |= self._truncated(rows, offset, prepared)
+        self.cut |= truncated_rows(rows, offset, prepared, self.args.max_length, self.trainer.prepare_scoring_dataset)
         if window == 0 and self.scorer.spec.transform.optimizer == "adamw_state":
             order = np.argsort(prepared.column(ID).to_numpy(), kind="stable")
             state_rows = prepared.take(pa.array(order[: self.scorer.state_samples], pa.int64())).to_pylist()
@@ -197,18 +196,6 @@ class ScoringJob:
         self.progress.end_window(len(rows))
         self.names.extend(names)
         return names
-
-    def _truncated(self, rows: Dataset, offset: int, prepared: pa.Table) -> set[int]:
-        lengths = pc.list_value_length(prepared.column("input_ids")).to_pylist() if prepared.num_rows else []
-
-        def uncut(ids: list[int]) -> dict[int, int]:
-            again = rows.add_column(ROW_ID, list(range(offset, offset + len(rows)))).select([i - offset for i in ids])
-            return {
-                r[ROW_ID]: len(r["input_ids"]) for r in self.trainer.prepare_scoring_dataset(again, truncate=False)
-            }
-
-        ids = prepared.column(ID).to_pylist() if prepared.num_rows else []
-        return truncated_rows(dict(zip(ids, lengths)), self.args.max_length, uncut)
 
     def _unscored_shard(self, window: int, rows: Dataset, offset: int, statuses: list[str], prepared) -> str:
         """The window's rows without a score (checks, or dropped by TRL's preparation), with their statuses."""
@@ -294,19 +281,6 @@ class ScoringJob:
         return {k: m for k, m in self.store.markers().items() if m.get("written_at", 0) < self.started}
 
 
-def with_row_flags(job: ScoringJob, table: pa.Table) -> pa.Table:
-    """`nonfinite` for rows whose loss or score came out NaN/inf (score NaN), and `resonance_truncated`."""
-    column = job.args.resonance_column
-    status = table.column("resonance_status").to_pylist()
-    score = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-    mark_nonfinite(status, score, table.column("resonance_loss").to_numpy(zero_copy_only=False))
-    table = table.set_column(table.column_names.index(column), column, pa.array(score, pa.float64()))
-    table = table.set_column(table.column_names.index("resonance_status"), "resonance_status", pa.array(status))
-    cut = job.cut | {i for i, s in enumerate(status) if s == STATUS_TRUNCATED}
-    warn_truncated(job.cut, job.args.max_length)
-    return table.append_column("resonance_truncated", pa.array([i in cut for i in range(len(status))], pa.bool_()))
-
-
 def _finish_dataset(job: ScoringJob, clean: Dataset, table: pa.Table, statuses: list[str]) -> Dataset:
     n = len(clean)
     unscored = [i for i, s in enumerate(statuses) if s != STATUS_OK]
@@ -363,7 +337,7 @@ def score_dataset(
         rows = clean.select(range(start, min(n, start + WINDOW_ROWS)))
         job.run_window(window, rows, start, statuses[start : start + len(rows)])
     job.accelerator.wait_for_everyone()
-    table = with_row_flags(job, job.join(job.names, 0, n))
+    table = with_row_flags(job.join(job.names, 0, n), args.resonance_column, job.cut, args.max_length)
     statuses = table.column("resonance_status").to_pylist()
     job.finish(n, statuses)
     scored = _finish_dataset(job, clean, table, statuses)

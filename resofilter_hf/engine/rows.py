@@ -7,8 +7,11 @@ its index and the offending field, not as a tokenizer traceback an hour in.
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset
 
 
@@ -157,21 +160,30 @@ def claim_result_columns(column_names: Sequence[str], column: str, earlier_colum
     return replaced
 
 
-def truncated_rows(
-    lengths: Mapping[int, int], max_length: int | None, uncut_lengths: Callable[[list[int]], Mapping[int, int]]
-) -> set[int]:
-    """Ids of the rows that `max_length` cut but left loss tokens in (scored on their first `max_length` tokens).
-
-    `lengths`: id -> prepared length. Only rows exactly `max_length` long can have been cut; `uncut_lengths(ids)`
-    prepares those again without the cut (id -> length)."""
-    if not max_length:
+def truncated_rows(rows: Dataset, offset: int, prepared: pa.Table, max_length: int | None, prepare) -> set[int]:
+    """Ids (`offset` + position in `rows`) of the rows that `max_length` cut but left loss tokens in: they are
+    scored on their first `max_length` tokens. `prepared` is the prepared table (`id`, `input_ids`); only rows
+    exactly `max_length` long can have been cut, and only those go through `prepare(rows, truncate=False)` again."""
+    if not max_length or not prepared.num_rows:
         return set()
-    full = [i for i, n in lengths.items() if n >= max_length]
-    return {i for i, n in uncut_lengths(full).items() if n > max_length} if full else set()
+    lengths = pc.list_value_length(prepared.column("input_ids")).to_pylist()
+    full = [i - offset for i, n in zip(prepared.column("id").to_pylist(), lengths) if n >= max_length]
+    if not full:
+        return set()
+    again = prepare(rows.add_column(ROW_ID, list(range(offset, offset + len(rows)))).select(full), truncate=False)
+    return {r[ROW_ID] for r in again if len(r["input_ids"]) > max_length}
 
 
-def warn_truncated(cut: set[int], max_length: int | None) -> None:
-    """One notice for the rows scored on their first `max_length` tokens only."""
+def with_row_flags(table: pa.Table, column: str, cut: set[int], max_length: int | None) -> pa.Table:
+    """The joined result `table` with `nonfinite` for scored rows whose loss or score is NaN/inf (score NaN) and a
+    `resonance_truncated` column (rows in `cut`, or `truncated`); one notice for the rows scored cut short."""
+    status = table.column("resonance_status").to_pylist()
+    score = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    mark_nonfinite(status, score, table.column("resonance_loss").to_numpy(zero_copy_only=False))
+    table = table.set_column(table.column_names.index(column), column, pa.array(score, pa.float64()))
+    table = table.set_column(
+        table.column_names.index("resonance_status"), "resonance_status", pa.array(status, pa.string())
+    )
     if cut:
         warnings.warn(
             f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
@@ -179,6 +191,8 @@ def warn_truncated(cut: set[int], max_length: int | None) -> None:
             UserWarning,
             stacklevel=4,
         )
+    flags = [i in cut or s == STATUS_TRUNCATED for i, s in enumerate(status)]
+    return table.append_column("resonance_truncated", pa.array(flags, pa.bool_()))
 
 
 def mark_nonfinite(status: list[str], score, loss) -> list[int]:
