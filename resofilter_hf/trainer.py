@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTTrainer
 
-from .config import ResonanceConfig, as_resonance_config, validate_resonance_options
+from .config import as_resonance_config, validate_resonance_options
 from .engine.compat import check_private_symbols
 from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
@@ -28,7 +27,8 @@ from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW, check_train_rows
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, lora_dropout_modules, scored_tensors, unwrap_model
+from .engine.targets import Target, find_targets, scored_tensors, unwrap_model
+from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
 from .provenance import (
     CITATION,
@@ -97,7 +97,7 @@ class ResonanceTrainer(SFTTrainer):
         self._resonance_recorder: InflightRecorder | None = None
         inflight = args.resonance_when == "inflight"
         if inflight:
-            _check_inflight_args(args, train_dataset)
+            check_inflight_args(args, train_dataset)
             # a row id rides through TRL's preparation and the collator, so each trained sample maps to its row
             train_dataset = train_dataset.add_column(ROW_ID, list(range(len(train_dataset))))
         super().__init__(
@@ -121,12 +121,12 @@ class ResonanceTrainer(SFTTrainer):
         if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
             _ = self.resonance_targets
         if inflight:
-            self._check_inflight_model()
+            check_inflight_model(self.model, self.resonance_targets, getattr(self, "aux_loss_enabled", False))
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
             self.add_callback(InflightScoreLog(self._resonance_recorder, args.resonance_column, self.log))
         if args.resonance_when in ("before_train", "inflight") and self.resonance_targets[0].role == "lora_A":
-            self._warn_if_lora_b_is_zero()
+            warn_if_lora_b_is_zero(self.resonance_targets)
 
     # ---- configuration ---------------------------------------------------------------------------------------
 
@@ -228,38 +228,6 @@ class ResonanceTrainer(SFTTrainer):
         return dataset_losses(self, dataset, batch_size)
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
-
-    def _check_inflight_model(self) -> None:
-        dropouts = [m.p for m in lora_dropout_modules(self.resonance_targets, self.model) if getattr(m, "p", 0) > 0]
-        if dropouts:
-            raise ValueError(
-                f"`resonance_when='inflight'` with LoRA dropout {dropouts[0]}: the captured step would depend on a "
-                "random dropout mask and could not be reproduced. Set `lora_dropout=0` in the LoraConfig, or score "
-                "with `resonance_when='before_train'`/`'after_train'` (scoring turns dropout off)."
-            )
-        peft = getattr(self.model, "active_peft_config", None)
-        if getattr(peft, "is_prompt_learning", False):
-            raise ValueError(
-                f"`resonance_when='inflight'` with {peft.peft_type.value}: training prepends virtual tokens that the "
-                "scoring forward leaves out. Score with `resonance_when='before_train'`/`'after_train'`."
-            )
-        if getattr(self, "aux_loss_enabled", False):
-            raise ValueError(
-                "`resonance_when='inflight'` cannot separate a Mixture-of-Experts load-balancing loss per sample; "
-                "set `router_aux_loss_coef=0.0` or score with `resonance_when='before_train'`."
-            )
-
-    def _warn_if_lora_b_is_zero(self) -> None:
-        if all(float(t.weight.abs().max()) == 0 for t in self.resonance_targets if t.role == "lora_B"):
-            warnings.warn(
-                "Every lora_B is zero (PEFT's default initialisation), so lora_A gets exactly zero gradient on the "
-                "first step: A's delta is only its weight decay (-lr wd A), the same for every sample, and scores "
-                "taken before training rank samples by their lora_B gradients alone. Score after some training "
-                "(`resonance_when='after_train'`/`'inflight'`) or with `resonance_target='weights'` for the "
-                "paper's score.",
-                UserWarning,
-                stacklevel=3,
-            )
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -363,27 +331,3 @@ class ResonanceTrainer(SFTTrainer):
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
             self.save_scores(output_dir or self.args.output_dir)
-
-
-def _check_inflight_args(args: ResonanceConfig, train_dataset) -> None:
-    """Refuse, at construction, the set-ups where per-sample in-flight capture would not be exact."""
-    if not isinstance(train_dataset, Dataset):
-        raise ValueError("`resonance_when='inflight'` needs a `datasets.Dataset` train set (row ids), not a stream.")
-    if args.packing:
-        raise ValueError(
-            "`resonance_when='inflight'` cannot follow rows through packing: TRL's packing keeps only input_ids and "
-            "labels, so a packed sample cannot be traced back to its row. Use `packing=False` (optionally with "
-            "`padding_free=True`, which the capture separates by sequence boundaries), or score with "
-            "`resonance_when='before_train'`/`'after_train'`."
-        )
-    if args.loss_type != "nll":
-        raise ValueError(
-            f"`resonance_when='inflight'` needs `loss_type='nll'`: with {args.loss_type!r} the per-token weights of "
-            "the real loss are not a per-sample mean, so a sample's own gradient cannot be read off the step."
-        )
-    if args.gradient_checkpointing and (args.gradient_checkpointing_kwargs or {}).get("use_reentrant"):
-        raise ValueError(
-            "`resonance_when='inflight'` needs non-reentrant gradient checkpointing (reentrant checkpointing runs "
-            "the forward without a graph, so the hooks see no gradient): set `gradient_checkpointing_kwargs="
-            "{'use_reentrant': False}` or `gradient_checkpointing=False`."
-        )

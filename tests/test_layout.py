@@ -17,6 +17,7 @@ LAYERS = {  # first dotted part under resofilter_hf -> layer
     "trainer": 1,
     "scoring": 1,
     "inflight_scores": 1,
+    "inflight_checks": 1,
     "streaming": 1,
     "selection": 1,
     "provenance": 1,
@@ -31,9 +32,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80  # def line to last line, docstring and decorators included
 MAX_CLASS_LINES = 300
 # Known offenders, each to be split and then removed from here (the test fails on an entry that is no longer needed).
-OVERSIZE_ALLOWED = {
-    "trainer.ResonanceTrainer",  # the trainer class, being split into the trainer and its helpers
-}
+OVERSIZE_ALLOWED: set[str] = set()  # "module.Class" or "module.function" allowed over the limits, with a reason
 
 
 def _modules() -> list[tuple[str, Path]]:
