@@ -3,13 +3,29 @@
 Each subcommand is one function ``add_<name>(subparsers)`` that registers its parser and sets ``func`` (called with
 the parsed namespace, returning an exit code). To add a subcommand, write such a function and append it to
 `COMMANDS`. Heavy imports happen inside the handlers, so ``resofilter --help`` stays fast.
+
+Errors are one line on stderr naming the file, key or option: exit code 2 for a usage error (a bad option, a
+missing or wrong config), 1 for a failure (a missing dataset or model, an unreadable file). ``--debug`` prints the
+traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+
+
+class UsageError(ValueError):
+    """A bad command line or config: reported in one line, exit code 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`resofilter select: error: ...`), not the usage block."""
+
+    def error(self, message: str):
+        raise UsageError(message)
 
 
 def add_demo(subparsers: argparse._SubParsersAction) -> None:
@@ -69,9 +85,8 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
                 commit_message=args.commit_message,
                 label_columns=args.label_column,
             )
-        except (PublishError, ValueError, OSError) as err:
-            print(f"resofilter publish: {err}", file=sys.stderr)
-            return 1
+        except PublishError as err:
+            raise RuntimeError(str(err)) from err
         rows = ", ".join(f"{name} ({sum(splits.values())} rows)" for name, splits in out.configs.items())
         print(f"published {rows} to {out.commit_url}" if out.commit_url else f"staged {rows} in {out.folder}")
         return 0
@@ -136,7 +151,7 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
         "kept in original order; written as parquet with the selection recorded in its metadata.",
     )
     parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
-    parser.add_argument("output", help="where the kept rows go (.parquet)")
+    parser.add_argument("output", help="where the kept rows go: .parquet (with the selection), .jsonl or .csv")
     rule = parser.add_mutually_exclusive_group(required=True)
     rule.add_argument("--keep", type=float, help="share of the scored rows kept, e.g. 0.5")
     rule.add_argument("--threshold", type=float, help="keep rows scoring at most this (at least, with --drop lowest)")
@@ -148,18 +163,20 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nan", default="drop", choices=["drop", "keep", "error"], help="rows without a score")
 
     def run(args: argparse.Namespace) -> int:
-        from .jobs import run_select
+        from .jobs import check_not_input, run_select
+        from .provenance import check_table_suffix
 
+        try:
+            check_table_suffix(args.output)
+            check_not_input(args.source, args.output)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
         dedup = None if args.dedup_on.lower() == "none" else args.dedup_on.split(",")
         dedup = dedup[0] if dedup and len(dedup) == 1 else dedup
-        try:
-            path, counts = run_select(
-                args.source, args.output, keep=args.keep, threshold=args.threshold, column=args.column,
-                drop=args.drop, dedup_on=dedup, order=args.order, stratify_by=args.stratify_by, nan=args.nan,
-            )  # fmt: skip
-        except (ValueError, OSError) as err:
-            print(f"resofilter select: {err}", file=sys.stderr)
-            return 1
+        path, counts = run_select(
+            args.source, args.output, keep=args.keep, threshold=args.threshold, column=args.column,
+            drop=args.drop, dedup_on=dedup, order=args.order, stratify_by=args.stratify_by, nan=args.nan,
+        )  # fmt: skip
         print(
             f"kept {counts['n_kept']} of {counts['n_input']} rows ({counts['n_dropped']} dropped, "
             f"{counts['n_duplicates']} duplicates, {counts['n_unscored']} unscored) -> {path}"
@@ -217,12 +234,13 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="resofilter",
         description="ResoFilter for Hugging Face: score SFT samples by how far one optimizer step on each would "
         "move the weights, and keep the ones that move them least.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the full traceback")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(subparsers)
@@ -230,17 +248,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # anywhere, also after a subcommand whose flags go to TRL's parser
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
-    if getattr(args, "passthrough", False):
-        return args.func(args, extra)
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.func(args)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    prog = f"resofilter {command}" if command else "resofilter"
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
+        if getattr(args, "passthrough", False):
+            return args.func(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            traceback.print_exc()
+        usage = isinstance(err, UsageError)
+        print(f"{prog}: {'error: ' if usage else ''}{_one_line(err)}", file=sys.stderr)
+        return 2 if usage else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)) and err.filename:
+        text = f"{err.filename}: {err.strerror}"
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+if __name__ == "__main__":  # `python -m resofilter_hf.cli`: run the imported module, so that its UsageError is
+    from resofilter_hf.cli import main as _main  # the one jobs.py raises (not a twin defined in __main__)
+
+    sys.exit(_main())

@@ -5,6 +5,7 @@ Every field is documented twice, in the class docstring and in the field's `help
 """
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -290,6 +291,10 @@ def _bf16_accelerator() -> bool:
     return is_torch_bf16_gpu_available() or is_torch_xla_available()
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate_resonance_options(args: ResonanceConfig) -> None:
     """Check every resonance field; raise a ValueError that names the field and what it accepts."""
     check_option("ResonanceConfig", "resonance_target", args.resonance_target, TARGETS)
@@ -303,20 +308,31 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
         raise ValueError(
             f"`resonance_modules` must be None ('auto') or a non-empty list of module-name suffixes, got {modules!r}."
         )
-    if args.resonance_last_n_layers is not None and args.resonance_last_n_layers < 1:
-        raise ValueError(f"`resonance_last_n_layers` must be >= 1 or None, got {args.resonance_last_n_layers}.")
+    last_n = args.resonance_last_n_layers
+    if last_n is not None and (not _is_int(last_n) or last_n < 1):
+        raise ValueError(f"`resonance_last_n_layers` must be >= 1 (an integer) or None, got {last_n!r}.")
+    for name in ("resonance_lr", "resonance_eps", "resonance_weight_decay"):
+        value = getattr(args, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
     for name in ("resonance_lr", "resonance_eps"):
         if not getattr(args, name) > 0:
             raise ValueError(f"`{name}` must be > 0, got {getattr(args, name)}.")
     if args.resonance_weight_decay < 0:
         raise ValueError(f"`resonance_weight_decay` must be >= 0, got {args.resonance_weight_decay}.")
-    if len(args.resonance_betas) != 2 or not all(0.0 <= b < 1.0 for b in args.resonance_betas):
-        raise ValueError(f"`resonance_betas` must be two numbers in [0, 1), got {args.resonance_betas}.")
+    betas = args.resonance_betas
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"`resonance_betas` must be two numbers in [0, 1), got {betas}.")
     for name in ("resonance_batch_size", "resonance_chunk_mb", "resonance_state_samples"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"`{name}` must be >= 1, got {getattr(args, name)}.")
-    if args.resonance_batch_tokens is not None and args.resonance_batch_tokens < 1:
-        raise ValueError(f"`resonance_batch_tokens` must be >= 1 or None, got {args.resonance_batch_tokens}.")
+        value = getattr(args, name)
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"`{name}` must be >= 1 (an integer), got {value!r}.")
+    if args.resonance_batch_tokens is not None and (
+        not _is_int(args.resonance_batch_tokens) or args.resonance_batch_tokens < 1
+    ):
+        raise ValueError(
+            f"`resonance_batch_tokens` must be >= 1 (an integer) or None, got {args.resonance_batch_tokens!r}."
+        )
     if not args.resonance_column or args.resonance_column in COMPANION_COLUMNS:
         raise ValueError(
             f"`resonance_column` must be a non-empty name other than the companion columns "

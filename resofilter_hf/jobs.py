@@ -9,6 +9,7 @@ folder (parquet, JSON Lines or `save_to_disk`), or a Hub id loaded as usual.
 """
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,10 @@ from urllib.parse import parse_qsl, urlparse
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
+from .cli import UsageError
 from .config import ResonanceConfig
 from .hub.model_card import write_checkpoint_card
-from .provenance import load_scored, read_provenance, write_parquet
+from .provenance import check_table_suffix, load_scored, read_provenance, write_parquet, write_table
 from .selection import select_by_resonance
 from .trainer import ResonanceTrainer
 
@@ -44,13 +46,52 @@ class DataArguments(ScriptArguments):
     )
 
 
+class _RecipeParser(TrlParser):
+    """TRL's parser, but a bad flag or value raises a one-line `UsageError` instead of printing the usage."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
 def parser() -> TrlParser:
-    return TrlParser((DataArguments, ResonanceConfig, ModelConfig))
+    return _RecipeParser((DataArguments, ResonanceConfig, ModelConfig))
 
 
 def parse(argv: list[str]) -> tuple[DataArguments, ResonanceConfig, ModelConfig]:
-    """Parse `--config recipe.yaml` plus command-line overrides, as `trl sft` does."""
-    return parser().parse_args_and_config(args=argv)
+    """Parse `--config recipe.yaml` plus command-line overrides, as `trl sft` does. A missing config, an unknown
+    key (with the closest known one) or a bad value is a `UsageError` naming the file, key or field."""
+    recipe_parser = parser()
+    argv = list(argv)
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            raise UsageError("--config needs a path to a YAML recipe")
+        check_recipe(argv[at + 1], {action.dest for action in recipe_parser._actions})
+    try:
+        return recipe_parser.parse_args_and_config(args=argv)
+    except UsageError:
+        raise
+    except (ValueError, TypeError) as err:  # a field's own check (__post_init__), named in the message
+        raise UsageError(str(err)) from err
+
+
+def check_recipe(path: str, known: set[str]) -> None:
+    """The recipe file exists, is a YAML mapping, and has only known keys (else the closest one is suggested)."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise UsageError(f"--config {path}: not valid YAML ({' '.join(str(err).split())})") from err
+    if not isinstance(config, dict):
+        raise UsageError(f"--config {path}: must be a YAML mapping of field names to values")
+    unknown = sorted(set(config) - known - {"env"})
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"--config {path}: unknown key {unknown[0]!r}{hint}")
 
 
 # ---- sources -----------------------------------------------------------------------------------------------
@@ -85,6 +126,8 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
     elif Path(name).exists():
         loaded = load_scored(name)
         dataset = loaded[split] if isinstance(loaded, DatasetDict) else loaded
+    elif _looks_like_path(name):
+        raise FileNotFoundError(f"`dataset_name` {name}: no such file or folder")
     else:
         dataset = load_dataset(name, name=args.dataset_config, split=split)
     renames = _renames(args)
@@ -93,6 +136,12 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
     if args.max_rows is not None:
         dataset = dataset.select(range(min(args.max_rows, len(dataset))))
     return dataset
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name no Hub id could be: absolute, relative to '.' or '~', more than one '/', or a file suffix."""
+    suffixes = (".parquet", ".jsonl", ".json", ".csv", ".arrow", ".txt")
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or name.endswith(suffixes)
 
 
 def load_stream(args: DataArguments, split: str | None = None) -> IterableDataset:
@@ -122,6 +171,8 @@ def resolve_model(name: str | None, output_dir: str) -> str:
     if not name:
         raise ValueError("`model_name_or_path` is required (a Hub id, a local folder, or 'toy:llama').")
     if not name.startswith("toy:"):
+        if _looks_like_path(name) and not Path(name).expanduser().is_dir():
+            raise FileNotFoundError(f"`model_name_or_path` {name}: no such model folder")
         return name
     from .toy import build_tiny_model
 
@@ -181,19 +232,32 @@ def run_score(data_args: DataArguments, training_args: ResonanceConfig, model_ar
         folder = folder.with_suffix("") if folder.suffix == ".parquet" else folder  # a recipe's file: its folder
         trainer.score(parts_dir=str(folder), max_rows=data_args.max_rows)
         return folder
+    path = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored.parquet"))
+    check_table_suffix(path)  # before the compute, not after it
+    if data_args.dataset_name and Path(data_args.dataset_name).exists():
+        check_not_input(data_args.dataset_name, path)
     trainer = make_trainer(data_args, training_args, model_args, load_rows(data_args))
     scored = trainer.score()
-    path = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored.parquet"))
     if trainer.accelerator.is_main_process:
-        write_parquet(scored, path, read_provenance(scored))
+        write_table(scored, path, read_provenance(scored))
     return path
 
 
+def check_not_input(source: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Refuse to write the output over its own input (a failed or partial run would lose the input)."""
+    source, output = Path(source).expanduser().resolve(), Path(output).expanduser().resolve()
+    if source == output or (source.is_dir() and source in output.parents):
+        raise ValueError(f"the output {output} would overwrite the input {source}; write to another path.")
+
+
 def run_select(source: str | os.PathLike, output: str | os.PathLike, **options) -> tuple[Path, dict]:
-    """Select from a scored file with `select_by_resonance(**options)`; returns the path and the counts."""
+    """Select from a scored file with `select_by_resonance(**options)` into `output` (.parquet with the selection
+    in its metadata, .jsonl or .csv); returns the path and the counts."""
+    check_table_suffix(output)
+    check_not_input(source, output)
     selected = select_by_resonance(load_scored(source), **options)
     provenance = read_provenance(selected)
-    return write_parquet(selected, output, provenance), provenance["selection"]
+    return write_table(selected, output, provenance), provenance["selection"]
 
 
 def run_train(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> ResonanceTrainer:

@@ -5,14 +5,17 @@ survives `filter`, `select`, `sort`, `map` and `add_column`, so a card written l
 transform and selection rule produced the rows. The rest of the description is left as the user wrote it.
 """
 
+import contextlib
 import copy
 import functools
 import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 
@@ -86,25 +89,90 @@ def with_provenance(dataset: Dataset, **sections: Any) -> Dataset:
     return out
 
 
-def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
-    """`dataset` as one parquet file with its features (the ``huggingface`` schema metadata, as `datasets` writes
-    it) and `provenance` (JSON under ``resofilter-hf``). Streams in batches; never pickles."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write to; renamed onto `path` only if the block completes.
+
+    On any error (a full disk, an interrupt) the temporary file is removed and whatever `path` held before is left
+    as it was, so a reader never sees a half-written file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (text as UTF-8) to `path` atomically (see `atomic_path`)."""
+    with atomic_path(path) as partial:
+        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
+    """`dataset` as one parquet file with its features (the ``huggingface`` schema metadata, as `datasets` writes
+    it) and `provenance` (JSON under ``resofilter-hf``). Streams in batches; never pickles; atomic."""
     schema = dataset.features.arrow_schema
     metadata = dict(schema.metadata or {})
     if provenance:
         metadata[PARQUET_KEY] = json.dumps(provenance, sort_keys=True, default=str).encode()
     schema = schema.with_metadata(metadata)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # renamed into place only when complete
-    try:
-        with pq.ParquetWriter(partial, schema) as writer:
-            for batch in dataset.with_format("arrow").iter(batch_size=10_000):
-                writer.write_table(batch)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as partial, pq.ParquetWriter(partial, schema) as writer:
+        for batch in dataset.with_format("arrow").iter(batch_size=10_000):
+            writer.write_table(batch)
+    return Path(path)
+
+
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".csv")  # what `write_table` writes, by the output path's suffix
+
+
+def check_table_suffix(path: str | Path) -> str:
+    """The suffix of an output table path, or a ValueError listing the accepted ones."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"cannot write {path}: the output format follows the suffix, one of {list(TABLE_SUFFIXES)}, "
+            f"not {suffix or 'none'!r}."
+        )
+    return suffix
+
+
+def write_table(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
+    """`dataset` to `path` in the format its suffix names: .parquet (with `provenance` in its metadata), .jsonl
+    (one JSON object a row) or .csv. Atomic in every format; JSON Lines and CSV carry no provenance."""
+    suffix = check_table_suffix(path)
+    if suffix == ".parquet":
+        return write_parquet(dataset, path, provenance)
+    with atomic_path(path) as partial:
+        if suffix == ".jsonl":
+            _write_jsonl(dataset, partial)
+        else:
+            dataset.to_csv(str(partial), index=False)
+    return Path(path)
+
+
+def _write_jsonl(dataset: Dataset, path: Path) -> None:
+    """One JSON object a row, floats written exactly (shortest repr), NaN/inf as null, Unicode as is."""
+    with open(path, "w", encoding="utf-8") as f:
+        for batch in dataset.iter(batch_size=1000):
+            keys = list(batch)
+            for values in zip(*batch.values()):
+                row = dict(zip(keys, map(_json_value, values)))
+                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
 
 
 def score_columns(dataset: Dataset, column: str) -> list[str]:
@@ -129,16 +197,27 @@ def parquet_provenance(path: str | Path) -> dict[str, Any]:
 
 
 def load_scored(path: str | Path) -> Dataset | DatasetDict:
-    """A scored dataset from a `save_to_disk` folder or a parquet/JSON Lines file, with its provenance (parquet
-    files written by this library carry it; other files come back without)."""
+    """A scored dataset from a `save_to_disk` folder or a .parquet, .jsonl/.json or .csv file, with its provenance
+    (parquet files written by this library carry it; other files come back without). A missing or unreadable file
+    is an error naming it."""
     path = Path(path)
     if path.is_dir():
         return load_from_disk(str(path))
-    if path.suffix == ".parquet":
-        return with_provenance(Dataset.from_parquet(str(path)), **parquet_provenance(path))
-    if path.suffix in (".jsonl", ".json"):
-        return Dataset.from_json(str(path))
-    raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl or .json file")
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl", ".json", ".csv"):
+        raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl, .json or .csv file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if suffix == ".parquet":
+        try:
+            provenance = parquet_provenance(path)  # reads the footer: a truncated or corrupt file fails here
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"{path} is not a readable parquet file ({err})") from err
+        return with_provenance(Dataset.from_parquet(str(path)), **provenance)
+    try:
+        return Dataset.from_json(str(path)) if suffix in (".jsonl", ".json") else Dataset.from_csv(str(path))
+    except Exception as err:  # datasets' reader errors name the builder, not the file
+        raise ValueError(f"load_scored: {path} could not be read as {suffix[1:]} ({err})") from err
 
 
 @functools.cache
@@ -159,17 +238,3 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a score or a selection depends on (for cards and reproducibility)."""
     return dict(_installed_versions())
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write `data` (text as UTF-8) to `path` through a temporary name in the same folder, renamed into place only
-    when complete, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path

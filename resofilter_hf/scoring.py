@@ -28,16 +28,25 @@ from datasets import Dataset, IterableDataset, concatenate_datasets
 from datasets.table import InMemoryTable
 from datasets.utils import logging as datasets_logging
 from tqdm.auto import tqdm
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .confounds import scored_confounds
 from .engine.compat import prepare_dataset
 from .engine.fingerprint import combine, config_digest, json_digest, table_digest, tensor_digest, tokenizer_digest
-from .engine.inflight import RowIdCollator
-from .engine.rows import COMPANION_COLUMNS, ROW_ID, STATUS_NO_TOKENS, STATUS_OK, STATUS_TRUNCATED, check_rows
+from .engine.finite import check_finite_weights
+from .engine.inflight import scoring_collator
+from .engine.rows import (
+    ROW_ID,
+    STATUS_NO_TOKENS,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    check_rows,
+    claim_result_columns,
+    truncated_rows,
+    with_row_flags,
+)
 from .engine.scorer import JobProgress, ResonanceScorer, scoring_mode
 from .engine.shards import ANATOMY_COLUMNS, ID, STATUS, ShardStore, write_arrow
-from .provenance import with_provenance
+from .provenance import read_provenance, with_provenance
 from .reference import ReferenceSet
 
 
@@ -63,8 +72,9 @@ def checked_rows(window: Dataset, text_field: str, offset: int) -> list[str]:
 
 
 def without_result_columns(dataset: Dataset, column: str) -> Dataset:
-    result_columns = {column, *COMPANION_COLUMNS, ROW_ID}
-    return dataset.remove_columns([c for c in dataset.column_names if c in result_columns])
+    """`dataset` less an earlier scoring's result columns (named in a warning); a user column is never taken."""
+    earlier = (read_provenance(dataset).get("scoring") or {}).get("column")
+    return dataset.remove_columns(claim_result_columns(dataset.column_names, column, earlier))
 
 
 def prepare_for_scoring(trainer: "ResonanceTrainer", dataset: Dataset, truncate: bool = True) -> Dataset:
@@ -119,6 +129,7 @@ class ScoringJob:
         self.folder = root / (self.key if self.resume else f".unsaved-{self.key}")
         self.store = ShardStore(self.folder, anatomy=self.args.resonance_anatomy, alignment=self.reference is not None)
         self.names: list[str] = []
+        self.cut: set[int] = set()  # rows max_length cut after their first loss token
         self.started = time.time()
         if self.accelerator.is_main_process:
             if not self.resume:
@@ -170,6 +181,7 @@ class ScoringJob:
         """Prepare, plan and score one window; write its unscored rows; returns the names of its shards."""
         eligible = [i for i, s in enumerate(statuses) if s == STATUS_OK]
         prepared = _prepare(self.trainer, rows, offset, eligible)
+        self.cut |= truncated_rows(rows, offset, prepared, self.args.max_length, self.trainer.prepare_scoring_dataset)
         if window == 0 and self.scorer.spec.transform.optimizer == "adamw_state":
             order = np.argsort(prepared.column(ID).to_numpy(), kind="stable")
             state_rows = prepared.take(pa.array(order[: self.scorer.state_samples], pa.int64())).to_pylist()
@@ -314,6 +326,7 @@ def score_dataset(
     """What `ResonanceTrainer.score` returns (see there)."""
     args = trainer.args
     source = trainer._resonance_source if dataset is None else dataset
+    check_finite_weights(trainer.model)  # NaN weights would make every score NaN: refused before any compute
     if isinstance(source, IterableDataset):
         from .streaming import score_stream  # a stream is scored a window at a time, with the same job
 
@@ -335,7 +348,7 @@ def score_dataset(
         rows = clean.select(range(start, min(n, start + WINDOW_ROWS)))
         job.run_window(window, rows, start, statuses[start : start + len(rows)])
     job.accelerator.wait_for_everyone()
-    table = job.join(job.names, 0, n)
+    table = with_row_flags(job.join(job.names, 0, n), args.resonance_column, job.cut, args.max_length)
     statuses = table.column("resonance_status").to_pylist()
     job.finish(n, statuses)
     scored = _finish_dataset(job, clean, table, statuses)
@@ -383,14 +396,3 @@ def build_scorer(trainer: "ResonanceTrainer", batch_size: int | None = None) -> 
         num_processes=trainer.accelerator.num_processes,
         show_progress=not args.disable_tqdm,
     )
-
-
-def scoring_collator(collator):
-    """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
-    collator = collator.collator if isinstance(collator, RowIdCollator) else collator
-    if isinstance(collator, DataCollatorForLanguageModeling):
-        # Scoring always pads (one row per sample); padding-free training packs, which is a training concern.
-        return DataCollatorForLanguageModeling(
-            pad_token_id=collator.pad_token_id, pad_to_multiple_of=collator.pad_to_multiple_of
-        )
-    return collator

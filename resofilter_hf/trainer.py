@@ -25,7 +25,7 @@ from .engine.deltas import ScoreSpec, StepTransform
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
 from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
-from .engine.rows import ROW_ID, SCORES_ROW
+from .engine.rows import ROW_ID, SCORES_ROW, check_train_rows
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, scored_tensors, unwrap_model
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
@@ -37,6 +37,7 @@ from .provenance import (
     load_scored,
     read_provenance,
     with_provenance,
+    write_atomic,
     write_scores_file,
 )
 from .reference import inflight_reference
@@ -90,6 +91,8 @@ class ResonanceTrainer(SFTTrainer):
         check_private_symbols()
         args = as_resonance_config(args, model)
         validate_resonance_options(args)
+        if formatting_func is None:  # rows TRL's preparation would crash on fail here, by row index and field
+            check_train_rows(train_dataset, args.dataset_text_field)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
@@ -312,7 +315,7 @@ class ResonanceTrainer(SFTTrainer):
         super()._save_checkpoint(model, trial)
         if recorder is not None and self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            (folder / STATE_FILE).write_text(json.dumps({"inflight": recorder.state_dict()}))
+            write_atomic(folder / STATE_FILE, json.dumps({"inflight": recorder.state_dict()}))
 
     def _restore_resonance(self, checkpoint: str | os.PathLike) -> None:
         """Scores saved beside `checkpoint` (in-flight epochs so far, or a before-train score) come back."""

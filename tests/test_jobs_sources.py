@@ -23,7 +23,11 @@ def test_parquet_jsonl_and_save_to_disk_folders(tmp_path):
 
 
 def test_an_unreadable_file_is_named(tmp_path):
-    bad = tmp_path / "rows.csv"
+    bad = tmp_path / "rows.txt"
     bad.write_text("prompt,completion\n")
     with pytest.raises(ValueError, match=f"load_scored: {bad} is not a save_to_disk folder, .parquet, .jsonl"):
         load_rows(DataArguments(dataset_name=str(bad)))
+    empty = tmp_path / "rows.csv"
+    empty.write_text("prompt,completion\n")
+    with pytest.raises(ValueError, match=f"load_scored: {empty} could not be read as csv"):
+        load_rows(DataArguments(dataset_name=str(empty)))

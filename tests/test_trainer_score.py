@@ -40,6 +40,7 @@ def test_columns_types_order_and_provenance(model_dir, tmp_path):
         "resonance_below_eps",
         "resonance_grad_norm",
         "resonance_status",
+        "resonance_truncated",
     ]
     assert scored.features["resonance"].dtype == "float64"
     assert scored.features["resonance_tokens"].dtype == "int64"

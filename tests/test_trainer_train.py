@@ -284,7 +284,7 @@ def test_scores_file_keeps_every_column_with_a_custom_score_column(model_dir, tm
                     resonance_column="reso")  # fmt: skip
     trainer.train()
     trainer.save_model(str(tmp_path / "final"))
-    expected = ["row", "reso", "resonance_loss", "resonance_tokens", "resonance_status"]
+    expected = ["row", "reso", "resonance_loss", "resonance_tokens", "resonance_status", "resonance_truncated"]
     for folder in (tmp_path, tmp_path / "checkpoint-2", tmp_path / "final"):
         scores = load_scored(folder / SCORES_FILE)
         assert scores.column_names == expected, folder

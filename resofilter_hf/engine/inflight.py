@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 from torch import nn
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from .capture import GradientCapture, TargetRecord
 from .deltas import AdamState, ScoreSpec, score_records
@@ -58,6 +59,17 @@ class RowIdCollator:
         batch = self.collator([{k: v for k, v in example.items() if k != ROW_ID} for example in examples])
         batch[ROW_KEY] = torch.tensor(ids, dtype=torch.long)
         return batch
+
+
+def scoring_collator(collator):
+    """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
+    collator = collator.collator if isinstance(collator, RowIdCollator) else collator
+    if isinstance(collator, DataCollatorForLanguageModeling):
+        # Scoring always pads (one row per sample); padding-free training packs, which is a training concern.
+        return DataCollatorForLanguageModeling(
+            pad_token_id=collator.pad_token_id, pad_to_multiple_of=collator.pad_to_multiple_of
+        )
+    return collator
 
 
 def sample_spans(batch: dict, n_samples: int) -> list[tuple[int, int, int]]:

@@ -5,6 +5,13 @@ role/content lists, pre-tokenized `input_ids`). A bad row deep inside a long sco
 its index and the offending field, not as a tokenizer traceback an hour in.
 """
 
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset
 
 
@@ -22,13 +29,16 @@ COMPANION_COLUMNS = frozenset(
         "resonance_below_eps",
         "resonance_grad_norm",
         "resonance_alignment",
+        "resonance_truncated",
     }
 )
 
 STATUS_OK = "ok"
-STATUS_EMPTY = "empty_completion"
-STATUS_TRUNCATED = "truncated"
+STATUS_EMPTY = "empty_completion"  # prompt/completion or messages rows whose answer is empty or whitespace
+STATUS_EMPTY_TEXT = "empty_text"  # language-modeling rows whose text is empty or whitespace
+STATUS_TRUNCATED = "truncated"  # cut by `max_length` before its first loss token: nothing left to score
 STATUS_NO_TOKENS = "no_loss_tokens"
+STATUS_NONFINITE = "nonfinite"  # the model gave this row a non-finite loss or gradient
 
 
 def _check_messages(value, row: int, column: str) -> None:
@@ -103,5 +113,95 @@ def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
         for i, text in enumerate(dataset[text_field]):
             if not isinstance(text, str):
                 raise ValueError(f"row {i}: `{text_field}` must be a string, got {_short(text)}.")
-            statuses.append(STATUS_OK)
+            statuses.append(STATUS_EMPTY_TEXT if not text.strip() else STATUS_OK)
     return statuses
+
+
+def check_train_rows(dataset, text_field: str = "text") -> None:
+    """Fail at trainer construction on a train set TRL's preparation would crash on, naming the row and field.
+
+    Only a `datasets.Dataset` of a recognised shape is checked (a stream, or columns that a `formatting_func`
+    turns into text, are TRL's to read). Empty answers are no error here: training simply learns nothing from them.
+    """
+    if not isinstance(dataset, Dataset):
+        return
+    if len(dataset) == 0:
+        raise ValueError(
+            f"`train_dataset` has 0 rows (columns {dataset.column_names}): there is nothing to train on or score."
+        )
+    try:
+        dataset_kind(dataset.column_names, text_field)
+    except ValueError:
+        return
+    check_rows(dataset, text_field)
+
+
+def claim_result_columns(column_names: Sequence[str], column: str, earlier_column: str | None = None) -> list[str]:
+    """The existing columns a new scoring will replace; refuses to overwrite one of the user's own columns.
+
+    `column` (the score column) may replace a column only when that column holds scores: it is named like the
+    result columns (``resonance*``) or an earlier scoring wrote it (`earlier_column`, from the provenance). Any
+    other clash is an error naming the column; replaced columns are named in a warning.
+    """
+    names = set(column_names)
+    if column in names and column != earlier_column and not column.startswith("resonance"):
+        raise ValueError(
+            f"`resonance_column={column!r}` is already a column of the dataset: scoring would overwrite it. "
+            "Choose another `resonance_column` (e.g. 'resonance') or rename the dataset's column."
+        )
+    result_columns = {column, *COMPANION_COLUMNS, ROW_ID}
+    replaced = [c for c in column_names if c in result_columns]
+    shown = [c for c in replaced if c != ROW_ID]
+    if shown:
+        warnings.warn(
+            f"the dataset already has result columns {shown} (an earlier scoring?); they are replaced by this one.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return replaced
+
+
+def truncated_rows(rows: Dataset, offset: int, prepared: pa.Table, max_length: int | None, prepare) -> set[int]:
+    """Ids (`offset` + position in `rows`) of the rows that `max_length` cut but left loss tokens in: they are
+    scored on their first `max_length` tokens. `prepared` is the prepared table (`id`, `input_ids`); only rows
+    exactly `max_length` long can have been cut, and only those go through `prepare(rows, truncate=False)` again."""
+    if not max_length or not prepared.num_rows:
+        return set()
+    lengths = pc.list_value_length(prepared.column("input_ids")).to_pylist()
+    full = [i - offset for i, n in zip(prepared.column("id").to_pylist(), lengths) if n >= max_length]
+    if not full:
+        return set()
+    again = prepare(rows.add_column(ROW_ID, list(range(offset, offset + len(rows)))).select(full), truncate=False)
+    return {r[ROW_ID] for r in again if len(r["input_ids"]) > max_length}
+
+
+def with_row_flags(table: pa.Table, column: str, cut: set[int], max_length: int | None) -> pa.Table:
+    """The joined result `table` with `nonfinite` for scored rows whose loss or score is NaN/inf (score NaN) and a
+    `resonance_truncated` column (rows in `cut`, or `truncated`); one notice for the rows scored cut short."""
+    status = table.column("resonance_status").to_pylist()
+    score = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    mark_nonfinite(status, score, table.column("resonance_loss").to_numpy(zero_copy_only=False))
+    table = table.set_column(table.column_names.index(column), column, pa.array(score, pa.float64()))
+    table = table.set_column(
+        table.column_names.index("resonance_status"), "resonance_status", pa.array(status, pa.string())
+    )
+    if cut:
+        warnings.warn(
+            f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
+            f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {sorted(cut)[:5]}.",
+            UserWarning,
+            stacklevel=4,
+        )
+    flags = [i in cut or s == STATUS_TRUNCATED for i, s in enumerate(status)]
+    return table.append_column("resonance_truncated", pa.array(flags, pa.bool_()))
+
+
+def mark_nonfinite(status: list[str], score, loss) -> list[int]:
+    """Rows the engine scored whose loss or score is NaN/inf: their status becomes `nonfinite` and their score
+    NaN (in place; `score` and `loss` are float arrays). Returns those rows."""
+    bad = [
+        i for i, s in enumerate(status) if s == STATUS_OK and not (math.isfinite(score[i]) and math.isfinite(loss[i]))
+    ]
+    for i in bad:
+        status[i], score[i] = STATUS_NONFINITE, math.nan
+    return bad

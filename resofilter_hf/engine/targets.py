@@ -200,6 +200,12 @@ def find_targets(
     decoder layers that have one. Otherwise the modules whose names end with one of `modules`, in the last
     `last_n_layers` decoder layers. Raises a ValueError naming what matched nothing and listing the candidates.
     """
+    num_layers = _num_layers(model)
+    if last_n_layers is not None and num_layers and last_n_layers > num_layers:
+        raise ValueError(
+            f"`resonance_last_n_layers={last_n_layers}` but {type(unwrap_model(model)).__name__} has {num_layers} "
+            f"decoder layers: use 1 to {num_layers}, or None for every layer."
+        )
     found = _default_modules(model, last_n_layers) if modules in (None, ["auto"]) else None
     if found is None:
         found = _explicit_modules(model, modules, last_n_layers)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..provenance import library_versions
+from ..provenance import library_versions, write_atomic
 
 
 def run_demo(
@@ -60,7 +60,7 @@ def run_demo(
         "versions": library_versions(),
     }
     summary["report"] = str(report(out / "scored.parquet", out / "report.html", label_column="flaw"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(result["table"])
     print()

@@ -14,14 +14,15 @@ import numpy as np
 from datasets import Dataset
 
 from ..hub.figures import agg_figure
+from ..provenance import atomic_path
 from .stats import auroc, roc_curve
 from .sweep import summarize
 
 
 def _save(fig, path: str | Path, dpi: int) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..confounds import confound_report
-from ..provenance import read_provenance, write_parquet
+from ..provenance import read_provenance, write_atomic, write_parquet
 from .plots import plot_histograms, plot_roc, plot_sweep
 from .story_steps import build_base, make_world, retrain_selections, score_columns, score_pool, warm_up
 from .story_tables import auroc_table, selection_makeup, story_table
@@ -145,7 +145,7 @@ def run_story(
         **result,
         "timings_s": {**step.timings, "total": round(time.perf_counter() - started, 2)},
     }
-    (out / "story.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_atomic(out / "story.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 

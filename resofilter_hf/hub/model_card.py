@@ -10,7 +10,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.repocard_data import ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
-from ..provenance import CITATION, SCORES_FILE, read_provenance, write_scores_file
+from ..provenance import CITATION, SCORES_FILE, read_provenance, write_atomic, write_scores_file
 from .merge import merge_card
 from .tables import (
     markdown_table,
@@ -130,5 +130,5 @@ def write_checkpoint_card(
     text = str(card)
     if readme.is_file():
         text = merge_card(readme.read_text(encoding="utf-8"), text, ModelCard)
-    readme.write_text(text, encoding="utf-8")
+    write_atomic(readme, text)
     return readme

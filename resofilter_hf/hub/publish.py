@@ -11,12 +11,14 @@ Every parquet file carries its rows' provenance (JSON under the schema metadata 
 `load_scored` gets it back from a downloaded file.
 """
 
+import contextlib
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +34,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..provenance import library_versions, read_provenance, write_parquet
+from ..provenance import library_versions, read_provenance, write_atomic, write_parquet
 from ..selection import select_by_resonance
 from .dataset_card import render_dataset_card
 from .merge import merge_card
@@ -106,13 +108,15 @@ def publish_dataset(
     Raises `PublishError` (with `.folder`, the staged repo) when the Hub still fails after retries.
     """
     all_configs = _as_configs(dataset_or_dict)
+    _check_scored(all_configs)
     all_configs.update(_derive_configs(all_configs, configs))
     upload = push and repo_id is not None
     if local_dir is None and not upload:
         raise ValueError("publish_dataset: staging only (repo_id=None or push=False) needs local_dir=")
     folder = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix="resofilter-publish-"))
-    _prepare_folder(folder)
-    data_files = stage_dataset(all_configs, folder, repo_id=repo_id, label_columns=label_columns)
+    _check_folder(folder)
+    with _staging(folder) as staging:  # an earlier staging is kept aside until this one is complete
+        data_files = stage_dataset(all_configs, staging, repo_id=repo_id, label_columns=label_columns)
     counts = {name: {split: len(ds) for split, ds in splits.items()} for name, splits in all_configs.items()}
     logger.info("Staged %s (configs: %s) in %s", repo_id or "dataset", ", ".join(all_configs), folder)
     if not upload:
@@ -141,7 +145,7 @@ def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool
         old_card = _retry(f"reading {repo_id}/README.md", lambda: _existing_readme(api, repo_id, token))
         if old_card is not None:
             readme = folder / "README.md"
-            readme.write_text(merge_card(old_card, readme.read_text(encoding="utf-8")), encoding="utf-8")
+            write_atomic(readme, merge_card(old_card, readme.read_text(encoding="utf-8")))
         return _retry(
             f"upload_folder({repo_id})",
             lambda: api.upload_folder(
@@ -186,7 +190,7 @@ def stage_dataset(
                 paths.append(path)
             data_files[name][split] = paths
     card = render_dataset_card(configs, data_files, repo_id=repo_id, folder=folder, label_columns=label_columns)
-    (folder / "README.md").write_text(str(card), encoding="utf-8")
+    write_atomic(folder / "README.md", str(card))
     return data_files
 
 
@@ -262,22 +266,57 @@ def _derive_configs(configs: Mapping[str, DatasetDict], spec) -> dict[str, Datas
     return out
 
 
-def _prepare_folder(folder: Path) -> None:
-    """Make `folder` an empty staging folder; refuse one that holds anything but an earlier staging."""
+def _check_scored(configs: Mapping[str, DatasetDict]) -> None:
+    """Refuse to publish rows that carry no score: the card would describe a scoring that never happened."""
+    for name, splits in configs.items():
+        for split, ds in splits.items():
+            column = (read_provenance(ds).get("scoring") or {}).get("column") or "resonance"
+            if column not in ds.column_names:
+                raise ValueError(
+                    f"publish_dataset: config {name!r} split {split!r} has no score column {column!r} (columns "
+                    f"{ds.column_names}); score it first (`resofilter score` or `ResonanceTrainer.score()`)"
+                )
+            if len(ds) and not any(v is not None and math.isfinite(v) for v in ds[column]):
+                raise ValueError(
+                    f"publish_dataset: config {name!r} split {split!r}: no row has a score in {column!r} (all "
+                    f"{len(ds)} are NaN); see the `resonance_status` column for why"
+                )
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a staging folder that holds anything but an earlier staging (which is replaced when done)."""
     if folder.exists():
         if not folder.is_dir():
             raise NotADirectoryError(f"publish_dataset: local_dir {folder} is a file")
-        entries = list(folder.iterdir())
-        if entries:
-            readme = folder / "README.md"
-            if not (readme.is_file() and _STAGED_MARK in readme.read_text(encoding="utf-8", errors="replace")):
-                raise FileExistsError(
-                    f"publish_dataset: local_dir {folder} is not empty and was not staged by resofilter-hf; "
-                    "give a new or empty folder"
-                )
-            for entry in entries:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+        readme = folder / "README.md"
+        if any(folder.iterdir()) and not (
+            readme.is_file() and _STAGED_MARK in readme.read_text(encoding="utf-8", errors="replace")
+        ):
+            raise FileExistsError(
+                f"publish_dataset: local_dir {folder} is not empty and was not staged by resofilter-hf; "
+                "give a new or empty folder"
+            )
+
+
+@contextlib.contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """Stage into `folder` with an earlier staging moved aside: it is deleted when the new one is complete and put
+    back if staging fails, so a failure leaves the earlier staging as it was and no half-staged repo behind. (The
+    card names the folder it was staged in, so the repo is built at its final path; each file in it is written
+    atomically.)"""
+    aside = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if folder.exists():
+        folder.rename(aside)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        if aside.exists():
+            aside.rename(folder)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _nbytes(ds: Dataset) -> float:

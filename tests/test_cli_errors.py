@@ -1,0 +1,113 @@
+"""CLI errors, as a user meets them (subprocesses): one line on stderr naming the file, key or option, exit code 2
+for usage and 1 for failures, the traceback only with --debug."""
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from datasets import Dataset
+
+from resofilter_hf.provenance import read_provenance, with_provenance, write_parquet
+
+
+RECIPE = "model_name_or_path: {model}\ndataset_name: {data}\noutput_dir: {out}\nuse_cpu: true\nreport_to: none\n"
+
+
+def _cases(tmp) -> dict[str, list[str]]:
+    (tmp / "typo.yaml").write_text(
+        RECIPE.format(model="toy:llama", data="toy:math?n=4", out=tmp / "o1") + "resonance_last_n_layer: 2\n"
+    )
+    (tmp / "good.yaml").write_text(RECIPE.format(model="toy:llama", data="toy:math?n=4", out=tmp / "o0"))
+    (tmp / "bad_value.yaml").write_text(
+        RECIPE.format(model="toy:llama", data="toy:math?n=4", out=tmp / "o2") + "resonance_weight_decay: .nan\n"
+    )
+    (tmp / "no_data.yaml").write_text(RECIPE.format(model="toy:llama", data=tmp / "missing.parquet", out=tmp / "o3"))
+    (tmp / "no_model.yaml").write_text(RECIPE.format(model=tmp / "no-such-model", data="toy:math?n=4", out=tmp / "o4"))
+    scored = with_provenance(
+        Dataset.from_dict({"prompt": list("abcd"), "completion": list("efgh"), "resonance": [1.0, 2.0, 3.0, 4.0]}),
+        scoring={"column": "resonance"},
+    )
+    write_parquet(scored, tmp / "scored.parquet", read_provenance(scored))
+    write_parquet(Dataset.from_dict({"prompt": ["q"], "completion": ["a"]}), tmp / "plain.parquet")
+    (tmp / "corrupt.parquet").write_bytes((tmp / "scored.parquet").read_bytes()[:300])  # a write cut short
+    return {
+        "missing_config": ["score", "--config", str(tmp / "nope.yaml")],
+        "typo_key": ["score", "--config", str(tmp / "typo.yaml")],
+        "bad_value": ["score", "--config", str(tmp / "bad_value.yaml")],
+        "bad_flag": ["score", "--config", str(tmp / "good.yaml"), "--resonance_batch_size", "many"],
+        "missing_dataset": ["score", "--config", str(tmp / "no_data.yaml")],
+        "missing_model": ["score", "--config", str(tmp / "no_model.yaml")],
+        "corrupt_parquet": ["select", str(tmp / "corrupt.parquet"), str(tmp / "out.parquet"), "--keep", "0.5"],
+        "corrupt_debug": [
+            "--debug",
+            "select",
+            str(tmp / "corrupt.parquet"),
+            str(tmp / "out.parquet"),
+            "--keep",
+            "0.5",
+        ],
+        "select_onto_input": ["select", str(tmp / "scored.parquet"), str(tmp / "scored.parquet"), "--keep", "0.5"],
+        "select_bad_suffix": ["select", str(tmp / "scored.parquet"), str(tmp / "kept.xlsx"), "--keep", "0.5"],
+        "publish_unscored": ["publish", str(tmp / "plain.parquet"), "--local-dir", str(tmp / "repo")],
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every case run once, two at a time (each subprocess spends most of its time importing torch and TRL)."""
+    tmp = tmp_path_factory.mktemp("cli-errors")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+    def run(argv):
+        cmd = [sys.executable, "-m", "resofilter_hf.cli", *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+
+    cases = _cases(tmp)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(cases, pool.map(run, cases.values())))
+    return tmp, results
+
+
+def _our_lines(result) -> list[str]:
+    """stderr lines this program wrote (third-party import-time log lines aside)."""
+    return [line for line in result.stderr.splitlines() if line.startswith("resofilter")]
+
+
+@pytest.mark.parametrize(
+    "case, code, message",
+    [
+        ("missing_config", 2, r"resofilter score: error: --config .*nope\.yaml: no such file$"),
+        ("typo_key", 2, r"unknown key 'resonance_last_n_layer'; did you mean 'resonance_last_n_layers'\?$"),
+        ("bad_value", 2, r"error: `resonance_weight_decay` must be a finite number, got nan\.$"),
+        ("bad_flag", 2, r"error: argument --resonance_batch_size.*: invalid int value: 'many'$"),
+        ("missing_dataset", 1, r"resofilter score: `dataset_name` .*missing\.parquet: no such file or folder$"),
+        ("missing_model", 1, r"resofilter score: `model_name_or_path` .*no-such-model: no such model folder$"),
+        ("corrupt_parquet", 1, r"resofilter select: .*corrupt\.parquet is not a readable parquet file \("),
+        ("select_onto_input", 2, r"error: the output .*scored\.parquet would overwrite the input"),
+        ("select_bad_suffix", 2, r"error: cannot write .*kept\.xlsx: .*one of \['.parquet', '.jsonl', '.csv'\]"),
+        ("publish_unscored", 1, r"resofilter publish: .*has no score column 'resonance'"),
+    ],
+)
+def test_errors_are_one_line_with_the_right_exit_code(runs, case, code, message):
+    import re
+
+    result = runs[1][case]
+    assert result.returncode == code, result.stderr
+    lines = _our_lines(result)
+    assert len(lines) == 1 and re.search(message, lines[0]), result.stderr
+    assert "Traceback" not in result.stderr and "Repo id must be" not in result.stderr
+
+
+def test_debug_shows_the_traceback(runs):
+    result = runs[1]["corrupt_debug"]
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("resofilter select: ")
+
+
+def test_failed_commands_leave_nothing_behind(runs):
+    tmp, _ = runs
+    assert not (tmp / "out.parquet").exists() and not (tmp / "kept.xlsx").exists() and not (tmp / "repo").exists()
+    assert (tmp / "scored.parquet").stat().st_size > 300  # select onto its input left the input alone
