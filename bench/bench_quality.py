@@ -41,8 +41,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep  # noqa: E402
 from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story import StorySettings  # noqa: E402
-from resofilter_hf.experiments.story_steps import build_base, make_world, score_columns, score_pool, warm_up  # noqa: E402
+from resofilter_hf.experiments.story import StorySettings, score_story_pool  # noqa: E402
+from resofilter_hf.experiments.story_steps import build_base, make_world, score_columns, warm_up  # noqa: E402
 from resofilter_hf.experiments.story_tables import auroc_table, format_table, selection_makeup  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings, evaluate_proxy, keep_ratio_sweep, proxy_trainer, summarize  # noqa: E402
 
@@ -140,15 +140,7 @@ def run_seed(seed: int, settings: StorySettings, work: Path) -> dict:
 
         scored = Dataset.from_parquet(str(scored_file))
     else:
-        scored = score_pool(
-            warmed,
-            pool,
-            work,
-            scorers=settings.scorers,
-            seed=seed,
-            batch_size=settings.scoring_batch_size,
-            max_length=settings.proxy.max_length,
-        )
+        scored = score_story_pool(settings, warmed, pool, work, seed)
         scored.to_parquet(str(scored_file))
     timings["score"] = round(time.perf_counter() - t0, 1)
     print(f"[seed {seed}] scoring done ({timings['score']:.0f} s)", flush=True)

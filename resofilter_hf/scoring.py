@@ -13,7 +13,6 @@ after a barrier, reads everyone's shards from the (shared) folder: no result goe
 
 import copy
 import logging
-import re
 import shutil
 import sys
 import time
@@ -39,7 +38,7 @@ from .engine.rows import (
     STATUS_NO_TOKENS,
     STATUS_OK,
     STATUS_TRUNCATED,
-    check_rows,
+    check_rows_windowed,
     claim_result_columns,
     truncated_rows,
     with_row_flags,
@@ -57,18 +56,6 @@ logger = logging.getLogger("resofilter_hf")
 
 WINDOW_ROWS = 16384  # rows prepared (and length-sorted) together
 RESULT_FILE = "scores.arrow"
-
-
-def checked_rows(window: Dataset, text_field: str, offset: int) -> list[str]:
-    """`check_rows` on a window, its errors naming the row by its index in the whole dataset."""
-    try:
-        return check_rows(window, text_field)
-    except ValueError as err:
-        message = str(err)
-        found = re.match(r"row (\d+)", message)
-        if found and offset:
-            message = f"row {int(found[1]) + offset}{message[found.end() :]}"
-        raise type(err)(message) from None
 
 
 def without_result_columns(dataset: Dataset, column: str) -> Dataset:
@@ -338,11 +325,7 @@ def score_dataset(
     if max_rows is not None:
         clean = clean.select(range(min(max_rows, len(clean))))
     n = len(clean)
-    statuses: list[str] = []
-    for start in range(0, n, WINDOW_ROWS):  # every row checked before any compute
-        statuses += checked_rows(
-            clean.select(range(start, min(n, start + WINDOW_ROWS))), args.dataset_text_field, start
-        )
+    statuses = check_rows_windowed(clean, args.dataset_text_field, WINDOW_ROWS)  # every row, before any compute
     job = ScoringJob(trainer, table_digest(clean.with_format("arrow").iter(batch_size=WINDOW_ROWS)), n, reference)
     for window, start in enumerate(range(0, n, WINDOW_ROWS)):
         rows = clean.select(range(start, min(n, start + WINDOW_ROWS)))

@@ -13,9 +13,9 @@ from datasets import Dataset, IterableDataset, concatenate_datasets, load_datase
 from datasets.table import InMemoryTable
 
 from .engine.fingerprint import table_digest
-from .engine.rows import STATUS_OK
+from .engine.rows import STATUS_OK, check_rows_at
 from .provenance import write_parquet
-from .scoring import WINDOW_ROWS, ScoringJob, checked_rows, without_result_columns
+from .scoring import WINDOW_ROWS, ScoringJob, without_result_columns
 
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def score_stream(
     out = Path(parts_dir) if parts_dir else Path(args.output_dir) / "scored"
     parts, offset, window, all_statuses = [], 0, 0, []
     while len(window_rows):
-        statuses = checked_rows(window_rows, args.dataset_text_field, offset)
+        statuses = check_rows_at(window_rows, args.dataset_text_field, offset)
         names = job.run_window(window, window_rows, offset, statuses)
         job.accelerator.wait_for_everyone()
         path = out / f"part-{window:05d}.parquet"

@@ -6,6 +6,7 @@ its index and the offending field, not as a tokenizer traceback an hour in.
 """
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -117,6 +118,26 @@ def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
     return statuses
 
 
+def check_rows_at(window: Dataset, text_field: str, offset: int) -> list[str]:
+    """`check_rows` on a window of a larger dataset, its errors naming the row by its index in the whole."""
+    try:
+        return check_rows(window, text_field)
+    except ValueError as err:
+        message = str(err)
+        found = re.match(r"row (\d+)", message)
+        if found and offset:
+            message = f"row {int(found[1]) + offset}{message[found.end() :]}"
+        raise type(err)(message) from None
+
+
+def check_rows_windowed(dataset: Dataset, text_field: str, window_rows: int = 16384) -> list[str]:
+    """`check_rows` a window at a time, so a large dataset's columns never sit in Python lists all at once."""
+    n, statuses = len(dataset), []
+    for start in range(0, n, window_rows):
+        statuses += check_rows_at(dataset.select(range(start, min(n, start + window_rows))), text_field, start)
+    return statuses
+
+
 def check_train_rows(dataset, text_field: str = "text") -> None:
     """Fail at trainer construction on a train set TRL's preparation would crash on, naming the row and field.
 
@@ -133,7 +154,7 @@ def check_train_rows(dataset, text_field: str = "text") -> None:
         dataset_kind(dataset.column_names, text_field)
     except ValueError:
         return
-    check_rows(dataset, text_field)
+    check_rows_windowed(dataset, text_field)
 
 
 def claim_result_columns(column_names: Sequence[str], column: str, earlier_column: str | None = None) -> list[str]:

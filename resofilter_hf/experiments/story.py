@@ -75,6 +75,19 @@ class StorySettings:
         )
 
 
+def score_story_pool(settings: StorySettings, model_dir: str | Path, pool, work: str | Path, seed: int):
+    """`score_pool` with the story's scorers, batch size and length: the demo and the quality bench score alike."""
+    return score_pool(
+        model_dir,
+        pool,
+        work,
+        scorers=settings.scorers,
+        seed=seed,
+        batch_size=settings.scoring_batch_size,
+        max_length=settings.proxy.max_length,
+    )
+
+
 class _Steps:
     """Runs the numbered steps, printing a line before each (with `progress`) and timing each."""
 
@@ -120,17 +133,7 @@ def run_story(
     warm, pool, test = step("data", make_world, settings, seed)
     base = step("model", build_base, settings, seed, work / "base-model")
     warmed = step("warmup", warm_up, base, warm, settings.warmup, seed, work)
-    scored = step(
-        "score",
-        score_pool,
-        warmed,
-        pool,
-        work,
-        scorers=settings.scorers,
-        seed=seed,
-        batch_size=settings.scoring_batch_size,
-        max_length=settings.proxy.max_length,
-    )
+    scored = step("score", score_story_pool, settings, warmed, pool, work, seed)
     write_parquet(scored, out / "scored.parquet", read_provenance(scored))
     retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
     selections = step("retrain", retrain_selections, warmed, scored, test, settings.proxy, **retrain)

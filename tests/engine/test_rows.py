@@ -87,3 +87,18 @@ def test_mark_nonfinite_only_touches_scored_rows_with_a_nan_or_inf():
     assert mark_nonfinite(status, score, loss) == [1, 2, 4]
     assert status == ["ok", "nonfinite", "nonfinite", "empty_completion", "nonfinite"]
     assert score[0] == 1e-5 and all(math.isnan(v) for v in score[1:])
+
+
+def test_windowed_checks_name_the_row_by_its_index_in_the_whole_dataset():
+    from resofilter_hf.engine.rows import check_rows_windowed
+
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(20)]
+    assert check_rows_windowed(Dataset.from_list(rows), "text", window_rows=8) == ["ok"] * 20
+    rows[11]["completion"] = " "
+    rows[13]["completion"] = None
+    with pytest.raises(ValueError) as info:
+        check_rows_windowed(Dataset.from_list(rows), "text", window_rows=8)
+    assert str(info.value).startswith("row 13: ") and "completion" in str(info.value)
+    rows[13]["completion"] = "a13"
+    statuses = check_rows_windowed(Dataset.from_list(rows), "text", window_rows=8)
+    assert statuses[11] == "empty_completion" and statuses.count("ok") == 19
