@@ -127,7 +127,9 @@ class ResonanceTrainer(SFTTrainer):
             check_inflight_model(self.model, self.resonance_targets, getattr(self, "aux_loss_enabled", False))
             self.data_collator = RowIdCollator(self.data_collator)
             self._resonance_recorder = InflightRecorder(self.resonance_targets, self._score_spec())
-            self.add_callback(InflightScoreLog(self._resonance_recorder, args.resonance_column, self.log))
+            self.add_callback(
+                InflightScoreLog(self._resonance_recorder, args.resonance_column, self.log, self._gather_inflight)
+            )
         if args.resonance_when in ("before_train", "inflight") and self.resonance_targets[0].role == "lora_A":
             warn_if_lora_b_is_zero(self.resonance_targets)
 

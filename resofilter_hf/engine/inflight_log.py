@@ -9,7 +9,6 @@ share of those whose score is NaN or infinite (no loss token, a non-finite gradi
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 from transformers import TrainerCallback
 
 from .inflight import InflightRecorder
@@ -35,12 +34,19 @@ def score_statistics(scores: Sequence[float], prefix: str) -> dict[str, float]:
 
 class InflightScoreLog(TrainerCallback):
     """At each epoch's end, `log` the statistics of the in-flight scores recorded in that epoch (all processes'
-    rows, gathered), once per epoch."""
+    rows, folded in first by `gather`, the trainer's shard-file exchange), once per epoch."""
 
-    def __init__(self, recorder: InflightRecorder, column: str, log: Callable[[dict[str, float]], None]):
+    def __init__(
+        self,
+        recorder: InflightRecorder,
+        column: str,
+        log: Callable[[dict[str, float]], None],
+        gather: Callable[[], None] = lambda: None,
+    ):
         self.recorder = recorder
         self.column = column
         self.log = log
+        self.gather = gather
         self.logged: set[int] = set()
 
     def on_epoch_end(self, args, state, control, **kwargs):
@@ -50,10 +56,6 @@ class InflightScoreLog(TrainerCallback):
         if epoch in self.logged:
             return
         self.logged.add(epoch)
+        self.gather()  # every process takes part; afterwards each recorder holds every process's rows
         scores = [value[0] for value in self.recorder.epochs[epoch].values()]  # (score, step, alignment)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, dict(self.recorder.epochs[epoch]))
-            merged = {row: value for part in parts for row, value in (part or {}).items()}
-            scores = [value[0] for value in merged.values()]
         self.log(score_statistics(scores, self.column))
