@@ -10,11 +10,11 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import resofilter_hf.experiments.sweep as sweep
-from resofilter_hf import ResonanceConfig, ResonanceTrainer, select_by_resonance
+from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.experiments.stats import auroc, roc_curve
 from resofilter_hf.experiments.story_steps import ALIGNMENT, SCORERS, make_reference, score_columns, score_pool
 from resofilter_hf.experiments.story_tables import auroc_table, paired_differences, selection_makeup
-from resofilter_hf.experiments.sweep import DROP_LOWEST, ProxySettings, drop_side, flag_values, keep_ratio_sweep
+from resofilter_hf.experiments.sweep import DROP_LOWEST, drop_side, flag_values
 from resofilter_hf.toy import cached_tiny_model, make_math_problems, make_test_problems
 
 
@@ -111,28 +111,6 @@ def test_makeup_auroc_and_roc_read_alignment_from_its_low_end():
     assert rows[("copy", "any")] == 0.0
     fpr, tpr = roc_curve(flag_values(table["resonance_alignment"], "resonance_alignment"), flawed)
     assert tpr[np.argmax(fpr > 0)] == 1.0  # every flawed row comes before the first clean one
-
-
-def test_sweep_drops_the_low_end_of_alignment(model_dir, tmp_path, monkeypatch):
-    table = direction_table()
-    trained = []
-    real = sweep.train_proxy
-
-    def recording(model_dir, train_dataset, settings, **kwargs):
-        trained.append(list(train_dataset["prompt"]))
-        return real(model_dir, train_dataset, settings, **kwargs)
-
-    monkeypatch.setattr(sweep, "train_proxy", recording)
-    test = make_test_problems(2, seed=1)
-    settings = ProxySettings(max_steps=1, batch_size=4, max_new_tokens=4, eval_batch_size=4)
-    rows = keep_ratio_sweep(
-        model_dir, table, test, keeps=(0.5,), columns=("resonance_alignment", "copy"), settings=settings,
-        output_dir=tmp_path,
-    )  # fmt: skip
-    assert [r["drop"] for r in rows] == ["lowest", "highest"]
-    kept_low = select_by_resonance(table, keep=0.5, column="resonance_alignment", drop="lowest")["prompt"]
-    kept_high = select_by_resonance(table, keep=0.5, column="copy")["prompt"]
-    assert trained == [kept_low, kept_high] and kept_low == ["q0\n", "q2\n", "q4\n", "q5\n"]
 
 
 def test_paired_differences_against_a_hand_computed_table():
