@@ -163,7 +163,7 @@ def _passes(scorers: Sequence[str]) -> list[tuple[dict[str, Any], str | None, st
 
 
 def score_columns(scored: Dataset) -> list[str]:
-    """The score columns present, in a fixed order: resonance variants, anatomy, baselines."""
+    """The score columns present, in a fixed order: resonance variants and alignment (`SCORERS`), anatomy, baselines."""
     order = [*SCORERS, *ANATOMY, *BASELINE_COLUMNS]
     return [c for c in order if c in scored.column_names]
 
