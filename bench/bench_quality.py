@@ -19,9 +19,10 @@ Everything runs through the package (resofilter_hf.experiments: story steps, swe
 trained or generated here. The settings below were fixed before any scorer or selection result of this benchmark
 was seen. Arms run in `SELECTIONS` order per keep share, so a cut-short run has the core arms first.
 
-Usage: python bench/bench_quality.py [--seeds 0 1 2 3 4] [--work-dir DIR] [--smoke] [--tables-only]
+Usage: python bench/bench_quality.py [--seeds 0 1 2 3 4] [--work-dir DIR] [--smoke] [--core-only] [--tables-only]
 Resumable: each seed's scores and each finished training are kept in the work dir and skipped on a rerun, so two
-processes with disjoint --seeds can share one work dir; --tables-only then writes the tables from what is there.
+processes with disjoint --seeds (and --no-tables) can share one work dir; --tables-only then writes the tables from
+what is there. --core-only trains the core arms of every seed first; a rerun without it adds the others.
 """
 
 import argparse
@@ -94,7 +95,7 @@ SETTINGS = StorySettings(
         "resonance_alignment",
         "resonance_alignment_grad",
     ),
-    selections=(  # retrained at every keep share; the first six are the core arms (with full and clean)
+    selections=(  # retrained at every keep share; the first N_CORE are the core arms (with full and clean)
         "resonance",
         "resonance_alignment",
         "baseline_loss",
@@ -105,6 +106,7 @@ SETTINGS = StorySettings(
     ),
     scoring_batch_size=16,
 )
+N_CORE = 4  # paper, alignment, loss, random: --core-only trains these (and full, clean) and no others
 N_REFERENCE = 128  # clean reference rows for alignment (another stream; pool and test questions removed)
 KEEPS = (0.5, 0.25, 0.75)  # and 1.0: the full pool, once
 PLOT_COLUMNS = (  # histograms and ROC curves (first seed)
@@ -141,9 +143,10 @@ SMOKE_REFERENCE = 8
 # ---- one seed --------------------------------------------------------------------------------------------------
 
 
-def plan(settings: StorySettings) -> list[tuple[str, float]]:
+def plan(settings: StorySettings, core_only: bool = False) -> list[tuple[str, float]]:
     """(arm, keep) in the order they are trained: full and clean first, then each keep share by SELECTIONS."""
-    return [("full", 1.0), ("clean", 1.0)] + [(c, k) for k in KEEPS for c in settings.selections]
+    selections = settings.selections[:N_CORE] if core_only else settings.selections
+    return [("full", 1.0), ("clean", 1.0)] + [(c, k) for k in KEEPS for c in selections]
 
 
 def prepare_seed(seed: int, settings: StorySettings, n_reference: int, work: Path):
@@ -195,13 +198,13 @@ def prepare_seed(seed: int, settings: StorySettings, n_reference: int, work: Pat
     return warmed, scored, clean, test, info
 
 
-def run_seed(seed: int, settings: StorySettings, n_reference: int, work: Path) -> dict:
+def run_seed(seed: int, settings: StorySettings, n_reference: int, work: Path, core_only: bool = False) -> dict:
     """Everything for one seed; finished trainings are saved in work/runs.json and skipped when rerun."""
     warmed, scored, clean, test, info = prepare_seed(seed, settings, n_reference, work)
     runs_file = work / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     clean = clean.add_column("clean", [0.0] * len(clean))  # a constant score: keep 100% applies the same dedup
-    for column, keep in plan(settings):
+    for column, keep in plan(settings, core_only):
         label = f"{column}@{keep}"
         if label in runs:
             continue
@@ -325,6 +328,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="toy sizes, to check the script")
     parser.add_argument("--tables-only", action="store_true", help="write the tables from the work dir, train nothing")
     parser.add_argument("--no-tables", action="store_true", help="run the seeds, write no tables (parallel workers)")
+    parser.add_argument("--core-only", action="store_true", help=f"retrain only the first {N_CORE} selections")
     args = parser.parse_args()
 
     import datasets
@@ -344,7 +348,7 @@ def main() -> None:
         if not results:
             raise SystemExit(f"no seed of {args.seeds} has scores in {work}")
     else:
-        results = [run_seed(seed, settings, args.n_reference, work / f"seed{seed}") for seed in args.seeds]
+        results = [run_seed(s, settings, args.n_reference, work / f"seed{s}", args.core_only) for s in args.seeds]
     if not args.no_tables:
         write_outputs(results, settings, args, work, out)
 
