@@ -170,10 +170,11 @@ def markdown(agg: dict, context: dict) -> str:
         "# Quality benchmark (toy world)",
         "",
         f"Seeds {seeds}; mean ± sample std over seeds (a cell with fewer runs says n=). Compute time "
-        f"{context['wall_s'] / 60:.1f} min at {context['threads']} torch thread(s). Pool {n['pool']} rows "
+        f"{context['wall_s'] / 60:.1f} min summed over seeds (seeds may have run in parallel processes), "
+        f"{context['threads']} torch thread(s) each. Pool {n['pool']} rows "
         f"({settings.flaw_rate:.0%} flawed), warm-up {n['warmup']}, test {n['test']}, alignment reference "
         f"{n['reference']} clean rows (disjoint from pool and test). Settings: see the JSON (fixed before any "
-        "result was seen). Command: `python bench/bench_quality.py` (bench/bench_quality.py).",
+        "result was seen). Script: bench/bench_quality.py.",
         "",
         *notes,
     ]

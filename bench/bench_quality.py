@@ -294,6 +294,7 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
             "selection_rule": "select_by_resonance defaults (dedup prompts, original order); drop = sweep.drop_side",
             "auroc_direction": "flagged end of each score: highest; alignment: lowest",
             "smoke": args.smoke,
+            "command": " ".join(sys.argv),
         },
         "aggregate": {k: v for k, v in agg.items() if k != "raw_runs"},
         "per_seed": results,
