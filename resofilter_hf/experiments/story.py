@@ -5,8 +5,10 @@ On the toy world (synthetic math problems with labelled flaws), one seed:
 1. build a tiny model and warm it up on a separate clean set, so it knows the answer format;
 2. score a flawed pool with the resonance variants and the baselines (`SCORERS`, `baselines.BASELINES`);
 3. AUROC of every score against the flaw labels, per flaw type (higher score = flagged as flawed);
-4. retrain from the warmed model on keep-50% by resonance, by loss, at random, and on the full pool;
-5. held-out loss and greedy final-answer accuracy on clean test problems; a table and plots.
+4. retrain from the warmed model on keep-50% by resonance, by loss, at random, on the full flawed pool, and on
+   the same questions with no flaws (the clean pool: what the flaws cost);
+5. held-out loss and greedy final-answer accuracy on clean test problems; a table, plots, and a few sentences
+   that say what moved (`what_moved`).
 
 `run_story` is what `resofilter demo` calls. The steps are in `story_steps`, the tables in `story_tables`, the
 figures in `plots`; the source repository's quality benchmark runs the same steps over seeds and more selections.
@@ -15,6 +17,7 @@ figures in `plots`; the source repository's quality benchmark runs the same step
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +29,7 @@ from ..provenance import read_provenance, write_atomic, write_parquet
 from .plots import plot_histograms, plot_roc, plot_sweep
 from .story_steps import build_base, make_world, retrain_selections, score_columns, score_pool, warm_up
 from .story_tables import auroc_table, selection_makeup, story_table
-from .sweep import ProxySettings
+from .sweep import ProxySettings, train_and_evaluate
 
 
 STEP_TITLES = {
@@ -34,7 +37,7 @@ STEP_TITLES = {
     "model": "building the tiny base model",
     "warmup": "warming the model up on the clean set (so it knows the answer format)",
     "score": "scoring the pool: resonance variants and baselines",
-    "retrain": "retraining on keep-50% selections and on the full pool; evaluating on the test problems",
+    "retrain": "retraining on keep-50% selections, the full pool and the clean pool; evaluating on the test problems",
 }
 
 
@@ -47,6 +50,11 @@ class StorySettings:
     seconds, and a 30%-flawed pool costs it accuracy. The plain defaults are the ``"gsm"`` world (two to five
     GSM8K-like steps), where final-answer accuracy stays near zero (the model needs ~15k samples to start
     solving those problems) and held-out loss is the signal.
+
+    `equal_steps` retrains every selection for as many optimizer steps as the full pool takes (`full_pool_steps`),
+    so a kept half is seen twice as often and selections compare at equal compute. The basic world is
+    compute-limited (accuracy still rises at the end of training), so with equal epochs instead (False, the
+    paper's protocol) a smaller selection mostly loses for taking fewer steps.
     """
 
     level: str = "gsm"
@@ -66,6 +74,7 @@ class StorySettings:
     scorers: tuple[str, ...] = ("resonance", "resonance_sgd")
     selections: tuple[str, ...] = ("resonance", "baseline_loss", "baseline_random")
     scoring_batch_size: int = 16
+    equal_steps: bool = False
 
     @classmethod
     def basic(cls) -> StorySettings:
@@ -86,6 +95,7 @@ class StorySettings:
             num_kv_heads=2,
             warmup=ProxySettings(epochs=2, batch_size=16, learning_rate=3e-3, max_length=96, max_new_tokens=64),
             proxy=ProxySettings(epochs=3, batch_size=16, learning_rate=3e-3, max_length=96, max_new_tokens=64),
+            equal_steps=True,
         )
 
     @classmethod
@@ -153,7 +163,8 @@ def run_story(
     threads slow them down badly when other processes share the cores.
 
     Keys: "auroc" (scorer x flaw rows), "selections" (one row per retrained selection: column, keep, n_train,
-    heldout_loss, accuracy, ...), "makeup" (flawed share of each selection), "table" (the markdown summary),
+    heldout_loss, accuracy, ...; "full" is the whole flawed pool, "clean" the same questions with no flaws),
+    "makeup" (flawed share of each selection), "table" (the markdown summary), "what_moved" (sentences),
     "plots", "settings", "timings_s".
     """
     settings = settings or (StorySettings.quick() if quick else StorySettings.basic())
@@ -166,12 +177,12 @@ def run_story(
     out, started, step = Path(output_dir), time.perf_counter(), _Steps(progress)
     work = out / "work"
     warm, pool, test = step("data", make_world, settings, seed)
+    clean_pool = make_world(replace(settings, flaw_rate=0.0), seed)[1]  # the same questions, no flaws
     base = step("model", build_base, settings, seed, work / "base-model")
     warmed = step("warmup", warm_up, base, warm, settings.warmup, seed, work)
     scored = step("score", score_story_pool, settings, warmed, pool, work, seed)
     write_parquet(scored, out / "scored.parquet", read_provenance(scored))
-    retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
-    selections = step("retrain", retrain_selections, warmed, scored, test, settings.proxy, **retrain)
+    selections = step("retrain", _retrain_all, settings, warmed, scored, clean_pool, test, seed, work)
     result = _tables_and_plots(scored, selections, settings, out)
     result = {
         "seed": seed,
@@ -187,6 +198,72 @@ def run_story(
     return result
 
 
+def full_pool_steps(settings: StorySettings) -> int:
+    """Optimizer steps of `settings.proxy` on the full pool: batches per epoch (the last one partial) x epochs."""
+    return math.ceil(math.ceil(settings.n_pool / settings.proxy.batch_size) * settings.proxy.epochs)
+
+
+def _retrain_all(settings: StorySettings, warmed: Path, scored, clean_pool, test, seed: int, work: Path) -> list:
+    """Keep-`keep` by each selection column and the full pool (`retrain_selections`), then the clean pool (column
+    "clean"): the accuracy the flaws cost, which a selection can at best win back."""
+    proxy = settings.proxy
+    if settings.equal_steps and proxy.max_steps <= 0:
+        proxy = replace(proxy, max_steps=full_pool_steps(settings))
+    retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
+    rows = retrain_selections(warmed, scored, test, proxy, **retrain)
+    clean = train_and_evaluate(warmed, clean_pool, test, proxy, seed=seed, output_dir=work / "clean-pool")
+    return rows + [{"column": "clean", "keep": 1.0, "seed": seed, "n_input": len(clean_pool), **clean}]
+
+
+LABELS = {
+    "resonance": "the paper's score (resonance)",
+    "resonance_alignment": "alignment with a trusted set",
+    "baseline_loss": "loss",
+    "baseline_random": "random",
+}
+SAME_WITHIN = 0.05  # accuracy differences below this are called "about the same"
+
+
+def what_moved(selections: list[dict], keep: float) -> list[str]:
+    """The retraining results in words: what the flaws cost (clean pool vs full flawed pool) and what each
+    keep-`keep` selection wins back against the full pool and against a random selection of the same size."""
+    acc = {row["column"]: row["accuracy"] for row in selections}
+
+    def versus(a: float, b: float, name: str) -> str:
+        if abs(a - b) < SAME_WITHIN:
+            return f"about the same as {name} ({100 * (a - b):+.0f} points)"
+        return f"{100 * abs(a - b):.0f} points {'above' if a > b else 'below'} {name}"
+
+    lines = []
+    if "clean" in acc and "full" in acc:
+        lines.append(
+            f"Flaws: the clean pool trains to {acc['clean']:.0%} accuracy, the full flawed pool to {acc['full']:.0%}: "
+            + versus(acc["full"], acc["clean"], "the clean pool")
+            + "."
+        )
+    for column, value in acc.items():
+        if column in ("clean", "full") or "full" not in acc:
+            continue
+        line = f"Keep {keep:.0%} by {LABELS.get(column, column)}: {value:.0%}, " + versus(
+            value, acc["full"], "the full pool"
+        )
+        if column != "baseline_random" and "baseline_random" in acc:
+            line += ", " + versus(value, acc["baseline_random"], "random")
+        lines.append(line + ".")
+    steps = sorted({row["steps"] for row in selections})
+    if len(steps) == 1:
+        lines.append(f"Every run took the same {steps[0]} optimizer steps, so a kept half was seen twice as often.")
+    elif steps:
+        lines.append(
+            f"Every run took the same epochs, so smaller selections took fewer steps ({steps[0]}-{steps[-1]})."
+        )
+    lines.append(
+        f"(One seed; differences under {100 * SAME_WITHIN:.0f} points are called the same. Rerun with another "
+        "--seed to see how much is noise.)"
+    )
+    return lines
+
+
 def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, out: Path) -> dict[str, Any]:
     """The story's AUROC and makeup tables, its markdown summary and its three figures (written under `out`)."""
     columns = score_columns(scored)
@@ -194,6 +271,7 @@ def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, o
     confounds = confound_report({c: scored[c] for c in columns}, scored["resonance_tokens"], scored["resonance_loss"])
     makeup = selection_makeup(scored, settings.selections, settings.keep)
     makeup += [{**row, "column": "full"} for row in selection_makeup(scored, settings.selections[:1], 1.0)]
+    makeup.append({"column": "clean", "keep": 1.0, "n_kept": len(scored), "flawed_share_kept": 0.0})
     plots = {
         "histograms": str(plot_histograms(scored, columns, out / "score_histograms.png")),
         "roc": str(plot_roc(scored, [c for c in columns if c != "baseline_perplexity"], out / "roc.png")),
@@ -205,6 +283,7 @@ def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, o
         "makeup": makeup,
         "selections": selections,
         "table": story_table(aurocs, selections, makeup, confounds),
+        "what_moved": what_moved(selections, settings.keep),
         "plots": plots,
     }
 
