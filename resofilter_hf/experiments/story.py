@@ -27,16 +27,25 @@ from typing import Any
 from ..confounds import confound_report
 from ..provenance import read_provenance, write_atomic, write_parquet
 from .plots import plot_histograms, plot_roc, plot_sweep
-from .story_steps import build_base, make_world, retrain_selections, score_columns, score_pool, warm_up
+from .story_steps import (
+    ALIGNMENT,
+    build_base,
+    make_reference,
+    make_world,
+    retrain_selections,
+    score_columns,
+    score_pool,
+    warm_up,
+)
 from .story_tables import auroc_table, selection_makeup, story_table
 from .sweep import ProxySettings, train_and_evaluate
 
 
 STEP_TITLES = {
-    "data": "generating the toy world: a warm-up set, a flawed pool, clean test problems",
+    "data": "generating the toy world: a warm-up set, a flawed pool, clean test problems, a trusted reference set",
     "model": "building the tiny base model",
     "warmup": "warming the model up on the clean set (so it knows the answer format)",
-    "score": "scoring the pool: resonance variants and baselines",
+    "score": "scoring the pool: resonance variants, alignment with the reference set, and baselines",
     "retrain": "retraining on keep-50% selections, the full pool and the clean pool; evaluating on the test problems",
 }
 
@@ -55,6 +64,10 @@ class StorySettings:
     so a kept half is seen twice as often and selections compare at equal compute. The basic world is
     compute-limited (accuracy still rises at the end of training), so with equal epochs instead (False, the
     paper's protocol) a smaller selection mostly loses for taking fewer steps.
+
+    `n_reference` is the size of the trusted clean set the alignment scorers (`story_steps.ALIGNMENT`) compare each
+    row's step with (`story_steps.make_reference`: its own stream, no question of the pool or the test set); 0
+    builds none, and then no alignment scorer may be listed.
     """
 
     level: str = "gsm"
@@ -75,6 +88,7 @@ class StorySettings:
     selections: tuple[str, ...] = ("resonance", "baseline_loss", "baseline_random")
     scoring_batch_size: int = 16
     equal_steps: bool = False
+    n_reference: int = 0
 
     @classmethod
     def basic(cls) -> StorySettings:
@@ -96,6 +110,9 @@ class StorySettings:
             warmup=ProxySettings(epochs=2, batch_size=16, learning_rate=3e-3, max_length=96, max_new_tokens=64),
             proxy=ProxySettings(epochs=3, batch_size=16, learning_rate=3e-3, max_length=96, max_new_tokens=64),
             equal_steps=True,
+            n_reference=128,
+            scorers=("resonance", "resonance_sgd", "resonance_alignment"),
+            selections=("resonance", "resonance_alignment", "baseline_loss", "baseline_random"),
         )
 
     @classmethod
@@ -111,6 +128,9 @@ class StorySettings:
             intermediate_size=128,
             warmup=tiny,
             proxy=tiny,
+            n_reference=8,
+            scorers=("resonance", "resonance_sgd", "resonance_alignment"),
+            selections=("resonance", "resonance_alignment", "baseline_loss", "baseline_random"),
         )
 
     def with_progress(self) -> StorySettings:
@@ -180,11 +200,10 @@ def run_story(
         torch.set_num_threads(threads)
     out, started, step = Path(output_dir), time.perf_counter(), _Steps(progress)
     work = out / "work"
-    warm, pool, test = step("data", make_world, settings, seed)
-    clean_pool = make_world(replace(settings, flaw_rate=0.0), seed)[1]  # the same questions, no flaws
+    warm, pool, test, clean_pool, reference = step("data", _world, settings, seed)
     base = step("model", build_base, settings, seed, work / "base-model")
     warmed = step("warmup", warm_up, base, warm, settings.warmup, seed, work)
-    scored = step("score", score_story_pool, settings, warmed, pool, work, seed)
+    scored = step("score", score_story_pool, settings, warmed, pool, work, seed, reference)
     write_parquet(scored, out / "scored.parquet", read_provenance(scored))
     selections = step("retrain", _retrain_all, settings, warmed, scored, clean_pool, test, seed, work)
     result = _tables_and_plots(scored, selections, settings, out)
@@ -193,13 +212,31 @@ def run_story(
         "quick": quick,
         "torch_threads": _threads(),
         "settings": asdict(settings),
-        "n": {"warmup": len(warm), "pool": len(pool), "test": len(test)},
+        "n": {"warmup": len(warm), "pool": len(pool), "test": len(test), "reference": len(reference or [])},
         "flaw_counts": {f: pool["flaw"].count(f) for f in sorted(set(pool["flaw"]))},
         **result,
         "timings_s": {**step.timings, "total": round(time.perf_counter() - started, 2)},
     }
     write_atomic(out / "story.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _world(settings: StorySettings, seed: int):
+    """`make_world`'s three sets, the clean twin of the pool (the same questions, no flaws) and the reference set."""
+    warm, pool, test = make_world(settings, seed)
+    clean_pool = make_world(replace(settings, flaw_rate=0.0), seed)[1]
+    return warm, pool, test, clean_pool, story_reference(settings, seed, pool, test)
+
+
+def story_reference(settings: StorySettings, seed: int, pool, test):
+    """The trusted reference set of `settings.n_reference` clean problems (None for 0), disjoint from pool and
+    test; an alignment scorer without one is an error that names the setting."""
+    wanted = [s for s in settings.scorers if s in ALIGNMENT]
+    if settings.n_reference <= 0:
+        if wanted:
+            raise ValueError(f"StorySettings: scorer(s) {wanted} need a reference set: set n_reference > 0")
+        return None
+    return make_reference(settings.n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]], level=settings.level)
 
 
 def full_pool_steps(settings: StorySettings) -> int:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from resofilter_hf.experiments.story import StorySettings, full_pool_steps, what_moved
+from resofilter_hf.experiments.story import StorySettings, full_pool_steps, story_reference, what_moved
 from resofilter_hf.experiments.story_steps import build_base, make_world
 
 
@@ -85,3 +85,16 @@ def test_equal_steps_is_the_full_pool_step_count():
     settings = StorySettings.basic()
     assert settings.equal_steps and full_pool_steps(settings) == 150  # 800 rows / batch 16 x 3 epochs
     assert full_pool_steps(replace(settings, n_pool=801)) == 153  # the last, partial batch is a step
+
+
+def test_the_reference_set_is_clean_disjoint_and_required_by_alignment(world):
+    _, pool, test = world
+    settings = StorySettings.basic()
+    reference = story_reference(settings, 4, pool, test)
+    assert len(reference) == settings.n_reference and set(reference["flaw"]) == {"none"}
+    assert not set(reference["prompt"]) & {*pool["prompt"], *test["prompt"]}
+    no_alignment = replace(settings, n_reference=0, scorers=("resonance", "resonance_sgd"))
+    assert story_reference(no_alignment, 4, pool, test) is None
+    message = r"StorySettings: scorer\(s\) \['resonance_alignment'\] need a reference set: set n_reference > 0"
+    with pytest.raises(ValueError, match=message):
+        story_reference(replace(settings, n_reference=0), 4, pool, test)
