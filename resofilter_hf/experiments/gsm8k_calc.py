@@ -170,4 +170,3 @@ def _annotation(expression: str, value: Fraction, solution: str, step: Step) -> 
     """``<<expression=value>>`` plus the shown copy of the result, if the original showed one."""
     shown = ANNOTATION.match(solution, step.start)["shown"]
     return f"<<{expression}={write_number(value)}>>" + ("" if shown is None else write_number(value, shown))
-
