@@ -28,10 +28,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gsm8k_scores import SETTINGS as GSM8K_SCORES  # noqa: E402
+from bench_gsm8k_scores import parse_gsm8k_args  # noqa: E402
+from bench_length_strata import FLAGS as STRATA_FLAGS  # noqa: E402
 from bench_length_strata import auroc_rows, score_alignment, strata_of  # noqa: E402
 
 from resofilter_hf.confounds import confound_report  # noqa: E402
@@ -44,18 +46,14 @@ from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E
 
 
 THREADS = 1
+PROXY = ("warmup", "model", "vocab_size", "max_length", "scorers", "scoring_batch_size")  # as bench_gsm8k_scores
 SETTINGS = {
     "seeds": [0, 1, 2, 3, 4],  # about 6.5 minutes each on one thread (measured on seed 0: 226 s warm-up)
     "pool_rows": [0, 1500],
     "reference_rows": [1500, 1700],  # clean solutions, disjoint from the pool
     "warmup_rows": [1700, 7473],
     "flaw_rate": 0.3,
-    "warmup": {"max_steps": 200, "batch_size": 16, "learning_rate": 2e-3, "max_length": 512},
-    "model": {"num_layers": 4, "hidden_size": 128, "intermediate_size": 256, "num_heads": 4, "num_kv_heads": 2},
-    "vocab_size": 1024,
-    "max_length": 512,
-    "scorers": ["resonance", "resonance_sgd", "resonance_adamw_state", "resonance_l2", "resonance_all_layers"],
-    "scoring_batch_size": 16,
+    **{key: GSM8K_SCORES[key] for key in PROXY},
 }
 SMOKE = {
     **SETTINGS,
@@ -66,21 +64,12 @@ SMOKE = {
     "warmup": {**SETTINGS["warmup"], "max_steps": 2},
     "scorers": ["resonance", "resonance_sgd"],
 }
-FLAGS = {  # score column -> sign that makes "higher = more likely flawed"
-    "resonance": 1,
-    "resonance_sgd": 1,
-    "resonance_adamw_state": 1,
-    "resonance_l2": 1,
-    "resonance_all_layers": 1,
-    "resonance_grad_norm": 1,
-    "resonance_toward_zero": 1,
-    "resonance_below_eps": 1,
-    "alignment_grad": -1,
-    "alignment_adamw": -1,
-    "baseline_loss": 1,
-    "baseline_ifd": 1,
-    "baseline_length": 1,
-    "baseline_random": 1,
+FLAGS = {  # score column -> sign that makes "higher = more likely flawed" (alignment: LOW is flagged)
+    **dict.fromkeys(
+        ("resonance", "resonance_sgd", "resonance_adamw_state", "resonance_l2", "resonance_all_layers"), 1
+    ),
+    **dict.fromkeys(("resonance_grad_norm", "resonance_toward_zero", "resonance_below_eps"), 1),
+    **STRATA_FLAGS,
 }
 KINDS = [*MAKERS, "any"]
 
@@ -194,21 +183,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None, help="keeps each seed's result; a rerun resumes from it")
     parser.add_argument("--out", default=str(RESULTS), help="folder for the JSON and the markdown")
     parser.add_argument("--smoke", action="store_true", help="a few rows and steps, to check the script")
-    parser.add_argument(
-        "--gsm8k-dir",
-        default=os.environ.get("RESOFILTER_GSM8K_DIR"),
-        help="folder with GSM8K train.jsonl/test.jsonl (default: $RESOFILTER_GSM8K_DIR; required, nothing is fetched)",
-    )
-    args = parser.parse_args()
-    if not args.gsm8k_dir:
-        parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
-
-    import datasets
-    from transformers.utils import logging
-
-    datasets.disable_progress_bars()
-    logging.set_verbosity_error()
-    torch.set_num_threads(THREADS)
+    args = parse_gsm8k_args(parser, THREADS)
     settings = SMOKE if args.smoke else SETTINGS
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-flaws-"))
     out = Path(args.out)

@@ -148,11 +148,8 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default=None)
-    parser.add_argument("--out", default=str(RESULTS / "quality"))
-    parser.add_argument("--smoke", action="store_true")
+def parse_gsm8k_args(parser: argparse.ArgumentParser, threads: int) -> argparse.Namespace:
+    """`parser`'s arguments plus the required ``--gsm8k-dir``; then quiet progress bars and logs, `threads` threads."""
     parser.add_argument(
         "--gsm8k-dir",
         default=os.environ.get("RESOFILTER_GSM8K_DIR"),
@@ -167,7 +164,16 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     logging.set_verbosity_error()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--out", default=str(RESULTS / "quality"))
+    parser.add_argument("--smoke", action="store_true")
+    args = parse_gsm8k_args(parser, THREADS)
     settings = SMOKE if args.smoke else SETTINGS
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-"))
     out = Path(args.out)
