@@ -48,9 +48,9 @@ def _split(solution: str) -> tuple[str, str]:
 def _deltas(value: Fraction, rng: random.Random) -> list[Fraction]:
     """Small nonzero changes in the last written place of `value`, shuffled, keeping positive values positive."""
     unit = Fraction(1) if value.denominator == 1 else Fraction(1, 10 ** len(write_number(value).partition(".")[2]))
-    steps_ = [d for d in range(-12, 13) if d] + [m * d for m in (2, 3, 5) for d in (-10, 10)]
-    rng.shuffle(steps_)
-    return [d * unit for d in steps_ if value <= 0 or value + d * unit > 0]
+    offsets = [d for d in range(-12, 13) if d] + [m * d for m in (2, 3, 5) for d in (-10, 10)]
+    rng.shuffle(offsets)
+    return [d * unit for d in offsets if value <= 0 or value + d * unit > 0]
 
 
 def _wrong_step(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
