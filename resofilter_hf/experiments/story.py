@@ -119,19 +119,8 @@ class StorySettings:
     def quick(cls) -> StorySettings:
         """A few seconds: the basic world at a size that exercises every step, with numbers that mean nothing."""
         tiny = ProxySettings(max_steps=2, batch_size=4, max_new_tokens=24, eval_batch_size=16)
-        return cls(
-            level="basic",
-            n_pool=24,
-            n_warmup=16,
-            n_test=8,
-            hidden_size=64,
-            intermediate_size=128,
-            warmup=tiny,
-            proxy=tiny,
-            n_reference=8,
-            scorers=("resonance", "resonance_sgd", "resonance_alignment"),
-            selections=("resonance", "resonance_alignment", "baseline_loss", "baseline_random"),
-        )
+        sizes = dict(n_pool=24, n_warmup=16, n_test=8, hidden_size=64, intermediate_size=128, n_reference=8)
+        return replace(cls.basic(), warmup=tiny, proxy=tiny, **sizes)
 
     def with_progress(self) -> StorySettings:
         """The same sizes with tqdm bars while training."""
