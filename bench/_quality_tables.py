@@ -176,6 +176,8 @@ def markdown(agg: dict, context: dict) -> str:
         f"{n['reference']} clean rows (disjoint from pool and test). Settings: see the JSON (fixed before any "
         "result was seen). Script: bench/bench_quality.py.",
         "",
+        f"Retraining protocol: {context['protocol']}.",
+        "",
         *notes,
     ]
     return "\n".join([*header, "", *_auroc_tables(agg, n_seeds), *_outcome_tables(agg, n_seeds)])

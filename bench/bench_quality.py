@@ -23,6 +23,7 @@ retrained selections are those listed. Arms run in `SELECTIONS` order per keep s
 core arms first.
 
 Usage: python bench/bench_quality.py [--seeds 0 1 2 3 4] [--work-dir DIR] [--smoke] [--core-only] [--tables-only]
+       [--equal-steps]   (every retraining takes the full pool's optimizer steps; outputs named equal_steps_*)
 Resumable: each seed's scores and each finished training are kept in the work dir and skipped on a rerun, so two
 processes with disjoint --seeds (and --no-tables) can share one work dir; --tables-only then writes the tables from
 what is there. --core-only trains the core arms of every seed first; a rerun without it adds the others.
@@ -51,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.confounds import confound_report  # noqa: E402
 from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep  # noqa: E402
 from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story import StorySettings, score_story_pool  # noqa: E402
+from resofilter_hf.experiments.story import StorySettings, full_pool_steps, score_story_pool  # noqa: E402
 from resofilter_hf.experiments.story_steps import (  # noqa: E402
     build_base,
     make_reference,
@@ -77,6 +78,8 @@ THREADS = 1  # tiny models gain nothing from a second thread, and lose a lot whe
 SEEDS = (0, 1, 2, 3, 4)
 SETTINGS = replace(
     StorySettings.basic(),  # the world where accuracy moves: clean pool ~0.85, 30%-flawed pool ~0.54 (5 seeds)
+    equal_steps=False,  # the paper's protocol: every selection 3 epochs (--equal-steps: the full pool's steps)
+    n_reference=128,  # clean reference rows for alignment (another stream; pool and test questions removed)
     scorers=(
         "resonance",
         "resonance_sgd",
@@ -97,7 +100,6 @@ SETTINGS = replace(
     ),
 )
 N_CORE = 4  # paper, alignment, loss, random: --core-only trains these (and full, clean) and no others
-N_REFERENCE = 128  # clean reference rows for alignment (another stream; pool and test questions removed)
 KEEPS = (0.5, 0.25, 0.75)  # and 1.0: the full pool, once
 PLOT_COLUMNS = (  # histograms and ROC curves (first seed)
     "resonance",
@@ -126,8 +128,8 @@ SMOKE = replace(  # --smoke: the same pipeline at toy size, to check the script 
     warmup=ProxySettings(max_steps=2, batch_size=8),
     proxy=ProxySettings(max_steps=2, batch_size=8, max_new_tokens=8),
     selections=("resonance", "resonance_alignment", "baseline_random"),
+    n_reference=8,
 )
-SMOKE_REFERENCE = 8
 
 
 # ---- one seed --------------------------------------------------------------------------------------------------
@@ -139,7 +141,7 @@ def plan(settings: StorySettings, core_only: bool = False) -> list[tuple[str, fl
     return [("full", 1.0), ("clean", 1.0)] + [(c, k) for k in KEEPS for c in selections]
 
 
-def prepare_seed(seed: int, settings: StorySettings, n_reference: int, work: Path):
+def prepare_seed(seed: int, settings: StorySettings, work: Path):
     """World, warmed model, scores and the per-seed tables (seed.json); each step skipped when already done."""
     from datasets import Dataset
 
@@ -148,7 +150,9 @@ def prepare_seed(seed: int, settings: StorySettings, n_reference: int, work: Pat
     clean = make_world(replace(settings, flaw_rate=0.0), seed)[1]
     if clean["prompt"] != pool["prompt"]:
         raise RuntimeError(f"seed {seed}: the clean twin of the pool holds other questions")
-    reference = make_reference(n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]], level=settings.level)
+    reference = make_reference(
+        settings.n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]], level=settings.level
+    )
     warmed, scored_file, info_file = work / "warm-model", work / "scored.parquet", work / "seed.json"
     if info_file.exists():
         return warmed, Dataset.from_parquet(str(scored_file)), clean, test, json.loads(info_file.read_text())
@@ -188,9 +192,13 @@ def prepare_seed(seed: int, settings: StorySettings, n_reference: int, work: Pat
     return warmed, scored, clean, test, info
 
 
-def run_seed(seed: int, settings: StorySettings, n_reference: int, work: Path, core_only: bool = False) -> dict:
-    """Everything for one seed; finished trainings are saved in work/runs.json and skipped when rerun."""
-    warmed, scored, clean, test, info = prepare_seed(seed, settings, n_reference, work)
+def run_seed(seed: int, settings: StorySettings, work: Path, core_only: bool = False) -> dict:
+    """Everything for one seed; finished trainings are saved in work/runs.json and skipped when rerun. With
+    `settings.equal_steps` every retraining takes the full pool's optimizer steps (a kept half seen twice as often)."""
+    warmed, scored, clean, test, info = prepare_seed(seed, settings, work)
+    proxy = settings.proxy
+    if settings.equal_steps and proxy.max_steps <= 0:  # as the story does
+        proxy = replace(proxy, max_steps=full_pool_steps(settings))
     runs_file = work / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     clean = clean.add_column("clean", [0.0] * len(clean))  # a constant score: keep 100% applies the same dedup
@@ -207,7 +215,7 @@ def run_seed(seed: int, settings: StorySettings, n_reference: int, work: Path, c
             test,
             keeps=(keep,),
             columns=(select_on,),
-            settings=settings.proxy,
+            settings=proxy,
             seed=seed,
             output_dir=work / "runs",
         )
@@ -254,7 +262,7 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
     agg = aggregate(results, settings.selections)
     first = Dataset.from_parquet(str(work / f"seed{results[0]['seed']}" / "scored.parquet"))
     columns = [c for c in PLOT_COLUMNS if c in first.column_names]
-    prefix = "smoke_" if args.smoke else ""
+    prefix = ("smoke_" if args.smoke else "") + ("equal_steps_" if settings.equal_steps else "")
     full_runs = [r for r in agg["raw_runs"] if r["column"] == "full"]
     curves = [r for r in agg["raw_runs"] if r["column"] in settings.selections]
     curves += [r | {"column": c} for r in full_runs for c in settings.selections]
@@ -266,7 +274,8 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
         "accuracy_vs_kept": plot_sweep(
             curves,
             out / f"{prefix}accuracy_vs_kept.png",
-            title=f"toy world, {len(results)} seeds (mean ± std); 100% = full pool",
+            title=f"toy world, {len(results)} seeds (mean ± std); 100% = full pool"
+            + ("; every run the full pool's steps" if settings.equal_steps else "; every run 3 epochs"),
             levels=levels,
         ),
     }
@@ -279,6 +288,11 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
         "wall_s": wall,
         "n": results[0]["n"],
         "settings": settings,
+        "protocol": (
+            f"every retraining takes the full pool's {full_pool_steps(settings)} optimizer steps (equal compute)"
+            if settings.equal_steps
+            else f"every retraining takes {settings.proxy.epochs:g} epochs (a smaller selection takes fewer steps)"
+        ),
     }
     table = markdown(agg, context)
     write_text_atomic(out / f"{prefix}quality.md", table)
@@ -289,7 +303,6 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
             "seeds": context["seeds"],
             "missing_seeds": missing,
             "story": asdict(settings),
-            "n_reference": args.n_reference,
             "keeps": [*KEEPS, 1.0],
             "selection_rule": "select_by_resonance defaults (dedup prompts, original order); drop = sweep.drop_side",
             "auroc_direction": "flagged end of each score: highest; alignment: lowest",
@@ -302,10 +315,10 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
         "wall_s": round(wall, 1),
     }
     if args.smoke:  # a check of the script, kept out of bench/results
-        path = out / "smoke_quality.json"
+        path = out / f"{prefix}quality.json"
         write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
     else:
-        path = write_result("quality/quality", payload)
+        path = write_result("quality/quality" + ("-equal-steps" if settings.equal_steps else ""), payload)
     print(table)
     print(f"written: {path}, {out}")
     return path
@@ -319,6 +332,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="toy sizes, to check the script")
     parser.add_argument("--tables-only", action="store_true", help="write the tables from the work dir, train nothing")
     parser.add_argument("--no-tables", action="store_true", help="run the seeds, write no tables (parallel workers)")
+    parser.add_argument("--equal-steps", action="store_true", help="every retraining takes the full pool's steps")
     parser.add_argument("--core-only", action="store_true", help=f"retrain only the first {N_CORE} selections")
     args = parser.parse_args()
 
@@ -328,8 +342,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     logging.set_verbosity_error()
     torch.set_num_threads(THREADS)
-    settings = SMOKE if args.smoke else SETTINGS
-    args.n_reference = SMOKE_REFERENCE if args.smoke else N_REFERENCE
+    settings = replace(SMOKE if args.smoke else SETTINGS, equal_steps=args.equal_steps)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-quality-"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +352,7 @@ def main() -> None:
         if not results:
             raise SystemExit(f"no seed of {args.seeds} has scores in {work}")
     else:
-        results = [run_seed(s, settings, args.n_reference, work / f"seed{s}", args.core_only) for s in args.seeds]
+        results = [run_seed(s, settings, work / f"seed{s}", args.core_only) for s in args.seeds]
     if not args.no_tables:
         write_outputs(results, settings, args, work, out)
 
