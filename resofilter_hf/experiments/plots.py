@@ -7,7 +7,7 @@ backend switch, so the caller's matplotlib state (an interactive backend, open f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from datasets import Dataset
 from ..hub.figures import agg_figure
 from ..provenance import atomic_path
 from .stats import auroc, roc_curve
-from .sweep import summarize
+from .sweep import flag_values, summarize
 
 
 def _save(fig, path: str | Path, dpi: int) -> Path:
@@ -60,7 +60,8 @@ def plot_histograms(scored: Dataset, columns: Sequence[str], path: str | Path, f
 
 
 def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_column: str = "flaw") -> Path:
-    """ROC curves (score flags flawed rows) of each column: one panel for any flaw, one per flaw type."""
+    """ROC curves (score flags flawed rows, in its flagged direction: `sweep.flag_values`) of each column: one
+    panel for any flaw, one per flaw type."""
     from matplotlib import colormaps
 
     flaws = np.asarray(scored[flaw_column])
@@ -75,7 +76,7 @@ def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_col
         flawed = ~clean if kind == "any" else flaws == kind
         subset = flawed | clean
         for k, column in enumerate(columns):
-            values = np.asarray(scored[column], dtype=np.float64)[subset]
+            values = flag_values(scored[column], column)[subset]
             fpr, tpr = roc_curve(values, flawed[subset])
             label = f"{column} ({auroc(values, flawed[subset]):.2f})"
             ax.plot(fpr, tpr, label=label, linewidth=1, color=palette(k % 20))
@@ -89,8 +90,17 @@ def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_col
     return _save(fig, path, dpi=80)
 
 
-def plot_sweep(table: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
-    """Accuracy and held-out loss against kept share, one line per column (mean, with std bars over seeds)."""
+def plot_sweep(
+    table: Sequence[dict],
+    path: str | Path,
+    title: str | None = None,
+    levels: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path:
+    """Accuracy and held-out loss against kept share, one line per column (mean, with std bars over seeds).
+
+    `levels` draws reference levels as dashed horizontal lines: label -> {"accuracy": .., "heldout_loss": ..}
+    (e.g. a model trained on a clean pool); a metric a level lacks is not drawn.
+    """
     summary = summarize(table, ("column", "keep"), ("accuracy", "heldout_loss"))
     fig = agg_figure((9, 3.4))
     axes = fig.subplots(1, 2)
@@ -101,6 +111,10 @@ def plot_sweep(table: Sequence[dict], path: str | Path, title: str | None = None
             y = [r[f"{metric}_mean"] for r in rows]
             err = [r[f"{metric}_std"] for r in rows]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=column)
+    for k, (label, level) in enumerate((levels or {}).items()):
+        for ax, metric in zip(axes, ("accuracy", "heldout_loss")):
+            if metric in level and math.isfinite(level[metric]):
+                ax.axhline(level[metric], color=f"C{7 + k % 3}", linestyle="--", linewidth=1, label=label)
     axes[0].set_ylabel("final-answer accuracy")
     axes[1].set_ylabel("held-out loss")
     for ax in axes:

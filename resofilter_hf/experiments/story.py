@@ -75,13 +75,17 @@ class StorySettings:
         )
 
 
-def score_story_pool(settings: StorySettings, model_dir: str | Path, pool, work: str | Path, seed: int):
-    """`score_pool` with the story's scorers, batch size and length: the demo and the quality bench score alike."""
+def score_story_pool(
+    settings: StorySettings, model_dir: str | Path, pool, work: str | Path, seed: int, reference=None
+):
+    """`score_pool` with the story's scorers, batch size and length: the demo and the quality bench score alike.
+    `reference` is the trusted set the alignment scorers need."""
     return score_pool(
         model_dir,
         pool,
         work,
         scorers=settings.scorers,
+        reference=reference,
         seed=seed,
         batch_size=settings.scoring_batch_size,
         max_length=settings.proxy.max_length,

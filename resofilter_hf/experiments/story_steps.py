@@ -19,15 +19,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from .story import StorySettings
 
 
-# Score column -> ResonanceConfig overrides. The first is the paper's score; it also writes the anatomy columns
-# (resonance_grad_norm, resonance_toward_zero, resonance_below_eps) and the loss the free baselines come from.
+# Score column -> ResonanceConfig overrides of the pass that writes it. The first is the paper's score; its pass also
+# writes the anatomy columns (resonance_grad_norm, resonance_toward_zero, resonance_below_eps) and the loss the free
+# baselines come from. The ALIGNMENT columns need a reference set: each is the `resonance_alignment` its pass
+# writes (the paper's transform, from the paper's own pass; the raw gradient, from an SGD pass without weight
+# decay). Low alignment is flagged: `sweep.drop_side` is the one place a column's selection direction is decided.
 SCORERS: dict[str, dict[str, Any]] = {
     "resonance": {},
     "resonance_sgd": {"resonance_optimizer": "sgd"},
     "resonance_adamw_state": {"resonance_optimizer": "adamw_state"},
     "resonance_l2": {"resonance_metric": "l2"},
     "resonance_all_layers": {"resonance_last_n_layers": None},
+    "resonance_alignment": {},
+    "resonance_alignment_grad": {"resonance_optimizer": "sgd", "resonance_weight_decay": 0.0},
 }
+ALIGNMENT = ("resonance_alignment", "resonance_alignment_grad")
 
 
 ANATOMY = ("resonance_grad_norm", "resonance_toward_zero", "resonance_below_eps")
@@ -70,38 +76,56 @@ def warm_up(model_dir: str | Path, warm: Dataset, settings: ProxySettings, seed:
     return save_proxy(trainer, Path(work) / "warm-model")
 
 
+def make_reference(n: int, seed: int, exclude: Sequence[str] = ()) -> Dataset:
+    """A trusted reference set for the alignment scores: up to `n` clean toy problems from a stream of their own
+    (seed 30,000 + `seed`), minus any question in `exclude` (the pool's and the test set's prompts)."""
+    from ..toy.data import make_math_problems
+
+    excluded = {q.rstrip("\n") for q in exclude}
+    reference = make_math_problems(n, seed=30_000 + seed, flaw_rate=0.0)
+    return reference.filter(lambda row: row["prompt"].rstrip("\n") not in excluded)
+
+
 def score_pool(
     model_dir: str | Path,
     pool: Dataset,
     work: str | Path,
     *,
-    scorers: Sequence[str] = tuple(SCORERS),
+    scorers: Sequence[str] | None = None,
     baselines: Sequence[str] = BASELINES,
+    reference: Dataset | None = None,
     seed: int = 0,
     batch_size: int = 16,
     max_length: int = 256,
 ) -> Dataset:
-    """`pool` with one column per resonance variant (`SCORERS`), the anatomy columns, and the baseline columns.
+    """`pool` with one column per scorer (`SCORERS`), the anatomy columns, and the baseline columns.
 
-    Every variant scores the same model state; "resonance" (the paper's score) always runs, with
-    `resonance_anatomy`, and its trainer computes the baselines.
+    Every scorer scores the same model state, one pass per distinct setting; "resonance" (the paper's score)
+    always runs, with `resonance_anatomy`, and its trainer computes the baselines. The alignment scorers need
+    `reference` (a trusted set, disjoint from the pool). `scorers` None: every scorer, alignment only with a
+    reference.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..config import ResonanceConfig
+    from ..reference import ALIGNMENT_COLUMN
     from ..trainer import ResonanceTrainer
 
+    if scorers is None:
+        scorers = [s for s in SCORERS if reference is not None or s not in ALIGNMENT]
     unknown = [s for s in scorers if s not in SCORERS]
     if unknown:
         raise ValueError(f"score_pool: unknown scorer(s) {unknown}; choose from {list(SCORERS)}")
+    if reference is None and any(s in ALIGNMENT for s in scorers):
+        raise ValueError(f"score_pool: scorer(s) {[s for s in scorers if s in ALIGNMENT]} need a `reference` set")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     inputs = pool.select_columns([c for c in INPUT_COLUMNS if c in pool.column_names])
     scored, paper_trainer = None, None
-    for name in ["resonance", *(s for s in scorers if s != "resonance")]:
+    for overrides, score_name, alignment_name in _passes(scorers):
         args = ResonanceConfig(
-            output_dir=str(Path(work) / f"score-{name}"),
+            output_dir=str(Path(work) / f"score-{score_name or alignment_name}"),
             report_to="none",
             use_cpu=True,
             bf16=False,
@@ -109,21 +133,33 @@ def score_pool(
             max_length=max_length,
             resonance_resume=False,
             resonance_batch_size=batch_size,
-            resonance_column=name,
-            resonance_anatomy=name == "resonance",
-            **SCORERS[name],
+            resonance_anatomy=score_name == "resonance",
+            **overrides,
         )
         trainer = ResonanceTrainer(model=model, args=args, train_dataset=inputs, processing_class=tokenizer)
-        result = trainer.score()
-        if scored is None:
+        result = trainer.score(reference=reference if alignment_name else None)
+        if scored is None:  # the paper's pass: its columns are the result's own
             scored, paper_trainer = result, trainer
-        else:
-            scored = scored.add_column(name, result[name])
+            continue
+        if score_name:
+            scored = scored.add_column(score_name, result["resonance"])
+        if alignment_name:
+            scored = scored.add_column(alignment_name, result[ALIGNMENT_COLUMN])
     scored = add_baseline_columns(paper_trainer, scored, which=baselines, seed=seed)
     extra = [c for c in pool.column_names if c not in scored.column_names]
     for name in extra:  # labels and other columns of the pool ride along, in input order
         scored = scored.add_column(name, pool[name])
     return scored
+
+
+def _passes(scorers: Sequence[str]) -> list[tuple[dict[str, Any], str | None, str | None]]:
+    """(ResonanceConfig overrides, score column or None, alignment column or None): one scoring pass per distinct
+    setting in `SCORERS`, the paper's first. A pass writes the alignment column only when one is asked of it."""
+    passes: dict[tuple, list] = {}
+    for name in ["resonance", *scorers]:
+        entry = passes.setdefault(tuple(sorted(SCORERS[name].items())), [SCORERS[name], None, None])
+        entry[2 if name in ALIGNMENT else 1] = name
+    return [tuple(entry) for entry in passes.values()]
 
 
 def score_columns(scored: Dataset) -> list[str]:

@@ -1,5 +1,6 @@
-"""The story's tables: AUROC of each score against the flaw labels, the flaw share of each selection, and the
-markdown summary the demo prints."""
+"""The story's tables: AUROC of each score against the flaw labels, the flaw share of each selection, paired
+differences between retrained selections, and the markdown summary the demo prints. Each score column is read in
+its flagged direction (`sweep.drop_side`: alignment flags its lowest values, every other score its highest)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from datasets import Dataset
 
 from ..selection import select_by_resonance
 from .stats import auroc
+from .sweep import drop_side, flag_values
 
 
 def auroc_table(scored: Dataset, columns: Sequence[str], flaw_column: str = "flaw") -> list[dict[str, Any]]:
     """AUROC of each score column flagging each flaw type against the clean rows, plus "any" (all flawed rows).
 
-    Higher score = more likely flawed: 1 finds every flawed row first, 0.5 is chance, below 0.5 ranks flawed rows
-    as *less* suspicious than clean ones (the score points the other way).
+    Read in the column's flagged direction (`flag_values`: higher = more likely flawed, alignment negated): 1 finds
+    every flawed row first, 0.5 is chance, below 0.5 ranks flawed rows as *less* suspicious than clean ones (the
+    score points the other way).
     """
     flaws = np.asarray(scored[flaw_column])
     clean = flaws == "none"
@@ -26,7 +29,7 @@ def auroc_table(scored: Dataset, columns: Sequence[str], flaw_column: str = "fla
     kinds = sorted(kinds) + ["any"]
     rows = []
     for column in columns:
-        values = np.asarray(scored[column], dtype=np.float64)
+        values = flag_values(scored[column], column)
         for kind in kinds:
             flawed = ~clean if kind == "any" else flaws == kind
             subset = flawed | clean
@@ -43,10 +46,10 @@ def auroc_table(scored: Dataset, columns: Sequence[str], flaw_column: str = "fla
 
 
 def selection_makeup(scored: Dataset, columns: Sequence[str], keep: float, flaw_column: str = "flaw") -> list[dict]:
-    """For keep-`keep` by each column: rows kept and the share of kept rows that carry a flaw."""
+    """For keep-`keep` by each column (dropping its flagged end): rows kept and the share of them that carry a flaw."""
     rows = []
     for column in columns:
-        kept = select_by_resonance(scored, keep=keep, column=column)
+        kept = select_by_resonance(scored, keep=keep, column=column, drop=drop_side(column))
         flaws = np.asarray(kept[flaw_column])
         rows.append(
             {
@@ -57,6 +60,32 @@ def selection_makeup(scored: Dataset, columns: Sequence[str], keep: float, flaw_
             }
         )
     return rows
+
+
+def paired_differences(
+    runs: Sequence[Mapping[str, Any]], against: str, metrics: Sequence[str], same_keep: bool
+) -> list[dict[str, Any]]:
+    """Each run minus the run of column `against` with the same seed (and the same keep share with `same_keep`):
+    one row per run that has such a partner (`against`'s own runs excluded), with ``d_<metric>`` per metric.
+
+    Runs are dicts with "column", "keep", "seed" and the metrics, as `keep_ratio_sweep` returns them; a seed or
+    keep share that `against` lacks is left out. Two runs of `against` for one key are refused.
+    """
+    partners: dict[tuple, Mapping[str, Any]] = {}
+    for run in runs:
+        if run["column"] == against:
+            key = (run["seed"], run["keep"] if same_keep else None)
+            if key in partners:
+                raise ValueError(f"paired_differences: two runs of {against!r} for seed/keep {key}")
+            partners[key] = run
+    out = []
+    for run in runs:
+        partner = partners.get((run["seed"], run["keep"] if same_keep else None))
+        if run["column"] == against or partner is None:
+            continue
+        row = {"column": run["column"], "keep": run["keep"], "seed": run["seed"]}
+        out.append(row | {f"d_{m}": float(run[m]) - float(partner[m]) for m in metrics})
+    return out
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> str:

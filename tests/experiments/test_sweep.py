@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import resofilter_hf.experiments.sweep as sweep
@@ -26,19 +27,25 @@ def model_dir():
     return cached_tiny_model(arch="llama")
 
 
-def test_sweep_table_rows_and_one_training_per_selection(model_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def trained(monkeypatch):
+    """The prompts of every training set `train_proxy` is given, in call order (training still runs)."""
+    prompts = []
+    real = sweep.train_proxy
+
+    def recording(model_dir, train_dataset, settings, **kwargs):
+        prompts.append(list(train_dataset["prompt"]))
+        return real(model_dir, train_dataset, settings, **kwargs)
+
+    monkeypatch.setattr(sweep, "train_proxy", recording)
+    return prompts
+
+
+def test_sweep_table_rows_and_one_training_per_selection(model_dir, tmp_path, trained):
     pool = make_math_problems(16, seed=7)
     pool = pool.add_column("resonance", [float(x) for x in np.random.default_rng(0).permutation(16)])
     pool = pool.add_column("other", [float(x) for x in range(16)])
     test = make_test_problems(4, seed=7, exclude=pool["prompt"])
-    trained = []
-    real = sweep.train_proxy
-
-    def counting(model_dir, train_dataset, settings, **kwargs):
-        trained.append(list(train_dataset["prompt"]))
-        return real(model_dir, train_dataset, settings, **kwargs)
-
-    monkeypatch.setattr(sweep, "train_proxy", counting)
     keeps = (0.25, 0.5, 0.75, 1.0)
     table = keep_ratio_sweep(
         model_dir, pool, test, keeps=keeps, columns=("resonance", "other"), settings=TINY, output_dir=tmp_path
@@ -51,6 +58,26 @@ def test_sweep_table_rows_and_one_training_per_selection(model_dir, tmp_path, mo
     assert len(trained) == 7  # keep=1.0 is the same selection under both columns: trained once
     expected = [select_by_resonance(pool, keep=k, column=c)["prompt"] for c in ("resonance", "other") for k in keeps]
     assert trained == [p for i, p in enumerate(expected) if i != 7]
+
+
+def test_sweep_drops_the_low_end_of_alignment(model_dir, tmp_path, trained):
+    values = [0.9, -0.8, 0.7, -0.6, 0.5, 0.4, -0.3, 0.35]
+    table = Dataset.from_dict(
+        {
+            "prompt": [f"q{k}\n" for k in range(8)],
+            "completion": ["a"] * 8,
+            "resonance_alignment": values,
+            "copy": values,
+        }
+    )
+    rows = keep_ratio_sweep(
+        model_dir, table, make_test_problems(2, seed=1), keeps=(0.5,), columns=("resonance_alignment", "copy"),
+        settings=TINY, output_dir=tmp_path,
+    )  # fmt: skip
+    assert [r["drop"] for r in rows] == ["lowest", "highest"]
+    kept_low = select_by_resonance(table, keep=0.5, column="resonance_alignment", drop="lowest")["prompt"]
+    kept_high = select_by_resonance(table, keep=0.5, column="copy")["prompt"]
+    assert trained == [kept_low, kept_high] and kept_low == ["q0\n", "q2\n", "q4\n", "q5\n"]
 
 
 def test_summarize_means_and_spread():
