@@ -4,9 +4,10 @@ Protocol, per seed, on the toy world (resofilter_hf.experiments.cross_model.run_
 
 1. model A (the story's tiny Llama) and model B (a tiny Qwen2 of another shape, same toy tokenizer) are warmed
    up the same way on a separate clean set;
-2. each scores the 30%-flawed pool with the paper's score (and the alignment score when the lab has one);
-3. kept-set agreement of keep-50% (the paper's rule, highest dropped): Jaccard of the kept rows (chance 1/3) and
-   Spearman of the scores, for the paper's score and for plain loss;
+2. each scores the 30%-flawed pool with the paper's score and with its gradient alignment with a clean reference
+   set (128 rows of another stream, the same for both models);
+3. kept-set agreement of keep-50% (the paper's rule: highest dropped; alignment: lowest dropped): Jaccard of the
+   kept rows (chance 1/3) and Spearman of the scores, for both scores and for plain loss;
 4. model B is retrained from its warm-up state on its own keep-50%, on A's, on a seeded random half, on the full
    pool and on the clean pool (the same questions, correct solutions); greedy final-answer accuracy and held-out
    loss on clean held-out problems; paired differences per seed: own - A's, A's - random, own - random.
@@ -59,6 +60,7 @@ SMOKE = replace(  # --smoke: the same pipeline at toy size, to check the script 
     story=replace(SETTINGS.story, n_pool=40, n_warmup=32, n_test=8, hidden_size=64, intermediate_size=128,
                   warmup=TINY, proxy=TINY),
     model_b=replace(SETTINGS.model_b, hidden_size=32, intermediate_size=96),
+    n_reference=8,
 )  # fmt: skip
 ARMS = ("own", "a", "random", "full", "clean", "warm")
 ARM_NAMES = {

@@ -4,10 +4,12 @@ The paper scores with one model and fine-tunes others on the kept data. For one 
 
 1. model A (the story's tiny Llama, `story_steps.build_base`) and model B (another architecture and/or size,
    `ModelSpec`; both use the toy tokenizer) are built and warmed up the same way (`story_steps.warm_up`);
-2. each scores the flawed pool (`story_steps.score_pool`: the paper's score, the alignment score when the lab
-   has one, and the free loss baseline);
+2. each scores the flawed pool (`story_steps.score_pool`: the paper's score, its gradient alignment with a
+   clean reference set (`story_steps.make_reference`, the same rows for both models), and the free loss
+   baseline);
 3. the kept sets of keep-`keep` (the paper's rule, `select_by_resonance`) are compared: Jaccard of the kept rows
    (chance for two independent random keep-p subsets: p / (2 - p), 1/3 at keep 50%) and Spearman of the scores;
+   the alignment score drops its lowest rows (`sweep.drop_side`), every other score its highest;
 4. model B is retrained from its warm-up state on its own selection, on A's, on a seeded random share, on the full
    pool and on the clean pool (the same questions with correct solutions: the ceiling), and evaluated on clean
    held-out problems; per seed, the paired differences own - A's, A's - random and own - random.
@@ -33,13 +35,10 @@ from ..provenance import load_scored, read_provenance, write_parquet
 from ..selection import select_by_resonance
 from .stats import auroc, rank_correlation
 from .story import StorySettings
-from .story_steps import SCORERS, build_base, make_world, score_pool, warm_up
-from .sweep import evaluate_proxy, keep_ratio_sweep, proxy_trainer, train_and_evaluate
+from .story_steps import ALIGNMENT, build_base, make_reference, make_world, score_pool, warm_up
+from .sweep import drop_side, evaluate_proxy, flag_values, keep_ratio_sweep, proxy_trainer, train_and_evaluate
 
 
-PAPER = "resonance"
-ALIGNMENT = "resonance_alignment"
-LOW_IS_SUSPICIOUS = (ALIGNMENT,)  # selected with drop="lowest"; every other score drops its highest rows
 AGREEMENT_BASELINES = ("baseline_loss",)  # compared across the models too (free, from the scoring pass)
 RANDOM = "baseline_random"
 
@@ -67,17 +66,16 @@ class ModelSpec:
 @dataclass(frozen=True)
 class CrossModelSettings:
     """`story`: the world, model A's sizes, the warm-up and retraining settings and `keep` (shared by both models);
-    `model_b`: the second model; `scorers`: the score columns both models write (None: the paper's score, plus
-    the alignment score when `story_steps.SCORERS` has it)."""
+    `model_b`: the second model; `scorers`: the score columns (keys of `story_steps.SCORERS`) both models write
+    and B is retrained on; `n_reference`: clean reference rows for the alignment scorers."""
 
     story: StorySettings = field(default_factory=StorySettings)
     model_b: ModelSpec = field(default_factory=ModelSpec)
-    scorers: tuple[str, ...] | None = None
+    scorers: tuple[str, ...] = ("resonance", "resonance_alignment")
+    n_reference: int = 128
 
     def score_columns(self) -> tuple[str, ...]:
-        if self.scorers is not None:
-            return self.scorers
-        return (PAPER, ALIGNMENT) if ALIGNMENT in SCORERS else (PAPER,)
+        return self.scorers
 
     def model_a(self) -> ModelSpec:
         s = self.story
@@ -98,15 +96,11 @@ def chance_jaccard(keep: float) -> float:
     return keep / (2.0 - keep)
 
 
-def drop_rule(column: str) -> str:
-    return "lowest" if column in LOW_IS_SUSPICIOUS else "highest"
-
-
 def kept_rows(scored: Dataset, column: str, keep: float, drop: str | None = None) -> list[int]:
     """Row indices of `scored` that keep-`keep` by `column` keeps (the paper's rule; `drop` defaults to
-    `drop_rule(column)`), ascending."""
+    `sweep.drop_side(column)`), ascending."""
     indexed = scored.add_column(ROW_ID, list(range(len(scored))))
-    drop = drop or drop_rule(column)
+    drop = drop or drop_side(column)
     return list(select_by_resonance(indexed, keep=keep, column=column, drop=drop)[ROW_ID])
 
 
@@ -144,7 +138,9 @@ def warmed_model(name: str, build, warm: Dataset, settings: CrossModelSettings, 
     return warm_up(build(folder / "base-model"), warm, settings.story.warmup, seed, folder)
 
 
-def scored_pool(model_dir: Path, pool: Dataset, settings: CrossModelSettings, seed: int, work: Path) -> Dataset:
+def scored_pool(
+    model_dir: Path, pool: Dataset, reference: Dataset | None, settings: CrossModelSettings, seed: int, work: Path
+) -> Dataset:
     """`pool` scored by `model_dir` (score columns, loss, random); cached as work/scored.parquet."""
     cached = work / "scored.parquet"
     if cached.exists():
@@ -156,6 +152,7 @@ def scored_pool(model_dir: Path, pool: Dataset, settings: CrossModelSettings, se
         work,
         scorers=settings.score_columns(),
         baselines=("loss", "random"),
+        reference=reference,
         seed=seed,
         batch_size=s.scoring_batch_size,
         max_length=s.proxy.max_length,
@@ -230,7 +227,7 @@ def retrain_b(
 
     runs = []
     for column in settings.score_columns():
-        drop = drop_rule(column)
+        drop = drop_side(column)
         own, from_a = keep_ratio_sweep(
             warmed_b, joint, test, keeps=(keep,), columns=(f"b_{column}", f"a_{column}"), select_kwargs={"drop": drop},
             **common,
@@ -275,6 +272,10 @@ def run_cross_model_seed(seed: int, settings: CrossModelSettings, work: str | Pa
     started = time.perf_counter()
     warm, pool, test = make_world(s, seed)
     clean = clean_pool(s, seed, pool)
+    columns = settings.score_columns()
+    reference = None
+    if any(c in ALIGNMENT for c in columns):
+        reference = make_reference(settings.n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]])
     builders = {
         "a": lambda folder: build_base(s, seed, folder),
         "b": lambda folder: settings.model_b.build(folder, seed),
@@ -283,9 +284,8 @@ def run_cross_model_seed(seed: int, settings: CrossModelSettings, work: str | Pa
     for model, build in builders.items():
         t0 = time.perf_counter()
         warmed[model] = warmed_model(model, build, warm, settings, seed, work)
-        scored[model] = scored_pool(warmed[model], pool, settings, seed, work / model)
+        scored[model] = scored_pool(warmed[model], pool, reference, settings, seed, work / model)
         timings[f"warmup_and_score_{model}"] = round(time.perf_counter() - t0, 1)
-    columns = settings.score_columns()
     flawed = np.asarray(pool["flaw"]) != "none"
     t0 = time.perf_counter()
     runs = retrain_b(warmed["b"], joint_pool(pool, scored, columns), clean, test, settings, seed=seed, work=work)
@@ -294,7 +294,13 @@ def run_cross_model_seed(seed: int, settings: CrossModelSettings, work: str | Pa
     timings["total"] = round(time.perf_counter() - started, 1)
     return {
         "seed": seed,
-        "n": {"warmup": len(warm), "pool": len(pool), "test": len(test), "clean": len(clean)},
+        "n": {
+            "warmup": len(warm),
+            "pool": len(pool),
+            "test": len(test),
+            "clean": len(clean),
+            "reference": 0 if reference is None else len(reference),
+        },
         "flaw_counts": {f: pool["flaw"].count(f) for f in sorted(set(pool["flaw"]))},
         "models": {
             "a": {**asdict(settings.model_a()), "parameters": parameter_count(warmed["a"])},
@@ -302,7 +308,7 @@ def run_cross_model_seed(seed: int, settings: CrossModelSettings, work: str | Pa
         },
         "agreement": [agreement(scored["a"], scored["b"], c, s.keep) for c in (*columns, *AGREEMENT_BASELINES)],
         "auroc": [
-            {"model": m, "column": c, "auroc_any_flaw": auroc(scored[m][c], flawed)}
+            {"model": m, "column": c, "auroc_any_flaw": auroc(flag_values(scored[m][c], c), flawed)}
             for m in ("a", "b")
             for c in (*columns, *AGREEMENT_BASELINES)
         ],

@@ -68,7 +68,7 @@ TINY = sweep.ProxySettings(max_steps=2, batch_size=4, max_new_tokens=16, eval_ba
 SETTINGS = CrossModelSettings(
     story=replace(StorySettings.quick(), n_pool=20, warmup=TINY, proxy=TINY),
     model_b=ModelSpec(arch="qwen2", num_layers=3, hidden_size=32, intermediate_size=96, num_heads=2, num_kv_heads=1),
-    scorers=("resonance",),
+    n_reference=8,
 )
 
 
@@ -100,13 +100,15 @@ def test_seed_row_accounting(seed_run):
     assert [p.parent.name for p, _ in warmups] == ["a", "b"]  # base-model folders under work/a, work/b
     assert all(p == work / "b" / "warm-model" for p, _ in retrains)  # every arm retrains B from its warm-up
     runs = {(r["arm"], r["score"], r["model"]): r for r in result["runs"]}
-    own, from_a = runs[("own", "resonance", "b")], runs[("a", "resonance", "b")]
     random_half, full, clean = (runs[(arm, None, "b")] for arm in ("random", "full", "clean"))
-    expected = {
-        "own": kept_rows(scored["b"], "resonance", keep),
-        "a": kept_rows(scored["a"], "resonance", keep),
-        "random": kept_rows(scored["a"], "baseline_random", keep),
-    }
+    expected = {"random": kept_rows(scored["a"], "baseline_random", keep)}
+    for score in ("resonance", "resonance_alignment"):
+        expected[("own", score)] = kept_rows(scored["b"], score, keep)
+        expected[("a", score)] = kept_rows(scored["a"], score, keep)
+    # alignment drops its lowest rows: every kept row scores at least as high as every dropped one
+    aligned = np.asarray(scored["a"]["resonance_alignment"])
+    dropped = sorted(set(range(n)) - set(expected[("a", "resonance_alignment")]))
+    assert aligned[expected[("a", "resonance_alignment")]].min() >= aligned[dropped].max()
     for ids in expected.values():
         assert len(ids) == len(set(ids)) == math.ceil(n * keep) and set(ids) <= set(range(n))
     by_set = {tuple(s) for _, s in retrains}
@@ -116,26 +118,33 @@ def test_seed_row_accounting(seed_run):
     (clean_set,) = [s for s in by_set if len(s) == n and s != tuple(rows(pool))]
     assert [p for p, _ in clean_set] == pool["prompt"]  # the clean pool: the same questions, all solutions right
     assert len(retrains) == len({tuple(s) for _, s in retrains})  # one training per distinct set
-    for run, ids in ((own, expected["own"]), (from_a, expected["a"]), (random_half, expected["random"])):
+    for key, ids in expected.items():
+        run = random_half if key == "random" else runs[(*key, "b")]
         assert run["n_train"] == len(ids) and run["n_test"] == len(test)
         assert run["flawed_share"] == pytest.approx(np.mean([pool["flaw"][i] != "none" for i in ids]))
     assert full["n_train"] == clean["n_train"] == n and clean["flawed_share"] == 0.0
     assert full["flawed_share"] == pytest.approx(1 - result["flaw_counts"]["none"] / n)
-    (row,) = [r for r in result["agreement"] if r["column"] == "resonance"]
-    assert row["n_kept_both"] == len(set(expected["own"]) & set(expected["a"]))
+    for row in result["agreement"][:2]:
+        own, from_a = expected[("own", row["column"])], expected[("a", row["column"])]
+        assert row["n_kept_both"] == len(set(own) & set(from_a))
+        assert row["jaccard"] == pytest.approx(len(set(own) & set(from_a)) / len(set(own) | set(from_a)))
 
 
 def test_seed_result_shape_and_models(seed_run):
     work, result, _ = seed_run
     assert set(result) == {"seed", "n", "flaw_counts", "models", "agreement", "auroc", "runs", "paired", "timings_s"}
-    assert [r["column"] for r in result["agreement"]] == ["resonance", "baseline_loss"]
-    assert {(r["model"], r["arm"]) for r in result["runs"]} == {
-        ("b", arm) for arm in ("own", "a", "random", "full", "clean")
-    } | {("a", "warm"), ("b", "warm")}
+    assert [r["column"] for r in result["agreement"]] == ["resonance", "resonance_alignment", "baseline_loss"]
+    assert result["n"]["reference"] == 8 and len(result["auroc"]) == 2 * 3
+    assert sorted((r["model"], r["arm"], r["score"] or "") for r in result["runs"]) == sorted(
+        [("b", arm, s) for arm in ("own", "a") for s in ("resonance", "resonance_alignment")]
+        + [("b", arm, "") for arm in ("random", "full", "clean")]
+        + [("a", "warm", ""), ("b", "warm", "")]
+    )
     for run in result["runs"]:
         assert math.isfinite(run["heldout_loss"]) and 0 <= run["accuracy"] <= 1
-    (paired,) = result["paired"]
-    runs = {(r["arm"], r["model"]): r for r in result["runs"]}
+    assert [p["score"] for p in result["paired"]] == ["resonance", "resonance_alignment"]
+    paired = result["paired"][0]
+    runs = {(r["arm"], r["model"]): r for r in result["runs"] if r["score"] in ("resonance", None)}
     assert paired["accuracy_own_minus_a"] == runs[("own", "b")]["accuracy"] - runs[("a", "b")]["accuracy"]
     assert paired["heldout_loss_a_minus_random"] == pytest.approx(
         runs[("a", "b")]["heldout_loss"] - runs[("random", "b")]["heldout_loss"]
