@@ -43,25 +43,30 @@ BASELINE_COLUMNS = ("baseline_loss", "baseline_perplexity", "baseline_ifd", "bas
 
 
 def make_world(settings: StorySettings, seed: int) -> tuple[Dataset, Dataset, Dataset]:
-    """(warm-up set, flawed pool, clean test set): three disjoint sets of toy problems (text prompt/completion)."""
+    """(warm-up set, flawed pool, clean test set): three disjoint sets of toy problems of `settings.level` (text
+    prompt/completion). The pool's questions depend on `seed` only, not on the flaw rate, so a clean pool
+    (``flaw_rate=0``) holds the same questions as a flawed one."""
     from ..toy.data import make_math_problems, make_test_problems
 
-    pool = make_math_problems(settings.n_pool, seed=seed, flaw_rate=settings.flaw_rate)
+    level = settings.level
+    pool = make_math_problems(settings.n_pool, seed=seed, flaw_rate=settings.flaw_rate, level=level)
     # the warm-up draws from the training stream of another seed; a question that is also in the pool is dropped
-    warm = make_math_problems(settings.n_warmup, seed=10_000 + seed, flaw_rate=settings.warmup_flaw_rate)
+    warm = make_math_problems(settings.n_warmup, seed=10_000 + seed, flaw_rate=settings.warmup_flaw_rate, level=level)
     pool_questions = set(pool["prompt"])
     warm = warm.filter(lambda row: row["prompt"] not in pool_questions)
-    test = make_test_problems(settings.n_test, seed=seed, exclude=[*pool["prompt"], *warm["prompt"]])
+    test = make_test_problems(settings.n_test, seed=seed, exclude=[*pool["prompt"], *warm["prompt"]], level=level)
     return warm, pool, test
 
 
 def build_base(settings: StorySettings, seed: int, folder: str | Path) -> Path:
-    """A randomly initialised tiny Llama (toy tokenizer) of the configured size."""
+    """A randomly initialised tiny Llama of the configured size, its tokenizer trained on `settings.level`'s text."""
+    from ..toy.data import toy_corpus
     from ..toy.model import build_tiny_model
 
     return build_tiny_model(
         folder,
         seed=seed,
+        corpus=toy_corpus(level=settings.level),
         num_layers=settings.num_layers,
         hidden_size=settings.hidden_size,
         intermediate_size=settings.intermediate_size,

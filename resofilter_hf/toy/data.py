@@ -27,24 +27,33 @@ from typing import Literal
 
 from datasets import Dataset
 
-from .flaws import DEFECT_MAKERS, DEFECTS, FLAWS
-from .problems import TEMPLATES, Problem
+from .flaws import DEFECTS, FLAWS, make_defect
+from .problems import LEVELS, Problem
 
 
-__all__ = ["DEFECTS", "FLAWS", "Style", "make_math_problems", "make_test_problems", "toy_corpus"]
+__all__ = ["DEFECTS", "FLAWS", "LEVELS", "Level", "Style", "make_math_problems", "make_test_problems", "toy_corpus"]
 
 Style = Literal["text", "conversational", "messages"]
+Level = Literal["gsm", "basic"]
 
 
-def _problems(n: int, namespace: str, seed: int, exclude: Iterable[str] = ()) -> list[Problem]:
+def _templates(level: str):
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
+    return LEVELS[level]
+
+
+def _problems(n: int, namespace: str, seed: int, level: str, exclude: Iterable[str] = ()) -> list[Problem]:
     """`n` distinct valid problems; problem i uses its own string-seeded rng, so runs are reproducible."""
+    templates = _templates(level)
+    prefix = "resofilter-toy" if level == "gsm" else f"resofilter-toy-{level}"
     seen = set(exclude)
     out: list[Problem] = []
     draw = 0
     while len(out) < n:
-        rng = random.Random(f"resofilter-toy:{namespace}:{seed}:{draw}")
+        rng = random.Random(f"{prefix}:{namespace}:{seed}:{draw}")
         draw += 1
-        problem = rng.choice(TEMPLATES)(rng)
+        problem = rng.choice(templates)(rng)
         if problem.values() is None or problem.question in seen:
             continue
         seen.add(problem.question)
@@ -75,14 +84,14 @@ def _flaw_labels(n: int, seed: int, flaw_rate: float, flaw_mix: Mapping[str, flo
     return labels
 
 
-def _as_rows(problems: list[Problem], labels: list[str], seed: int, style: Style) -> dict[str, list]:
+def _as_rows(problems: list[Problem], labels: list[str], seed: int, style: Style, level: str) -> dict[str, list]:
     if style not in ("text", "conversational", "messages"):
         raise ValueError(f"style must be 'text', 'conversational' or 'messages', got {style!r}")
     rows: dict[str, list] = {"answer": [], "flaw": []}
     prompts, completions = [], []
     for i, (problem, flaw) in enumerate(zip(problems, labels)):
         rng = random.Random(f"resofilter-toy:defect:{seed}:{i}")
-        completion = problem.solution() if flaw == "none" else DEFECT_MAKERS[flaw](problem, rng)
+        completion = problem.solution() if flaw == "none" else make_defect(flaw, problem, rng, LEVELS[level])
         prompts.append(problem.question)
         completions.append(completion)
         rows["answer"].append(str(problem.answer))
@@ -112,6 +121,7 @@ def make_math_problems(
     flaw_rate: float = 0.3,
     flaw_mix: Mapping[str, float] | None = None,
     style: Style = "text",
+    level: Level = "gsm",
 ) -> Dataset:
     """`n` synthetic math word problems, about `flaw_rate` of them (exactly ``round(n * flaw_rate)``) flawed.
 
@@ -120,24 +130,28 @@ def make_math_problems(
     weights (default: all six equally). `style` picks the layout: ``"text"`` (strings), ``"conversational"``
     (prompt and completion as lists of role dicts, as TRL's conversational prompt-completion format) or
     ``"messages"`` (one ``messages`` column with the user and assistant turns instead of prompt/completion).
+    `level` picks the problems (`LEVELS`): ``"gsm"`` (GSM8K-like, two to five steps) or ``"basic"`` (two steps
+    on operands 2-9, learnable by a tiny model from a few thousand rows); the flaws are the same kinds.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     labels = _flaw_labels(n, seed, flaw_rate, flaw_mix)
-    return Dataset.from_dict(_as_rows(_problems(n, "train", seed), labels, seed, style))
+    return Dataset.from_dict(_as_rows(_problems(n, "train", seed, level), labels, seed, style, level))
 
 
-def make_test_problems(n: int, *, seed: int = 0, exclude: Iterable[str] = (), style: Style = "text") -> Dataset:
-    """`n` clean problems (flaw ``none``) for held-out accuracy, drawn from a stream separate from the training
-    one; questions in `exclude` (prompts, with or without the trailing newline) are never drawn."""
+def make_test_problems(
+    n: int, *, seed: int = 0, exclude: Iterable[str] = (), style: Style = "text", level: Level = "gsm"
+) -> Dataset:
+    """`n` clean problems (flaw ``none``) of `level` for held-out accuracy, drawn from a stream separate from the
+    training one; questions in `exclude` (prompts, with or without the trailing newline) are never drawn."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     excluded = {q.rstrip("\n") for q in exclude}
-    problems = _problems(n, "test", seed, exclude=excluded)
-    return Dataset.from_dict(_as_rows(problems, ["none"] * n, seed, style))
+    problems = _problems(n, "test", seed, level, exclude=excluded)
+    return Dataset.from_dict(_as_rows(problems, ["none"] * n, seed, style, level))
 
 
-def toy_corpus(n: int = 2000, *, seed: int = 0) -> list[str]:
-    """Text to train the toy tokenizer on: questions and completions of every flaw kind."""
-    ds = make_math_problems(n, seed=seed, flaw_rate=0.5)
+def toy_corpus(n: int = 2000, *, seed: int = 0, level: Level = "gsm") -> list[str]:
+    """Text to train the toy tokenizer on: questions and completions of every flaw kind, of `level`."""
+    ds = make_math_problems(n, seed=seed, flaw_rate=0.5, level=level)
     return [p + c for p, c in zip(ds["prompt"], ds["completion"])]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .problems import TEMPLATES, Problem
 
@@ -95,10 +95,11 @@ def _grounded(problem: Problem, question: str) -> bool:
     return True
 
 
-def _mismatched(problem: Problem, rng: random.Random) -> str:
-    """The correct solution of another question whose numbers are not all in this one, with another answer."""
+def _mismatched(problem: Problem, rng: random.Random, templates: Sequence[Callable] = TEMPLATES) -> str:
+    """The correct solution of another question (drawn from `templates`, the problem's own level) whose numbers
+    are not all in this one, with another answer."""
     while True:
-        other = rng.choice(TEMPLATES)(rng)
+        other = rng.choice(templates)(rng)
         if other.values() and not _grounded(other, problem.question) and other.answer != problem.answer:
             return other.solution()
 
@@ -111,3 +112,10 @@ DEFECT_MAKERS: dict[str, Callable[[Problem, random.Random], str]] = {
     "repetition": _repetition,
     "off_topic": _off_topic,
 }
+
+
+def make_defect(flaw: str, problem: Problem, rng: random.Random, templates: Sequence[Callable] = TEMPLATES) -> str:
+    """The completion of `problem` carrying defect `flaw`; a mismatched solution comes from `templates`."""
+    if flaw == "mismatched":
+        return _mismatched(problem, rng, templates)
+    return DEFECT_MAKERS[flaw](problem, rng)

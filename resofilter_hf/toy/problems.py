@@ -223,3 +223,70 @@ def _collection(rng: random.Random) -> Problem:
 
 
 TEMPLATES = (_shopping, _rates, _ages, _sharing, _savings, _bakery, _collection)
+
+
+# ---- the basic level: two short steps on single-digit operands, arithmetic a tiny model learns in minutes -------
+
+
+def _digits(rng: random.Random) -> tuple[int, int, int]:
+    """Three operands 2-9, the first two summing to at most 9, so every step is a one-digit fact."""
+    a = rng.randint(2, 7)
+    return a, rng.randint(2, 9 - a), rng.randint(2, 9)
+
+
+def _basic_boxes(rng: random.Random) -> Problem:
+    name, he, his = rng.choice(_PEOPLE)
+    things, containers = rng.choice(_THINGS), rng.choice(_CONTAINERS)
+    a, b, c = _digits(rng)
+    question = (
+        f"{name} has {a} red {containers} and {b} blue {containers}. Each holds {c} {things}. "
+        f"How many {things} does {he} have?"
+    )
+    steps = (
+        Step("n", a, "+", b, f"{he.capitalize()} has {{eq}} {containers}."),
+        Step("t", "n", "*", c, f"They hold {{eq}} {things}."),
+    )
+    return Problem(question, steps)
+
+
+def _basic_pages(rng: random.Random) -> Problem:
+    name, he, his = rng.choice(_PEOPLE)
+    a, b, c = _digits(rng)
+    question = f"{name} reads {a} pages in the morning and {b} at night. How many pages does {he} read in {c} days?"
+    steps = (
+        Step("d", a, "+", b, f"{he.capitalize()} reads {{eq}} pages a day."),
+        Step("t", "d", "*", c, f"In {c} days that is {{eq}} pages."),
+    )
+    return Problem(question, steps)
+
+
+def _basic_friends(rng: random.Random) -> Problem:
+    name, he, his = rng.choice(_PEOPLE)
+    friend = rng.choice([p for p in _PEOPLE if p[0] != name])[0]
+    things = rng.choice(_THINGS)
+    a, b, c = _digits(rng)
+    question = f"{name} has {a} {things} and {friend} has {b}. {friend} gets {c} more. How many {things} do they have?"
+    steps = (
+        Step("s", a, "+", b, f"First they have {{eq}} {things}."),
+        Step("t", "s", "+", c, f"Then they have {{eq}} {things}."),
+    )
+    return Problem(question, steps)
+
+
+def _basic_shop(rng: random.Random) -> Problem:
+    name, he, his = rng.choice(_PEOPLE)
+    goods = rng.choice(_GOODS)
+    a, b, c = _digits(rng)
+    question = f"{name} buys {a} {goods} and then {b} more. Each costs {c} dollars. How much does {he} spend?"
+    steps = (
+        Step("n", a, "+", b, f"{he.capitalize()} buys {{eq}} {goods}."),
+        Step("t", "n", "*", c, "They cost {eq} dollars."),
+    )
+    return Problem(question, steps)
+
+
+BASIC_TEMPLATES = (_basic_boxes, _basic_pages, _basic_friends, _basic_shop)
+
+LEVELS = {"gsm": TEMPLATES, "basic": BASIC_TEMPLATES}
+"""Problem sets by difficulty: "gsm" (two to five GSM8K-like steps, operands up to a few hundred) and "basic"
+(two steps, each a one-digit + or * fact: about a hundred facts in all)."""

@@ -2,7 +2,7 @@
 
 import random
 
-from resofilter_hf.toy.problems import TEMPLATES, Problem, Step
+from resofilter_hf.toy.problems import LEVELS, TEMPLATES, Problem, Step
 
 
 SHOP = Problem(
@@ -35,7 +35,8 @@ def test_inexact_division_is_refused():
 
 
 def test_every_template_draws_valid_problems_from_its_rng():
-    for template in TEMPLATES:
+    assert LEVELS["gsm"] is TEMPLATES and set(LEVELS) == {"gsm", "basic"}
+    for template in [t for templates in LEVELS.values() for t in templates]:
         drawn = [template(random.Random(f"t:{k}")) for k in range(30)]
         valid = [p for p in drawn if p.values() is not None]
         assert valid, template.__name__

@@ -1,5 +1,6 @@
 """The toy generator: every flaw is what its label says, checked by a parser written here, not the generator's."""
 
+import random
 import re
 from collections import Counter
 from fractions import Fraction
@@ -7,7 +8,8 @@ from fractions import Fraction
 import pytest
 
 from resofilter_hf.toy.data import make_math_problems, make_test_problems
-from resofilter_hf.toy.flaws import DEFECTS, FLAWS
+from resofilter_hf.toy.flaws import DEFECTS, FLAWS, make_defect
+from resofilter_hf.toy.problems import LEVELS
 
 
 EQUATION = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
@@ -71,15 +73,20 @@ def classify(prompt, completion, answer):
     return "none"
 
 
-@pytest.fixture(scope="module")
-def rows():
-    return make_math_problems(1400, seed=3, flaw_rate=0.6)
+@pytest.fixture(scope="module", params=["gsm", "basic"])
+def level(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def clean(rows):
+def rows(level):
+    return make_math_problems(1400, seed=3, flaw_rate=0.6, level=level)
+
+
+@pytest.fixture(scope="module")
+def clean(rows, level):
     """The same questions with no flaws (questions do not depend on the flaw settings)."""
-    return make_math_problems(len(rows), seed=3, flaw_rate=0.0)
+    return make_math_problems(len(rows), seed=3, flaw_rate=0.0, level=level)
 
 
 def test_columns_and_exact_counts(rows):
@@ -117,8 +124,18 @@ def test_none_rows_are_correct_solutions(rows):
         assert r["completion"].count("####") == 1
 
 
-def test_templates_span_two_to_five_steps(clean):
-    assert {len(equations(c)) for c in clean["completion"]} == {2, 3, 4, 5}
+def test_templates_span_two_to_five_steps(clean, level):
+    assert {len(equations(c)) for c in clean["completion"]} == ({2, 3, 4, 5} if level == "gsm" else {2})
+
+
+def test_basic_steps_are_one_digit_facts():
+    ops = Counter()
+    for r in make_math_problems(1000, seed=3, flaw_rate=0.0, level="basic"):
+        (a, op1, b, s), (s2, op2, c, t) = equations(r["completion"])
+        assert 2 <= a <= 9 and 2 <= b <= 9 and 2 <= c <= 9 and op1 == "+" and s == s2 <= 9, r["completion"]
+        assert {int(x) for x in re.findall(r"\d+", r["prompt"])} <= {a, b, c}  # the question holds only a, b, c
+        ops[op2] += 1
+    assert set(ops) == {"+", "*"} and min(ops.values()) > 200  # both kinds of second step, often
 
 
 def test_wrong_step_has_one_false_intermediate_step_that_propagates(rows):
@@ -149,10 +166,11 @@ def test_truncated_is_a_strict_prefix_of_the_solution(rows, clean):
         assert equations(r["completion"]), "cut after the first line at the earliest"
 
 
-def test_mismatched_is_a_correct_solution_of_another_question(rows):
+def test_mismatched_is_a_correct_solution_of_another_question(rows, level):
     for r in rows.filter(lambda r: r["flaw"] == "mismatched"):
         eqs = equations(r["completion"])
         assert all(map(is_true, eqs)) and final_value(r["completion"]) == str(eqs[-1][3])
+        assert level == "gsm" or (len(eqs) == 2 and eqs[0][0] <= 9), "another question of the same level"
         assert not grounded(eqs, r["prompt"])
         assert final_value(r["completion"]) != r["answer"]
 
@@ -188,12 +206,20 @@ def test_clean_rows_never_look_repeated(clean):
     assert not any(repeats(c) for c in clean["completion"])
 
 
-def test_seeded_and_reproducible():
-    a = make_math_problems(80, seed=7)
-    assert a.to_dict() == make_math_problems(80, seed=7).to_dict()
-    assert a["prompt"] != make_math_problems(80, seed=8)["prompt"]
+def test_seeded_and_reproducible(level):
+    a = make_math_problems(80, seed=7, level=level)
+    assert a.to_dict() == make_math_problems(80, seed=7, level=level).to_dict()
+    assert a["prompt"] != make_math_problems(80, seed=8, level=level)["prompt"]
     assert len(set(a["prompt"])) == 80
-    assert make_math_problems(80, seed=7, flaw_rate=0.0)["prompt"] == a["prompt"]
+    assert make_math_problems(80, seed=7, flaw_rate=0.0, level=level)["prompt"] == a["prompt"]
+    assert Counter(make_math_problems(101, seed=7, flaw_rate=0.3, level=level)["flaw"])["none"] == 101 - 30
+
+
+def test_levels_are_different_worlds():
+    gsm, basic = (make_math_problems(200, seed=0, flaw_rate=0.0, level=lv) for lv in ("gsm", "basic"))
+    assert not set(gsm["prompt"]) & set(basic["prompt"])
+    assert max(len(c) for c in basic["completion"]) < min(max(len(c) for c in gsm["completion"]), 200)
+    assert make_math_problems(50, seed=0)["prompt"] == gsm["prompt"][:50]  # the default level is "gsm"
 
 
 def test_styles_hold_the_same_rows():
@@ -209,15 +235,16 @@ def test_styles_hold_the_same_rows():
         assert (t["answer"], t["flaw"]) == (c["answer"], c["flaw"]) == (m["answer"], m["flaw"])
 
 
-def test_held_out_split_is_clean_and_disjoint():
-    train = make_math_problems(400, seed=0)
-    test = make_test_problems(300, seed=0, exclude=train["prompt"])
+def test_held_out_split_is_clean_and_disjoint(level):
+    train = make_math_problems(400, seed=0, level=level)
+    test = make_test_problems(300, seed=0, exclude=train["prompt"], level=level)
     assert set(test["flaw"]) == {"none"}
     assert not set(test["prompt"]) & set(train["prompt"])
     assert all(classify(r["prompt"], r["completion"], r["answer"]) == "none" for r in test)
-    assert make_test_problems(300, seed=0)["prompt"] != make_math_problems(300, seed=0, flaw_rate=0)["prompt"]
-    first = make_test_problems(5, seed=0)["prompt"][0]
-    assert first not in make_test_problems(5, seed=0, exclude=[first])["prompt"]
+    train_stream = make_math_problems(300, seed=0, flaw_rate=0, level=level)["prompt"]
+    assert make_test_problems(300, seed=0, level=level)["prompt"] != train_stream
+    first = make_test_problems(5, seed=0, level=level)["prompt"][0]
+    assert first not in make_test_problems(5, seed=0, exclude=[first], level=level)["prompt"]
 
 
 @pytest.mark.parametrize(
@@ -227,8 +254,22 @@ def test_held_out_split_is_clean_and_disjoint():
         ({"flaw_rate": 1.5}, "flaw_rate"),
         ({"flaw_mix": {"truncated": 0}}, "positive sum"),
         ({"style": "chat"}, "style"),
+        ({"level": "hard"}, "level must be one of \\['basic', 'gsm'\\], got 'hard'"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_math_problems(10, **kwargs)
+
+
+def test_every_defect_is_valid_on_every_template_of_every_level():
+    for level, templates in LEVELS.items():
+        for template in templates:
+            for k in range(12):
+                problem = template(random.Random(f"defects:{level}:{k}"))
+                if problem.values() is None:
+                    continue
+                for flaw in DEFECTS:
+                    completion = make_defect(flaw, problem, random.Random(f"defect:{k}"), templates)
+                    shown = classify(problem.question, completion, str(problem.answer))
+                    assert shown == flaw, (level, template.__name__, flaw, completion)

@@ -1,0 +1,57 @@
+"""The story's world: the basic preset's three sets (disjoint, the same questions at any flaw rate) and its base
+model (the configured sizes, a tokenizer trained on the basic world's text)."""
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from transformers import AutoConfig, AutoTokenizer
+
+from resofilter_hf.experiments.story import StorySettings
+from resofilter_hf.experiments.story_steps import build_base, make_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(StorySettings.basic(), seed=4)
+
+
+def test_basic_world_sets_are_disjoint_and_labelled(world):
+    settings = StorySettings.basic()
+    warm, pool, test = world
+    assert len(pool) == settings.n_pool and len(test) == settings.n_test
+    assert 0 < len(warm) <= settings.n_warmup  # warm-up questions that are also in the pool are dropped
+    assert not set(warm["prompt"]) & set(pool["prompt"]) and not set(test["prompt"]) & {
+        *pool["prompt"],
+        *warm["prompt"],
+    }
+    counts = Counter(pool["flaw"])
+    assert counts["none"] == settings.n_pool - round(settings.n_pool * settings.flaw_rate)
+    assert set(warm["flaw"]) == set(test["flaw"]) == {"none"}
+    assert all(p.count("\n") == 1 and len(p) < 140 for p in pool["prompt"])  # short basic questions
+
+
+def test_clean_arm_holds_the_same_questions(world):
+    warm, pool, test = world
+    c_warm, c_pool, c_test = make_world(replace(StorySettings.basic(), flaw_rate=0.0), seed=4)
+    assert c_pool["prompt"] == pool["prompt"] and c_pool["answer"] == pool["answer"]
+    assert c_warm["prompt"] == warm["prompt"] and c_test["prompt"] == test["prompt"]
+    assert set(c_pool["flaw"]) == {"none"}
+    assert [c for c, f in zip(c_pool["completion"], pool["flaw"]) if f == "none"] == [
+        c for c, f in zip(pool["completion"], pool["flaw"]) if f == "none"
+    ]
+    assert make_world(StorySettings.basic(), seed=5)[1]["prompt"] != pool["prompt"]
+
+
+def test_base_model_has_the_configured_sizes_and_a_basic_tokenizer(tmp_path, world):
+    settings = StorySettings.basic()
+    folder = build_base(settings, seed=0, folder=tmp_path / "base")
+    config = AutoConfig.from_pretrained(folder)
+    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (3, 96, 192)
+    tok = AutoTokenizer.from_pretrained(folder)
+    _, pool, _ = world
+    text = pool["prompt"][0] + pool["completion"][0]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == text
+    gsm_tok = AutoTokenizer.from_pretrained(build_base(StorySettings(), seed=0, folder=tmp_path / "gsm"))
+    assert len(ids) < len(gsm_tok(text, add_special_tokens=False)["input_ids"])  # trained on the basic world's text
