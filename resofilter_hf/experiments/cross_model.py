@@ -49,27 +49,30 @@ class ModelSpec:
     reads the last 3 decoder layers, so `num_layers` >= 3."""
 
     arch: str = "qwen2"
-    num_layers: int = 3
-    hidden_size: int = 96
-    intermediate_size: int = 384
+    num_layers: int = 4
+    hidden_size: int = 64
+    intermediate_size: int = 256
     num_heads: int = 4
     num_kv_heads: int = 2
 
-    def build(self, folder: str | Path, seed: int) -> Path:
-        """The randomly initialised model with the toy tokenizer (the same tokenizer whatever the sizes)."""
+    def build(self, folder: str | Path, seed: int, level: str) -> Path:
+        """The randomly initialised model with the toy tokenizer of `level`'s text (`story_steps.build_base`'s
+        tokenizer: the same one whatever the architecture and sizes)."""
+        from ..toy.data import toy_corpus
         from ..toy.model import build_tiny_model
 
         sizes = {k: v for k, v in asdict(self).items() if k != "arch"}
-        return build_tiny_model(folder, seed=seed, arch=self.arch, **sizes)
+        return build_tiny_model(folder, seed=seed, arch=self.arch, corpus=toy_corpus(level=level), **sizes)
 
 
 @dataclass(frozen=True)
 class CrossModelSettings:
     """`story`: the world, model A's sizes, the warm-up and retraining settings and `keep` (shared by both models);
-    `model_b`: the second model; `scorers`: the score columns (keys of `story_steps.SCORERS`) both models write
+    `model_b`: the second model (the default: a Qwen2 with about the training cost of the basic world's Llama
+    on one CPU thread); `scorers`: the score columns (keys of `story_steps.SCORERS`) both models write
     and B is retrained on; `n_reference`: clean reference rows for the alignment scorers."""
 
-    story: StorySettings = field(default_factory=StorySettings)
+    story: StorySettings = field(default_factory=StorySettings.basic)
     model_b: ModelSpec = field(default_factory=ModelSpec)
     scorers: tuple[str, ...] = ("resonance", "resonance_alignment")
     n_reference: int = 128
@@ -275,10 +278,10 @@ def run_cross_model_seed(seed: int, settings: CrossModelSettings, work: str | Pa
     columns = settings.score_columns()
     reference = None
     if any(c in ALIGNMENT for c in columns):
-        reference = make_reference(settings.n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]])
+        reference = make_reference(settings.n_reference, seed, [*pool["prompt"], *test["prompt"]], s.level)
     builders = {
         "a": lambda folder: build_base(s, seed, folder),
-        "b": lambda folder: settings.model_b.build(folder, seed),
+        "b": lambda folder: settings.model_b.build(folder, seed, s.level),
     }
     warmed, scored = {}, {}
     for model, build in builders.items():

@@ -81,13 +81,13 @@ def warm_up(model_dir: str | Path, warm: Dataset, settings: ProxySettings, seed:
     return save_proxy(trainer, Path(work) / "warm-model")
 
 
-def make_reference(n: int, seed: int, exclude: Sequence[str] = ()) -> Dataset:
-    """A trusted reference set for the alignment scores: up to `n` clean toy problems from a stream of their own
-    (seed 30,000 + `seed`), minus any question in `exclude` (the pool's and the test set's prompts)."""
+def make_reference(n: int, seed: int, exclude: Sequence[str] = (), level: str = "gsm") -> Dataset:
+    """A trusted reference set for the alignment scores: up to `n` clean toy problems of `level` from a stream of
+    their own (seed 30,000 + `seed`), minus any question in `exclude` (the pool's and the test set's prompts)."""
     from ..toy.data import make_math_problems
 
     excluded = {q.rstrip("\n") for q in exclude}
-    reference = make_math_problems(n, seed=30_000 + seed, flaw_rate=0.0)
+    reference = make_math_problems(n, seed=30_000 + seed, flaw_rate=0.0, level=level)
     return reference.filter(lambda row: row["prompt"].rstrip("\n") not in excluded)
 
 
