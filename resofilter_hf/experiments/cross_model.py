@@ -9,7 +9,8 @@ The paper scores with one model and fine-tunes others on the kept data. For one 
    baseline);
 3. the kept sets of keep-`keep` (the paper's rule, `select_by_resonance`) are compared: Jaccard of the kept rows
    (chance for two independent random keep-p subsets: p / (2 - p), 1/3 at keep 50%) and Spearman of the scores;
-   the alignment score drops its lowest rows (`sweep.drop_side`), every other score its highest;
+   the alignment score drops its lowest rows (`sweep.drop_side`), every other score its highest; and each
+   model's AUROC of each score against the flaw labels (`sweep.flag_values`: higher = flagged);
 4. model B is retrained from its warm-up state on its own selection, on A's, on a seeded random share, on the full
    pool and on the clean pool (the same questions with correct solutions: the ceiling), and evaluated on clean
    held-out problems; per seed, the paired differences own - A's, A's - random and own - random.
