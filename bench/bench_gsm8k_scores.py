@@ -34,12 +34,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
+from resofilter_hf.experiments.gsm8k_flaws import warm_gsm8k_model  # noqa: E402
 from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story_steps import score_columns, score_pool, warm_up  # noqa: E402
+from resofilter_hf.experiments.story_steps import score_columns, score_pool  # noqa: E402
 from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
-from resofilter_hf.toy.model import build_tiny_model  # noqa: E402
 
 from _common import RESULTS, machine, write_result  # noqa: E402
 
@@ -85,13 +85,14 @@ def score_seed(seed: int, settings: dict, train, work: Path):
         return Dataset.from_parquet(str(path)), json.loads((path.parent / "timings.json").read_text())
     timings = {}
     t0 = time.perf_counter()
-    corpus = [q + "\n" + a for q, a in zip(train["question"], train["answer"])]
-    base = build_tiny_model(
-        work / f"seed{seed}" / "base", seed=seed, vocab_size=settings["vocab_size"], corpus=corpus, **settings["model"]
-    )
-    lo, hi = settings["warmup_rows"]
-    warmed = warm_up(
-        base, train.select(range(lo, hi)), ProxySettings(**settings["warmup"]), seed, work / f"seed{seed}"
+    warmed = warm_gsm8k_model(
+        train,
+        range(*settings["warmup_rows"]),
+        seed=seed,
+        work=work / f"seed{seed}",
+        model=settings["model"],
+        vocab_size=settings["vocab_size"],
+        warmup=ProxySettings(**settings["warmup"]),
     )
     timings["warmup"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
@@ -147,11 +148,8 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default=None)
-    parser.add_argument("--out", default=str(RESULTS / "quality"))
-    parser.add_argument("--smoke", action="store_true")
+def parse_gsm8k_args(parser: argparse.ArgumentParser, threads: int) -> argparse.Namespace:
+    """`parser`'s arguments plus the required ``--gsm8k-dir``; then quiet progress bars and logs, `threads` threads."""
     parser.add_argument(
         "--gsm8k-dir",
         default=os.environ.get("RESOFILTER_GSM8K_DIR"),
@@ -166,7 +164,16 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     logging.set_verbosity_error()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--out", default=str(RESULTS / "quality"))
+    parser.add_argument("--smoke", action="store_true")
+    args = parse_gsm8k_args(parser, THREADS)
     settings = SMOKE if args.smoke else SETTINGS
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-"))
     out = Path(args.out)

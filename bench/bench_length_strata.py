@@ -63,7 +63,7 @@ SMOKE = replace(
 )
 
 
-def score_alignment(model_dir: Path, pool, reference, work: Path) -> dict[str, np.ndarray]:
+def score_alignment(model_dir: Path, pool, reference, work: Path, max_length: int = 256) -> dict[str, np.ndarray]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -71,7 +71,7 @@ def score_alignment(model_dir: Path, pool, reference, work: Path) -> dict[str, n
     out = {}
     for name, options in ALIGNMENT.items():
         args = ResonanceConfig(
-            output_dir=str(work / name), report_to="none", use_cpu=True, disable_tqdm=True, max_length=256,
+            output_dir=str(work / name), report_to="none", use_cpu=True, disable_tqdm=True, max_length=max_length,
             resonance_resume=False, resonance_batch_size=16, **options,
         )  # fmt: skip
         trainer = ResonanceTrainer(model=model, args=args, train_dataset=pool, processing_class=tokenizer)

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.experiments.story import StorySettings, score_story_pool  # noqa: E402
+from resofilter_hf.experiments.story import StorySettings, score_story_pool, story_reference  # noqa: E402
 from resofilter_hf.experiments.story_steps import build_base, make_world, warm_up  # noqa: E402
 from resofilter_hf.experiments.sweep import evaluate_proxy, proxy_trainer, train_and_evaluate  # noqa: E402
 
@@ -91,7 +91,8 @@ def run_seed(seed: int, settings: StorySettings, work: Path, score: bool) -> dic
     }
     if score:
         t0 = time.perf_counter()
-        score_story_pool(settings, warmed, pool, work / "score", seed)
+        reference = story_reference(settings, seed, pool, test)
+        score_story_pool(settings, warmed, pool, work / "score", seed, reference)
         result["score_pool_s"] = round(time.perf_counter() - t0, 2)
         print(f"seed {seed} scoring the pool ({', '.join(settings.scorers)}): {result['score_pool_s']:.1f} s")
     return result

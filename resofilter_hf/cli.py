@@ -33,10 +33,11 @@ def add_demo(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole story on the built-in toy world (no download)",
         description="Generate synthetic math problems with labelled flaws, build and warm up a tiny model, score a "
-        "flawed pool by resonance and by the baselines, retrain on the kept half by each and on the full pool, "
-        "evaluate on clean held-out problems, and print the table; everything goes under one output folder.",
+        "flawed pool by resonance, by alignment with a trusted set and by the baselines, retrain on the kept half "
+        "by each, on the full pool and on the pool without flaws, evaluate on clean held-out problems, and print "
+        "the table and what moved; everything goes under one output folder (two to three minutes on one thread).",
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute on two CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="a tiny run that checks every step (seconds)")
     parser.add_argument("--output-dir", default="resofilter-demo", help="where to write (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training (default: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s; tiny models)")

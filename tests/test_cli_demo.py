@@ -61,6 +61,10 @@ def test_demo_log_shows_only_progress_and_results(demo_run):
     assert lines[0].startswith("resofilter demo (quick size, seed 0, 1 torch thread) -> ")
     assert [line for line in lines if STEP.match(line)] == [line for line in lines[1:6]]
     rest = [line for line in lines[6:] if line and not TABLE.fullmatch(line)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert rest[0] == "What moved:" and summary["what_moved"]
+    assert rest[1 : 1 + len(summary["what_moved"])] == [f"- {line}" for line in summary["what_moved"]]
+    rest = rest[1 + len(summary["what_moved"]) :]
     assert rest[0] == "Next: keep half by resonance, or stage a dataset repo with its card:"
     assert rest[1].startswith("  resofilter select ") and rest[2].startswith("  resofilter publish ")
     assert rest[3].startswith("done in ") and rest[4] == f"open the report: {(out / 'report.html').resolve()}"

@@ -1,10 +1,11 @@
 """`resofilter demo`: the whole story on the embedded toy world, start to finish, with nothing from the Hub.
 
-It generates GSM8K-style problems with labelled flaws, builds and warms up a tiny model, scores a flawed pool by
-resonance (the paper's score and variants) and by the baselines (loss, perplexity, IFD, length, random), checks
-each score against the flaw labels (AUROC), retrains on the kept half by each score and on the full pool, and
-evaluates the retrained models on clean held-out problems. The steps are `resofilter_hf.experiments.story`; the
-source repository's quality benchmark runs the same steps at a larger size over three seeds.
+It generates short math word problems with labelled flaws (the basic world: two one-digit steps, which a tiny
+model learns in seconds), builds and warms up a tiny model, scores a 30%-flawed pool by resonance (the paper's
+score and variants) and by the baselines (loss, perplexity, IFD, length, random), checks each score against the
+flaw labels (AUROC), retrains on the kept half by each score, on the full pool and on the same questions with no
+flaws, evaluates the retrained models on clean held-out problems, and says in words what moved. The steps are
+`resofilter_hf.experiments.story`; the source repository's quality benchmark runs the same steps over seeds.
 """
 
 import json
@@ -53,6 +54,7 @@ def run_demo(
         "auroc": result["auroc"],
         "confounds": result["confounds"],
         "selections": result["selections"],
+        "what_moved": result["what_moved"],
         "plots": result["plots"],
         "scored": str(out / "scored.parquet"),
         "timings_s": {**result["timings_s"], "total": round(time.perf_counter() - started, 2)},
@@ -63,6 +65,10 @@ def run_demo(
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(result["table"])
+    print()
+    print("What moved:")
+    for line in result["what_moved"]:
+        print(f"- {line}")
     print()
     print("Next: keep half by resonance, or stage a dataset repo with its card:")
     print(f"  resofilter select {out / 'scored.parquet'} {out / 'keep50.parquet'} --keep 0.5")

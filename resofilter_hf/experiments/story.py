@@ -5,8 +5,10 @@ On the toy world (synthetic math problems with labelled flaws), one seed:
 1. build a tiny model and warm it up on a separate clean set, so it knows the answer format;
 2. score a flawed pool with the resonance variants and the baselines (`SCORERS`, `baselines.BASELINES`);
 3. AUROC of every score against the flaw labels, per flaw type (higher score = flagged as flawed);
-4. retrain from the warmed model on keep-50% by resonance, by loss, at random, and on the full pool;
-5. held-out loss and greedy final-answer accuracy on clean test problems; a table and plots.
+4. retrain from the warmed model on keep-50% by resonance, by loss, at random, on the full flawed pool, and on
+   the same questions with no flaws (the clean pool: what the flaws cost);
+5. held-out loss and greedy final-answer accuracy on clean test problems; a table, plots, and a few sentences
+   that say what moved (`what_moved`).
 
 `run_story` is what `resofilter demo` calls. The steps are in `story_steps`, the tables in `story_tables`, the
 figures in `plots`; the source repository's quality benchmark runs the same steps over seeds and more selections.
@@ -15,6 +17,7 @@ figures in `plots`; the source repository's quality benchmark runs the same step
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -24,17 +27,26 @@ from typing import Any
 from ..confounds import confound_report
 from ..provenance import read_provenance, write_atomic, write_parquet
 from .plots import plot_histograms, plot_roc, plot_sweep
-from .story_steps import build_base, make_world, retrain_selections, score_columns, score_pool, warm_up
+from .story_steps import (
+    ALIGNMENT,
+    build_base,
+    make_reference,
+    make_world,
+    retrain_selections,
+    score_columns,
+    score_pool,
+    warm_up,
+)
 from .story_tables import auroc_table, selection_makeup, story_table
-from .sweep import ProxySettings
+from .sweep import ProxySettings, train_and_evaluate
 
 
 STEP_TITLES = {
-    "data": "generating the toy world: a warm-up set, a flawed pool, clean test problems",
+    "data": "generating the toy world: a warm-up set, a flawed pool, clean test problems, a trusted reference set",
     "model": "building the tiny base model",
     "warmup": "warming the model up on the clean set (so it knows the answer format)",
-    "score": "scoring the pool: resonance variants and baselines",
-    "retrain": "retraining on keep-50% selections and on the full pool; evaluating on the test problems",
+    "score": "scoring the pool: resonance variants, alignment with the reference set, and baselines",
+    "retrain": "retraining on keep-50% selections, the full pool and the clean pool; evaluating on the test problems",
 }
 
 
@@ -47,6 +59,15 @@ class StorySettings:
     seconds, and a 30%-flawed pool costs it accuracy. The plain defaults are the ``"gsm"`` world (two to five
     GSM8K-like steps), where final-answer accuracy stays near zero (the model needs ~15k samples to start
     solving those problems) and held-out loss is the signal.
+
+    `equal_steps` retrains every selection for as many optimizer steps as the full pool takes (`full_pool_steps`),
+    so a kept half is seen twice as often and selections compare at equal compute. The basic world is
+    compute-limited (accuracy still rises at the end of training), so with equal epochs instead (False, the
+    paper's protocol) a smaller selection mostly loses for taking fewer steps.
+
+    `n_reference` is the size of the trusted clean set the alignment scorers (`story_steps.ALIGNMENT`) compare each
+    row's step with (`story_steps.make_reference`: its own stream, no question of the pool or the test set); 0
+    builds none, and then no alignment scorer may be listed.
     """
 
     level: str = "gsm"
@@ -66,6 +87,8 @@ class StorySettings:
     scorers: tuple[str, ...] = ("resonance", "resonance_sgd")
     selections: tuple[str, ...] = ("resonance", "baseline_loss", "baseline_random")
     scoring_batch_size: int = 16
+    equal_steps: bool = False
+    n_reference: int = 0
 
     @classmethod
     def basic(cls) -> StorySettings:
@@ -86,22 +109,18 @@ class StorySettings:
             num_kv_heads=2,
             warmup=ProxySettings(epochs=2, batch_size=16, learning_rate=3e-3, max_length=96, max_new_tokens=64),
             proxy=ProxySettings(epochs=3, batch_size=16, learning_rate=3e-3, max_length=96, max_new_tokens=64),
+            equal_steps=True,
+            n_reference=128,
+            scorers=("resonance", "resonance_sgd", "resonance_alignment"),
+            selections=("resonance", "resonance_alignment", "baseline_loss", "baseline_random"),
         )
 
     @classmethod
     def quick(cls) -> StorySettings:
         """A few seconds: the basic world at a size that exercises every step, with numbers that mean nothing."""
         tiny = ProxySettings(max_steps=2, batch_size=4, max_new_tokens=24, eval_batch_size=16)
-        return cls(
-            level="basic",
-            n_pool=24,
-            n_warmup=16,
-            n_test=8,
-            hidden_size=64,
-            intermediate_size=128,
-            warmup=tiny,
-            proxy=tiny,
-        )
+        sizes = dict(n_pool=24, n_warmup=16, n_test=8, hidden_size=64, intermediate_size=128, n_reference=8)
+        return replace(cls.basic(), warmup=tiny, proxy=tiny, **sizes)
 
     def with_progress(self) -> StorySettings:
         """The same sizes with tqdm bars while training."""
@@ -157,7 +176,8 @@ def run_story(
     threads slow them down badly when other processes share the cores.
 
     Keys: "auroc" (scorer x flaw rows), "selections" (one row per retrained selection: column, keep, n_train,
-    heldout_loss, accuracy, ...), "makeup" (flawed share of each selection), "table" (the markdown summary),
+    heldout_loss, accuracy, ...; "full" is the whole flawed pool, "clean" the same questions with no flaws),
+    "makeup" (flawed share of each selection), "table" (the markdown summary), "what_moved" (sentences),
     "plots", "settings", "timings_s".
     """
     settings = settings or (StorySettings.quick() if quick else StorySettings.basic())
@@ -169,26 +189,109 @@ def run_story(
         torch.set_num_threads(threads)
     out, started, step = Path(output_dir), time.perf_counter(), _Steps(progress)
     work = out / "work"
-    warm, pool, test = step("data", make_world, settings, seed)
+    warm, pool, test, clean_pool, reference = step("data", _world, settings, seed)
     base = step("model", build_base, settings, seed, work / "base-model")
     warmed = step("warmup", warm_up, base, warm, settings.warmup, seed, work)
-    scored = step("score", score_story_pool, settings, warmed, pool, work, seed)
+    scored = step("score", score_story_pool, settings, warmed, pool, work, seed, reference)
     write_parquet(scored, out / "scored.parquet", read_provenance(scored))
-    retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
-    selections = step("retrain", retrain_selections, warmed, scored, test, settings.proxy, **retrain)
+    selections = step("retrain", _retrain_all, settings, warmed, scored, clean_pool, test, seed, work)
     result = _tables_and_plots(scored, selections, settings, out)
     result = {
         "seed": seed,
         "quick": quick,
         "torch_threads": _threads(),
         "settings": asdict(settings),
-        "n": {"warmup": len(warm), "pool": len(pool), "test": len(test)},
+        "n": {"warmup": len(warm), "pool": len(pool), "test": len(test), "reference": len(reference or [])},
         "flaw_counts": {f: pool["flaw"].count(f) for f in sorted(set(pool["flaw"]))},
         **result,
         "timings_s": {**step.timings, "total": round(time.perf_counter() - started, 2)},
     }
     write_atomic(out / "story.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _world(settings: StorySettings, seed: int):
+    """`make_world`'s three sets, the clean twin of the pool (the same questions, no flaws) and the reference set."""
+    warm, pool, test = make_world(settings, seed)
+    clean_pool = make_world(replace(settings, flaw_rate=0.0), seed)[1]
+    return warm, pool, test, clean_pool, story_reference(settings, seed, pool, test)
+
+
+def story_reference(settings: StorySettings, seed: int, pool, test):
+    """The trusted reference set of `settings.n_reference` clean problems (None for 0), disjoint from pool and
+    test; an alignment scorer without one is an error that names the setting."""
+    wanted = [s for s in settings.scorers if s in ALIGNMENT]
+    if settings.n_reference <= 0:
+        if wanted:
+            raise ValueError(f"StorySettings: scorer(s) {wanted} need a reference set: set n_reference > 0")
+        return None
+    return make_reference(settings.n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]], level=settings.level)
+
+
+def full_pool_steps(settings: StorySettings) -> int:
+    """Optimizer steps of `settings.proxy` on the full pool: batches per epoch (the last one partial) x epochs."""
+    return math.ceil(math.ceil(settings.n_pool / settings.proxy.batch_size) * settings.proxy.epochs)
+
+
+def _retrain_all(settings: StorySettings, warmed: Path, scored, clean_pool, test, seed: int, work: Path) -> list:
+    """Keep-`keep` by each selection column and the full pool (`retrain_selections`), then the clean pool (column
+    "clean"): the accuracy the flaws cost, which a selection can at best win back."""
+    proxy = settings.proxy
+    if settings.equal_steps and proxy.max_steps <= 0:
+        proxy = replace(proxy, max_steps=full_pool_steps(settings))
+    retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
+    rows = retrain_selections(warmed, scored, test, proxy, **retrain)
+    clean = train_and_evaluate(warmed, clean_pool, test, proxy, seed=seed, output_dir=work / "clean-pool")
+    return rows + [{"column": "clean", "keep": 1.0, "seed": seed, "n_input": len(clean_pool), **clean}]
+
+
+LABELS = {
+    "resonance": "the paper's score (resonance)",
+    "resonance_alignment": "alignment with a trusted set",
+    "baseline_loss": "loss",
+    "baseline_random": "random",
+}
+SAME_WITHIN = 0.05  # accuracy differences below this are called "about the same"
+
+
+def what_moved(selections: list[dict], keep: float) -> list[str]:
+    """The retraining results in words: what the flaws cost (clean pool vs full flawed pool) and what each
+    keep-`keep` selection wins back against the full pool and against a random selection of the same size."""
+    acc = {row["column"]: row["accuracy"] for row in selections}
+
+    def versus(a: float, b: float, name: str) -> str:
+        if abs(a - b) < SAME_WITHIN:
+            return f"about the same as {name} ({100 * (a - b):+.0f} points)"
+        return f"{100 * abs(a - b):.0f} points {'above' if a > b else 'below'} {name}"
+
+    lines = []
+    if "clean" in acc and "full" in acc:
+        lines.append(
+            f"Flaws: the clean pool trains to {acc['clean']:.0%} accuracy, the full flawed pool to {acc['full']:.0%}: "
+            + versus(acc["full"], acc["clean"], "the clean pool")
+            + "."
+        )
+    for column, value in acc.items():
+        if column in ("clean", "full") or "full" not in acc:
+            continue
+        line = f"Keep {keep:.0%} by {LABELS.get(column, column)}: {value:.0%}, " + versus(
+            value, acc["full"], "the full pool"
+        )
+        if column != "baseline_random" and "baseline_random" in acc:
+            line += ", " + versus(value, acc["baseline_random"], "random")
+        lines.append(line + ".")
+    steps = sorted({row["steps"] for row in selections})
+    if len(steps) == 1:
+        lines.append(f"Every run took the same {steps[0]} optimizer steps, so a kept half was seen twice as often.")
+    elif steps:
+        lines.append(
+            f"Every run took the same epochs, so smaller selections took fewer steps ({steps[0]}-{steps[-1]})."
+        )
+    lines.append(
+        f"(One seed; differences under {100 * SAME_WITHIN:.0f} points are called the same. Rerun with another "
+        "--seed to see how much is noise.)"
+    )
+    return lines
 
 
 def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, out: Path) -> dict[str, Any]:
@@ -198,6 +301,7 @@ def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, o
     confounds = confound_report({c: scored[c] for c in columns}, scored["resonance_tokens"], scored["resonance_loss"])
     makeup = selection_makeup(scored, settings.selections, settings.keep)
     makeup += [{**row, "column": "full"} for row in selection_makeup(scored, settings.selections[:1], 1.0)]
+    makeup.append({"column": "clean", "keep": 1.0, "n_kept": len(scored), "flawed_share_kept": 0.0})
     plots = {
         "histograms": str(plot_histograms(scored, columns, out / "score_histograms.png")),
         "roc": str(plot_roc(scored, [c for c in columns if c != "baseline_perplexity"], out / "roc.png")),
@@ -209,6 +313,7 @@ def _tables_and_plots(scored, selections: list[dict], settings: StorySettings, o
         "makeup": makeup,
         "selections": selections,
         "table": story_table(aurocs, selections, makeup, confounds),
+        "what_moved": what_moved(selections, settings.keep),
         "plots": plots,
     }
 

@@ -82,13 +82,11 @@ def warm_up(model_dir: str | Path, warm: Dataset, settings: ProxySettings, seed:
 
 
 def make_reference(n: int, seed: int, exclude: Sequence[str] = (), level: str = "gsm") -> Dataset:
-    """A trusted reference set for the alignment scores: up to `n` clean toy problems of `level` from a stream of
-    their own (seed 30,000 + `seed`), minus any question in `exclude` (the pool's and the test set's prompts)."""
-    from ..toy.data import make_math_problems
+    """A trusted reference set for the alignment scores: `n` distinct clean toy problems of `level` from a stream
+    of their own (seed 30,000 + `seed`), none of them a question in `exclude` (the pool's and the test set's)."""
+    from ..toy.data import make_test_problems
 
-    excluded = {q.rstrip("\n") for q in exclude}
-    reference = make_math_problems(n, seed=30_000 + seed, flaw_rate=0.0, level=level)
-    return reference.filter(lambda row: row["prompt"].rstrip("\n") not in excluded)
+    return make_test_problems(n, seed=30_000 + seed, exclude=exclude, level=level)
 
 
 def score_pool(
@@ -168,7 +166,7 @@ def _passes(scorers: Sequence[str]) -> list[tuple[dict[str, Any], str | None, st
 
 
 def score_columns(scored: Dataset) -> list[str]:
-    """The score columns present, in a fixed order: resonance variants, anatomy, baselines."""
+    """The score columns present, in a fixed order: resonance variants and alignment (`SCORERS`), anatomy, baselines."""
     order = [*SCORERS, *ANATOMY, *BASELINE_COLUMNS]
     return [c for c in order if c in scored.column_names]
 

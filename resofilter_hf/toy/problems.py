@@ -234,58 +234,78 @@ def _digits(rng: random.Random) -> tuple[int, int, int]:
     return a, rng.randint(2, 9 - a), rng.randint(2, 9)
 
 
-def _basic_boxes(rng: random.Random) -> Problem:
-    name, he, his = rng.choice(_PEOPLE)
-    things, containers = rng.choice(_THINGS), rng.choice(_CONTAINERS)
-    a, b, c = _digits(rng)
-    question = (
-        f"{name} has {a} red {containers} and {b} blue {containers}. Each holds {c} {things}. "
-        f"How many {things} does {he} have?"
-    )
-    steps = (
-        Step("n", a, "+", b, f"{he.capitalize()} has {{eq}} {containers}."),
-        Step("t", "n", "*", c, f"They hold {{eq}} {things}."),
-    )
-    return Problem(question, steps)
+@dataclass(frozen=True)
+class _BasicForm:
+    """One basic template: the words it draws (in order, after the person), its question, and its two lines.
+    The first step is always ``a + b``; the second combines that sum with ``c`` by `op`."""
+
+    name: str
+    words: tuple[str, ...]
+    question: str
+    first: str
+    op: str
+    second: str
+
+    def __call__(self, rng: random.Random) -> Problem:
+        name, he, his = rng.choice(_PEOPLE)
+        draws = {
+            "friend": lambda: rng.choice([p for p in _PEOPLE if p[0] != name])[0],
+            "things": lambda: rng.choice(_THINGS),
+            "containers": lambda: rng.choice(_CONTAINERS),
+            "goods": lambda: rng.choice(_GOODS),
+        }
+        words = {w: draws[w]() for w in self.words}
+        a, b, c = _digits(rng)
+        fill = dict(words, name=name, he=he, He=he.capitalize(), a=a, b=b, c=c, eq="{eq}")
+        steps = (
+            Step("s", a, "+", b, self.first.format(**fill)),
+            Step("t", "s", self.op, c, self.second.format(**fill)),
+        )
+        return Problem(self.question.format(**fill), steps)
+
+    @property
+    def __name__(self) -> str:  # named as the function templates are
+        return self.name
 
 
-def _basic_pages(rng: random.Random) -> Problem:
-    name, he, his = rng.choice(_PEOPLE)
-    a, b, c = _digits(rng)
-    question = f"{name} reads {a} pages in the morning and {b} at night. How many pages does {he} read in {c} days?"
-    steps = (
-        Step("d", a, "+", b, f"{he.capitalize()} reads {{eq}} pages a day."),
-        Step("t", "d", "*", c, f"In {c} days that is {{eq}} pages."),
-    )
-    return Problem(question, steps)
+_BASIC_FORMS = (
+    _BasicForm(
+        "basic_boxes",
+        ("things", "containers"),
+        "{name} has {a} red {containers} and {b} blue {containers}. Each holds {c} {things}. "
+        "How many {things} does {he} have?",
+        "{He} has {eq} {containers}.",
+        "*",
+        "They hold {eq} {things}.",
+    ),
+    _BasicForm(
+        "basic_pages",
+        (),
+        "{name} reads {a} pages in the morning and {b} at night. How many pages does {he} read in {c} days?",
+        "{He} reads {eq} pages a day.",
+        "*",
+        "In {c} days that is {eq} pages.",
+    ),
+    _BasicForm(
+        "basic_friends",
+        ("friend", "things"),
+        "{name} has {a} {things} and {friend} has {b}. {friend} gets {c} more. How many {things} do they have?",
+        "First they have {eq} {things}.",
+        "+",
+        "Then they have {eq} {things}.",
+    ),
+    _BasicForm(
+        "basic_shop",
+        ("goods",),
+        "{name} buys {a} {goods} and then {b} more. Each costs {c} dollars. How much does {he} spend?",
+        "{He} buys {eq} {goods}.",
+        "*",
+        "They cost {eq} dollars.",
+    ),
+)
 
 
-def _basic_friends(rng: random.Random) -> Problem:
-    name, he, his = rng.choice(_PEOPLE)
-    friend = rng.choice([p for p in _PEOPLE if p[0] != name])[0]
-    things = rng.choice(_THINGS)
-    a, b, c = _digits(rng)
-    question = f"{name} has {a} {things} and {friend} has {b}. {friend} gets {c} more. How many {things} do they have?"
-    steps = (
-        Step("s", a, "+", b, f"First they have {{eq}} {things}."),
-        Step("t", "s", "+", c, f"Then they have {{eq}} {things}."),
-    )
-    return Problem(question, steps)
-
-
-def _basic_shop(rng: random.Random) -> Problem:
-    name, he, his = rng.choice(_PEOPLE)
-    goods = rng.choice(_GOODS)
-    a, b, c = _digits(rng)
-    question = f"{name} buys {a} {goods} and then {b} more. Each costs {c} dollars. How much does {he} spend?"
-    steps = (
-        Step("n", a, "+", b, f"{he.capitalize()} buys {{eq}} {goods}."),
-        Step("t", "n", "*", c, "They cost {eq} dollars."),
-    )
-    return Problem(question, steps)
-
-
-BASIC_TEMPLATES = (_basic_boxes, _basic_pages, _basic_friends, _basic_shop)
+BASIC_TEMPLATES = _BASIC_FORMS
 
 LEVELS = {"gsm": TEMPLATES, "basic": BASIC_TEMPLATES}
 """Problem sets by difficulty: "gsm" (two to five GSM8K-like steps, operands up to a few hundred) and "basic"

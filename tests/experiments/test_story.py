@@ -24,7 +24,8 @@ def test_story_tables_and_row_accounting(story):
     assert sum(result["flaw_counts"].values()) == settings.n_pool
     assert result["flaw_counts"]["none"] == settings.n_pool - round(settings.n_pool * settings.flaw_rate)
     rows = {(r["column"], r["keep"]): r for r in result["selections"]}
-    assert set(rows) == {(c, settings.keep) for c in settings.selections} | {("full", 1.0)}
+    assert set(rows) == {(c, settings.keep) for c in settings.selections} | {("full", 1.0), ("clean", 1.0)}
+    assert rows[("clean", 1.0)]["n_train"] == settings.n_pool
     for (column, keep), row in rows.items():
         assert row["n_train"] == math.ceil(settings.n_pool * keep), column
         assert math.isfinite(row["heldout_loss"]) and 0 <= row["accuracy"] <= 1

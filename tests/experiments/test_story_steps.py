@@ -75,7 +75,10 @@ def test_alignment_needs_a_reference_and_default_scorers_follow_it(model_dir, po
     assert len(reference) == 6 and not questions & {q.rstrip("\n") for q in reference["prompt"]}
     assert set(reference["flaw"]) == {"none"}
     reduced = make_reference(6, seed=3, exclude=reference["prompt"][:2])
-    assert reduced["prompt"] == reference["prompt"][2:]
+    assert len(reduced) == 6 and reduced["prompt"][:4] == reference["prompt"][2:]
+    assert not set(reduced["prompt"]) & set(reference["prompt"][:2])
+    basic = make_reference(4, seed=3, level="basic")
+    assert basic["prompt"] == make_test_problems(4, seed=30_003, level="basic")["prompt"] != reference["prompt"][:4]
 
 
 def test_one_direction_per_column():

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from resofilter_hf.experiments.story import StorySettings
+from resofilter_hf.experiments.story import StorySettings, full_pool_steps, story_reference, what_moved
 from resofilter_hf.experiments.story_steps import build_base, make_world
 
 
@@ -55,3 +55,46 @@ def test_base_model_has_the_configured_sizes_and_a_basic_tokenizer(tmp_path, wor
     assert tok.unk_token_id not in ids and tok.decode(ids) == text
     gsm_tok = AutoTokenizer.from_pretrained(build_base(StorySettings(), seed=0, folder=tmp_path / "gsm"))
     assert len(ids) < len(gsm_tok(text, add_special_tokens=False)["input_ids"])  # trained on the basic world's text
+
+
+def test_what_moved_says_what_the_flaws_cost_and_what_each_selection_wins_back():
+    rows = [
+        {"column": "resonance", "accuracy": 0.62, "steps": 150},
+        {"column": "baseline_random", "accuracy": 0.40, "steps": 150},
+        {"column": "baseline_loss", "accuracy": 0.42, "steps": 150},
+        {"column": "full", "accuracy": 0.55, "steps": 150},
+        {"column": "clean", "accuracy": 0.85, "steps": 150},
+    ]
+    lines = what_moved(rows, 0.5)
+    assert lines[0] == (
+        "Flaws: the clean pool trains to 85% accuracy, the full flawed pool to 55%: 30 points below the clean pool."
+    )
+    assert lines[1] == (
+        "Keep 50% by the paper's score (resonance): 62%, 7 points above the full pool, 22 points above random."
+    )
+    assert lines[2] == "Keep 50% by random: 40%, 15 points below the full pool."
+    assert lines[3] == "Keep 50% by loss: 42%, 13 points below the full pool, about the same as random (+2 points)."
+    assert lines[4] == "Every run took the same 150 optimizer steps, so a kept half was seen twice as often."
+    rows[0]["steps"] = 75
+    assert (
+        what_moved(rows, 0.5)[4] == "Every run took the same epochs, so smaller selections took fewer steps (75-150)."
+    )
+
+
+def test_equal_steps_is_the_full_pool_step_count():
+    settings = StorySettings.basic()
+    assert settings.equal_steps and full_pool_steps(settings) == 150  # 800 rows / batch 16 x 3 epochs
+    assert full_pool_steps(replace(settings, n_pool=801)) == 153  # the last, partial batch is a step
+
+
+def test_the_reference_set_is_clean_disjoint_and_required_by_alignment(world):
+    _, pool, test = world
+    settings = StorySettings.basic()
+    reference = story_reference(settings, 4, pool, test)
+    assert len(reference) == settings.n_reference and set(reference["flaw"]) == {"none"}
+    assert not set(reference["prompt"]) & {*pool["prompt"], *test["prompt"]}
+    no_alignment = replace(settings, n_reference=0, scorers=("resonance", "resonance_sgd"))
+    assert story_reference(no_alignment, 4, pool, test) is None
+    message = r"StorySettings: scorer\(s\) \['resonance_alignment'\] need a reference set: set n_reference > 0"
+    with pytest.raises(ValueError, match=message):
+        story_reference(replace(settings, n_reference=0), 4, pool, test)

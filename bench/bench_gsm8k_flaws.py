@@ -1,0 +1,237 @@
+"""Which scores flag flawed GSM8K solutions: real text with injected, labelled flaws, AUROC per flaw and scorer.
+
+Per seed: GSM8K train rows 0..1499 become a 30%-flawed pool (resofilter_hf.experiments.gsm8k_flaws.inject_flaws:
+wrong_step, wrong_answer, truncated, mismatched, repetition, off_topic, equally many; positions seeded by the seed);
+a tiny Llama with a tokenizer trained on GSM8K train text is warmed up on rows 1700.. (disjoint from the pool and
+the reference) and scores the pool with the paper's score and its variants, the anatomy columns, loss, IFD,
+length and random (experiments.story_steps.score_pool), and with gradient alignment against 200 clean solutions
+(rows 1500..1699; raw gradient and fresh AdamW steps; a row is flagged when its alignment is LOW). Reported:
+AUROC per flaw kind and scorer (higher = more likely flawed, so alignment enters negated), mean +- std over seeds;
+the mean AUROC within quartiles of length (loss tokens); each score's Spearman with length and with loss
+(resofilter_hf.confounds.confound_report). Settings are fixed below, before any result.
+
+Usage: python bench/bench_gsm8k_flaws.py --gsm8k-dir DIR [--work-dir DIR] [--smoke] [--out DIR]
+(--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gsm8k_scores import SETTINGS as GSM8K_SCORES  # noqa: E402
+from bench_gsm8k_scores import parse_gsm8k_args  # noqa: E402
+from bench_length_strata import FLAGS as STRATA_FLAGS  # noqa: E402
+from bench_length_strata import auroc_rows, score_alignment, strata_of  # noqa: E402
+
+from resofilter_hf.confounds import confound_report  # noqa: E402
+from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
+from resofilter_hf.experiments.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm8k_model  # noqa: E402
+from resofilter_hf.experiments.story_steps import score_pool  # noqa: E402
+from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
+
+from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
+
+
+THREADS = 1
+PROXY = ("warmup", "model", "vocab_size", "max_length", "scorers", "scoring_batch_size")  # as bench_gsm8k_scores
+SETTINGS = {
+    "seeds": [0, 1, 2, 3, 4],  # about 6.5 minutes each on one thread (measured on seed 0: 226 s warm-up)
+    "pool_rows": [0, 1500],
+    "reference_rows": [1500, 1700],  # clean solutions, disjoint from the pool
+    "warmup_rows": [1700, 7473],
+    "flaw_rate": 0.3,
+    **{key: GSM8K_SCORES[key] for key in PROXY},
+}
+SMOKE = {
+    **SETTINGS,
+    "seeds": [0],
+    "pool_rows": [0, 40],
+    "reference_rows": [40, 48],
+    "warmup_rows": [48, 120],
+    "warmup": {**SETTINGS["warmup"], "max_steps": 2},
+    "scorers": ["resonance", "resonance_sgd"],
+}
+FLAGS = {  # score column -> sign that makes "higher = more likely flawed" (alignment: LOW is flagged)
+    **dict.fromkeys(
+        ("resonance", "resonance_sgd", "resonance_adamw_state", "resonance_l2", "resonance_all_layers"), 1
+    ),
+    **dict.fromkeys(("resonance_grad_norm", "resonance_toward_zero", "resonance_below_eps"), 1),
+    **STRATA_FLAGS,
+}
+KINDS = [*MAKERS, "any"]
+
+
+def run_seed(seed: int, settings: dict, train, work: Path) -> dict:
+    """One seed's AUROC rows, confound report and timings (cached as JSON in `work`, so a rerun resumes)."""
+    done = work / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    timings = {}
+    t0 = time.perf_counter()
+    pool = inject_flaws(train.select(range(*settings["pool_rows"])), flaw_rate=settings["flaw_rate"], seed=seed)
+    warmed = warm_gsm8k_model(
+        train,
+        range(*settings["warmup_rows"]),
+        seed=seed,
+        work=work,
+        model=settings["model"],
+        vocab_size=settings["vocab_size"],
+        warmup=ProxySettings(**settings["warmup"]),
+    )
+    timings["warmup"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    scored = score_pool(
+        warmed,
+        pool.select_columns(["prompt", "completion", "flaw"]),
+        work,
+        scorers=settings["scorers"],
+        seed=seed,
+        batch_size=settings["scoring_batch_size"],
+        max_length=settings["max_length"],
+    )
+    timings["score"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    reference = train.select(range(*settings["reference_rows"])).select_columns(["prompt", "completion"])
+    aligned = score_alignment(
+        warmed, pool.select_columns(["prompt", "completion"]), reference, work, max_length=settings["max_length"]
+    )
+    timings["alignment"] = round(time.perf_counter() - t0, 1)
+    raw = {name: np.asarray(scored[name], dtype=np.float64) for name in FLAGS if name in scored.column_names}
+    raw.update(aligned)
+    flaws = np.asarray(scored["flaw"], dtype=str)
+    kinds = sorted(str(k) for k in set(flaws))
+    length = np.asarray(scored["resonance_tokens"], dtype=np.float64)
+    loss = np.asarray(scored["resonance_loss"], dtype=np.float64)
+    flagged = {name: FLAGS[name] * values for name, values in raw.items()}
+    statuses = list(scored["resonance_status"])
+    result = {
+        "seed": seed,
+        "n_pool": len(scored),
+        "flaw_counts": {k: int((flaws == k).sum()) for k in kinds},
+        "statuses": {k: statuses.count(k) for k in sorted(set(statuses))},
+        "cut_by_max_length": int(np.sum(scored["resonance_truncated"])),
+        "mean_length_by_flaw": {k: float(length[flaws == k].mean()) for k in kinds},
+        "auroc": auroc_rows(flagged, flaws, strata_of(length)),
+        "confounds": confound_report(raw, length, loss),
+        "timings_s": timings,
+    }
+    write_text_atomic(done, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _cell(values: list[float]) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    return f"{np.nanmean(values):.3f} +- {np.nanstd(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def _pick(result: dict, scorer: str, flaw: str) -> dict:
+    return next(r for r in result["auroc"] if r["scorer"] == scorer and r["flaw"] == flaw)
+
+
+def tables(results: list[dict]) -> str:
+    """Markdown: AUROC per flaw and scorer; within length quartiles; Spearman with length and loss."""
+    scorers = [name for name in FLAGS if any(r["scorer"] == name for r in results[0]["auroc"])]
+    kinds = [k for k in KINDS if any(r["flaw"] == k for r in results[0]["auroc"])]
+    head = "| scorer | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds)
+    overall = [head] + [
+        f"| {s} | " + " | ".join(_cell([_pick(r, s, k)["auroc"] for r in results]) for k in kinds) + " |"
+        for s in scorers
+    ]
+    within = [head] + [
+        f"| {s} | " + " | ".join(_cell([_pick(r, s, k)["auroc_within_length"] for r in results]) for k in kinds) + " |"
+        for s in scorers
+    ]
+    confounds = ["| scorer | Spearman with length | Spearman with loss |", "|---|---|---|"]
+    for s in scorers:
+        cells = []
+        for key in ("length", "loss"):
+            rho = [r["confounds"][s][key] for r in results]
+            cells.append("-" if any(v is None for v in rho) else _cell(rho))
+        confounds.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            "## AUROC per flaw kind (flawed vs clean rows; mean +- std over seeds; 0.5 = chance)",
+            "",
+            *overall,
+            "",
+            "## AUROC within length quartiles (mean over the quartiles holding both classes)",
+            "",
+            *within,
+            "",
+            "## Confounds: Spearman of each score (as stored, before the sign flip) with length and with loss",
+            "",
+            *confounds,
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", default=None, help="keeps each seed's result; a rerun resumes from it")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for the JSON and the markdown")
+    parser.add_argument("--smoke", action="store_true", help="a few rows and steps, to check the script")
+    args = parse_gsm8k_args(parser, THREADS)
+    settings = SMOKE if args.smoke else SETTINGS
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-flaws-"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"work dir: {work}", flush=True)
+    train = load_gsm8k("train", path=args.gsm8k_dir)
+    start = time.perf_counter()
+    results = []
+    for seed in settings["seeds"]:
+        (work / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+        results.append(run_seed(seed, settings, train, work / f"seed{seed}"))
+        print(f"[seed {seed}] {results[-1]['timings_s']}", flush=True)
+    first = results[0]
+    text = "\n".join(
+        [
+            "# Flagging injected flaws in real GSM8K solutions",
+            "",
+            f"GSM8K train rows {settings['pool_rows'][0]}..{settings['pool_rows'][1] - 1}, "
+            f"{settings['flaw_rate']:.0%} of them flawed (counts, seed {first['seed']}: {first['flaw_counts']}); "
+            f"scored by tiny Llamas ({settings['model']['hidden_size']} hidden, {settings['model']['num_layers']} "
+            f"layers, a {settings['vocab_size']}-token GSM8K tokenizer) warmed up for "
+            f"{settings['warmup']['max_steps']} steps on rows {settings['warmup_rows'][0]}.."
+            f"{settings['warmup_rows'][1] - 1}; alignment against the clean rows {settings['reference_rows'][0]}.."
+            f"{settings['reference_rows'][1] - 1}. Seeds {settings['seeds']} (each seeds the model and the flaw "
+            f"positions). Statuses, seed {first['seed']}: {first['statuses']}; rows cut by max_length "
+            f"{settings['max_length']}: {first['cut_by_max_length']}. Mean loss tokens by flaw, seed "
+            f"{first['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in first["mean_length_by_flaw"].items()) + ".",
+            "Higher = more likely flawed: alignment enters negated (LOW alignment is flagged).",
+            "",
+            tables(results),
+            "",
+        ]
+    )
+    prefix = "smoke_" if args.smoke else ""
+    markdown = out / f"{prefix}gsm8k_flaws.md"
+    write_text_atomic(markdown, text)
+    payload = {
+        "benchmark": "gsm8k_flaws",
+        "smoke": args.smoke,
+        "machine": machine(THREADS, "cpu"),
+        "settings": settings,
+        "seeds": results,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+    path = write_result("gsm8k-flaws" + ("-smoke" if args.smoke else ""), payload, folder=out)
+    print(text)
+    print(f"written: {path} and {markdown}")
+
+
+if __name__ == "__main__":
+    main()
