@@ -29,8 +29,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from ..evaluation import extract_final_answer
-from ..toy.data import _flaw_labels
-from ..toy.flaws import _LOOPS, _OFF_TOPIC
+from ..toy.data import flaw_labels
+from ..toy.flaws import LOOP_PHRASES, OFF_TOPIC_SENTENCES
 from .gsm8k_calc import number, numbers_in, propagate, steps, write_number
 
 
@@ -110,11 +110,11 @@ def _repetition(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | No
     k = rng.randrange(len(lines))
     if rng.random() < 0.5:  # one line over and over
         return "\n".join(lines[: k + 1] + [lines[k]] * rng.randint(4, 9))
-    return "\n".join([*lines[:k], " ".join([rng.choice(_LOOPS)] * rng.randint(6, 14))])
+    return "\n".join([*lines[:k], " ".join([rng.choice(LOOP_PHRASES)] * rng.randint(6, 14))])
 
 
 def _off_topic(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
-    return " ".join(rng.sample(_OFF_TOPIC, rng.randint(2, 4)))
+    return " ".join(rng.sample(OFF_TOPIC_SENTENCES, rng.randint(2, 4)))
 
 
 MAKERS: dict[str, Callable[[Sequence[Mapping], int, random.Random], str | None]] = {
@@ -147,9 +147,15 @@ def inject_flaws(
     if missing:
         raise ValueError(f"inject_flaws: dataset lacks column(s) {missing}; it has {dataset.column_names}")
     rows = [{"question": q, "answer": a} for q, a in zip(dataset["question"], dataset["answer"])]
-    labels = _flaw_labels(len(rows), seed, flaw_rate, flaw_mix)
+    labels = flaw_labels(len(rows), seed, flaw_rate, flaw_mix)
     completions = [row["answer"] for row in rows]
     truths = [extract_final_answer(row["answer"]) for row in rows]
+    unanswered = [i for i, truth in enumerate(truths) if truth is None]
+    if unanswered:  # a flaw is certain only against a known final answer
+        raise ValueError(
+            f"inject_flaws: {len(unanswered)} row(s) have no final answer (a '{_MARK} <number>' line) in column "
+            f"'answer', e.g. row(s) {unanswered[:5]}; GSM8K solutions end in one"
+        )
     for i in [i for i, flaw in enumerate(labels) if flaw != "none"]:
         flaw = labels[i]
         for j in [*range(i, len(rows)), *range(i)]:  # this row, else the next clean one (wrapping round)

@@ -161,6 +161,20 @@ def test_bad_input_is_named():
         inject_flaws(rows(), flaw_mix={"typo": 1})
 
 
+def test_rows_without_a_final_answer_are_refused_by_row():
+    unanswered = Dataset.from_dict(
+        {"question": [q for q, _ in ROWS[:3]], "answer": [ROWS[0][1], "It is 3 + 4 = <<3+4=7>>7.", ROWS[2][1]]}
+    )
+    with pytest.raises(ValueError, match=r"1 row\(s\) have no final answer .* column 'answer', e\.g\. row\(s\) \[1\]"):
+        inject_flaws(unanswered, flaw_rate=0.5)
+    assert inject_flaws(unanswered.select([0, 2]), flaw_rate=0.5)["flaw"].count("none") == 1
+
+
+def test_an_empty_dataset_gives_an_empty_one():
+    empty = inject_flaws(Dataset.from_dict({"question": [], "answer": []}))
+    assert len(empty) == 0 and "flaw" in empty.column_names
+
+
 @pytest.mark.parametrize(
     "expression, value",
     [("48/2", 24), ("100 - 50 - 30 - 15", 5), ("3/4*20", 15), ("0.1+0.2", Fraction(3, 10)),

@@ -262,6 +262,14 @@ def test_bad_arguments_are_named(kwargs, message):
         make_math_problems(10, **kwargs)
 
 
+@pytest.mark.parametrize("n", [2.5, True, -1, "10"])
+def test_a_count_that_is_not_a_whole_number_is_named(n):
+    with pytest.raises(ValueError, match=f"n must be a whole number >= 0, got {re.escape(repr(n))}"):
+        make_math_problems(n)
+    with pytest.raises(ValueError, match="n must be a whole number"):
+        make_test_problems(n)
+
+
 def test_every_defect_is_valid_on_every_template_of_every_level():
     for level, templates in LEVELS.items():
         for template in templates:
