@@ -29,7 +29,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +40,7 @@ from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
 
-from _common import RESULTS, machine, write_result  # noqa: E402
+from _common import GSM8K_PROXY, RESULTS, machine, parse_gsm8k_args, write_result  # noqa: E402
 
 
 # ---- fixed settings --------------------------------------------------------------------------------------------
@@ -52,13 +51,8 @@ SETTINGS = {
     "scored_rows": [0, 2000],  # GSM8K train rows scored (a 2k subset: scoring all 7,473 x 5 variants x 3 seeds
     # would take about an hour on 2 cores)
     "warmup_rows": [2000, 7473],  # disjoint from the scored rows
-    "warmup": {"max_steps": 200, "batch_size": 16, "learning_rate": 2e-3, "max_length": 512},
-    "model": {"num_layers": 4, "hidden_size": 128, "intermediate_size": 256, "num_heads": 4, "num_kv_heads": 2},
-    "vocab_size": 1024,  # tokenizer trained on all GSM8K train questions and answers
-    "max_length": 512,
-    "scorers": ["resonance", "resonance_sgd", "resonance_adamw_state", "resonance_l2", "resonance_all_layers"],
+    **GSM8K_PROXY,
     "keep": 0.5,
-    "scoring_batch_size": 16,
 }
 SMOKE = {**SETTINGS, "scored_rows": [0, 40], "warmup_rows": [40, 72], "warmup": {**SETTINGS["warmup"], "max_steps": 2}}
 STABILITY = ("resonance", "resonance_sgd", "resonance_adamw_state", "resonance_grad_norm", "resonance_l2",
@@ -146,26 +140,6 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     return path
-
-
-def parse_gsm8k_args(parser: argparse.ArgumentParser, threads: int) -> argparse.Namespace:
-    """`parser`'s arguments plus the required ``--gsm8k-dir``; then quiet progress bars and logs, `threads` threads."""
-    parser.add_argument(
-        "--gsm8k-dir",
-        default=os.environ.get("RESOFILTER_GSM8K_DIR"),
-        help="folder with GSM8K train.jsonl/test.jsonl (default: $RESOFILTER_GSM8K_DIR; required, nothing is fetched)",
-    )
-    args = parser.parse_args()
-    if not args.gsm8k_dir:
-        parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
-
-    import datasets
-    from transformers.utils import logging
-
-    datasets.disable_progress_bars()
-    logging.set_verbosity_error()
-    torch.set_num_threads(threads)
-    return args
 
 
 def main() -> None:
