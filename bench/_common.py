@@ -1,5 +1,5 @@
 """Shared bits of the benchmarks: machine description, timing, JSON output; the GSM8K benches' proxy settings and
---gsm8k-dir parsing; alignment scoring and AUROC per flaw within length strata (the flag benches)."""
+command line; alignment scoring and AUROC per flaw within length strata (the flag benches)."""
 
 import argparse
 import json
@@ -111,13 +111,21 @@ GSM8K_PROXY = {  # the tiny scoring model and its warm-up, shared so both benche
 }
 
 
-def parse_gsm8k_args(parser: argparse.ArgumentParser, threads: int) -> argparse.Namespace:
-    """`parser`'s arguments plus the required ``--gsm8k-dir``; then quiet progress bars and logs, `threads` threads."""
+def gsm8k_cli(description: str, threads: int, default_out: Path, work_prefix: str):
+    """The GSM8K benches' command line: ``--gsm8k-dir`` (required, nothing is fetched), ``--work-dir``, ``--out``,
+    ``--smoke``; then quiet progress bars and logs and `threads` torch threads. (args, work folder, out folder),
+    both made; the work folder is a fresh temporary one unless given."""
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--gsm8k-dir",
         default=os.environ.get("RESOFILTER_GSM8K_DIR"),
         help="folder with GSM8K train.jsonl/test.jsonl (default: $RESOFILTER_GSM8K_DIR; required, nothing is fetched)",
     )
+    parser.add_argument("--work-dir", default=None, help="keeps each seed's work; a rerun resumes from it")
+    parser.add_argument("--out", default=str(default_out), help="folder for the results (default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="a few rows and steps, to check the script")
     args = parser.parse_args()
     if not args.gsm8k_dir:
         parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
@@ -128,7 +136,12 @@ def parse_gsm8k_args(parser: argparse.ArgumentParser, threads: int) -> argparse.
     datasets.disable_progress_bars()
     logging.set_verbosity_error()
     torch.set_num_threads(threads)
-    return args
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix=work_prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"work dir: {work}", flush=True)
+    return args, work, out
 
 
 # ---- flagging flawed rows (bench_length_strata, bench_gsm8k_flaws) ---------------------------------------------

@@ -14,11 +14,9 @@ Usage: python bench/bench_gsm8k_flaws.py --gsm8k-dir DIR [--work-dir DIR] [--smo
 (--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
 """
 
-import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,8 +41,8 @@ from _common import (  # noqa: E402  # noqa: E402
     GSM8K_PROXY,
     RESULTS,
     auroc_rows,
+    gsm8k_cli,
     machine,
-    parse_gsm8k_args,
     score_alignment,
     strata_of,
     write_result,
@@ -185,16 +183,8 @@ def tables(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default=None, help="keeps each seed's result; a rerun resumes from it")
-    parser.add_argument("--out", default=str(RESULTS), help="folder for the JSON and the markdown")
-    parser.add_argument("--smoke", action="store_true", help="a few rows and steps, to check the script")
-    args = parse_gsm8k_args(parser, THREADS)
+    args, work, out = gsm8k_cli(__doc__.split("\n")[0], THREADS, RESULTS, "resofilter-gsm8k-flaws-")
     settings = SMOKE if args.smoke else SETTINGS
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-flaws-"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"work dir: {work}", flush=True)
     train = load_gsm8k("train", path=args.gsm8k_dir)
     start = time.perf_counter()
     results = []

@@ -13,13 +13,11 @@ Usage: python bench/bench_gsm8k_scores.py --gsm8k-dir DIR [--work-dir DIR] [--sm
 (--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
 """
 
-import argparse
 import itertools
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +38,7 @@ from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
 
-from _common import GSM8K_PROXY, RESULTS, machine, parse_gsm8k_args, write_result  # noqa: E402
+from _common import GSM8K_PROXY, RESULTS, gsm8k_cli, machine, write_result, write_text_atomic  # noqa: E402
 
 
 # ---- fixed settings --------------------------------------------------------------------------------------------
@@ -143,17 +141,8 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default=None)
-    parser.add_argument("--out", default=str(RESULTS / "quality"))
-    parser.add_argument("--smoke", action="store_true")
-    args = parse_gsm8k_args(parser, THREADS)
+    args, work, out = gsm8k_cli(__doc__.split("\n")[0], THREADS, RESULTS / "quality", "resofilter-gsm8k-")
     settings = SMOKE if args.smoke else SETTINGS
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"work dir: {work}", flush=True)
-
     train = load_gsm8k("train", path=args.gsm8k_dir)
     scored_by_seed, timings = {}, {}
     for seed in settings["model_seeds"]:
@@ -241,10 +230,9 @@ def main() -> None:
     }
     if args.smoke:
         path = out / "smoke_gsm8k_scores.json"
-        path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
     else:
-        (RESULTS / "quality").mkdir(parents=True, exist_ok=True)
-        path = write_result("quality/gsm8k-scores", payload)
+        path = write_result("gsm8k-scores", payload, folder=out)  # --out, bench/results/quality by default
     print("\n".join(lines))
     print(f"written: {path}")
 
