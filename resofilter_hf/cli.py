@@ -34,8 +34,10 @@ def add_demo(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole story on the built-in toy world (no download)",
         description="Generate synthetic math problems with labelled flaws, build and warm up a tiny model, score a "
         "flawed pool by resonance, by alignment with a trusted set and by the baselines, retrain on the kept half "
-        "by each, on the full pool and on the pool without flaws, evaluate on clean held-out problems, and print "
-        "the table and what moved; everything goes under one output folder (two to three minutes on one thread).",
+        "by the paper's score, alignment, loss and random, on the full pool and on the pool without flaws, "
+        "evaluate on clean held-out problems, and print the table and what moved on this one seed (rerun with "
+        "other --seed values to tell an effect from noise); everything goes under one output folder (two to "
+        "three minutes on one thread).",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks every step (seconds)")
     parser.add_argument("--output-dir", default="resofilter-demo", help="where to write (default: %(default)s)")

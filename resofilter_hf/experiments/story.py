@@ -3,12 +3,14 @@
 On the toy world (synthetic math problems with labelled flaws), one seed:
 
 1. build a tiny model and warm it up on a separate clean set, so it knows the answer format;
-2. score a flawed pool with the resonance variants and the baselines (`SCORERS`, `baselines.BASELINES`);
-3. AUROC of every score against the flaw labels, per flaw type (higher score = flagged as flawed);
-4. retrain from the warmed model on keep-50% by resonance, by loss, at random, on the full flawed pool, and on
-   the same questions with no flaws (the clean pool: what the flaws cost);
+2. score a flawed pool with the resonance variants, alignment with a trusted clean reference set, and the
+   baselines (`story_steps.SCORERS`, `baselines.BASELINES`);
+3. AUROC of every score against the flaw labels, per flaw type (higher score = flagged as flawed; low alignment);
+4. retrain from the warmed model on keep-50% by each of `StorySettings.selections` (the paper's score, alignment,
+   loss, random), on the full flawed pool, and on the same questions with no flaws (the clean pool: what the
+   flaws cost);
 5. held-out loss and greedy final-answer accuracy on clean test problems; a table, plots, and a few sentences
-   that say what moved (`what_moved`).
+   that say what moved (`what_moved`), with the test set's noise and the caveat that one seed shows no effect.
 
 `run_story` is what `resofilter demo` calls. The steps are in `story_steps`, the tables in `story_tables`, the
 figures in `plots`; the source repository's quality benchmark runs the same steps over seeds and more selections.
