@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 
@@ -33,6 +34,9 @@ from ..toy.data import flaw_labels
 from ..toy.flaws import LOOP_PHRASES, OFF_TOPIC_SENTENCES
 from .gsm8k_calc import number, numbers_in, propagate, steps, write_number
 
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sweep import ProxySettings
 
 __all__ = ["MAKERS", "inject_flaws", "warm_gsm8k_model"]
 
@@ -195,7 +199,7 @@ def warm_gsm8k_model(
     work: str | Path,
     model: Mapping[str, int],
     vocab_size: int,
-    warmup,
+    warmup: ProxySettings,
 ) -> Path:
     """A tiny Llama whose tokenizer is trained on all of `train`'s question/answer text, warmed up on the
     `warm_rows` of `train` (`warmup`: a `sweep.ProxySettings`); the saved model's folder under `work`."""

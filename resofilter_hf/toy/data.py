@@ -38,6 +38,9 @@ Style = Literal["text", "conversational", "messages"]
 Level = Literal["gsm", "basic"]
 
 
+_MAX_DRAWS_PER_ROW = 1000  # far above what any level needs until its questions run out
+
+
 def _templates(level: str):
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
@@ -52,6 +55,11 @@ def _problems(n: int, namespace: str, seed: int, level: str, exclude: Iterable[s
     out: list[Problem] = []
     draw = 0
     while len(out) < n:
+        if draw >= _MAX_DRAWS_PER_ROW * (n + len(seen)):
+            raise ValueError(
+                f"level {level!r} ran out of distinct questions: {len(out)} of n={n} after {draw} draws "
+                f"({len(seen) - len(out)} excluded); ask for fewer rows"
+            )
         rng = random.Random(f"{prefix}:{namespace}:{seed}:{draw}")
         draw += 1
         problem = rng.choice(templates)(rng)
