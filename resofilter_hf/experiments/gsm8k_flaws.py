@@ -31,7 +31,7 @@ from datasets import Dataset
 
 from ..evaluation import extract_final_answer
 from ..toy.data import flaw_labels
-from ..toy.flaws import LOOP_PHRASES, OFF_TOPIC_SENTENCES
+from ..toy.flaws import off_topic_text, repetition_of
 from .gsm8k_calc import number, numbers_in, propagate, steps, write_number
 
 
@@ -109,16 +109,11 @@ def _mismatched(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | No
 
 def _repetition(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
     lines = [line for line in _split(rows[i]["answer"])[0].splitlines() if line.strip()]
-    if not lines:
-        return None
-    k = rng.randrange(len(lines))
-    if rng.random() < 0.5:  # one line over and over
-        return "\n".join(lines[: k + 1] + [lines[k]] * rng.randint(4, 9))
-    return "\n".join([*lines[:k], " ".join([rng.choice(LOOP_PHRASES)] * rng.randint(6, 14))])
+    return repetition_of(lines, rng) if lines else None
 
 
 def _off_topic(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
-    return " ".join(rng.sample(OFF_TOPIC_SENTENCES, rng.randint(2, 4)))
+    return off_topic_text(rng)
 
 
 MAKERS: dict[str, Callable[[Sequence[Mapping], int, random.Random], str | None]] = {

@@ -68,8 +68,10 @@ def _truncated(problem: Problem, rng: random.Random) -> str:
     return body[: rng.choice(cuts)].rstrip() if cuts else lines[0]
 
 
-def _repetition(problem: Problem, rng: random.Random) -> str:
-    lines = problem.lines(problem.values())
+def repetition_of(lines: Sequence[str], rng: random.Random) -> str:
+    """A solution's `lines` degenerating: up to a random line, then that line over and over, or from it on a stock
+    phrase (`LOOP_PHRASES`) looping; it never reaches a ``####`` line."""
+    lines = list(lines)
     k = rng.randrange(len(lines))
     if rng.random() < 0.5:  # one line over and over
         return "\n".join(lines[: k + 1] + [lines[k]] * rng.randint(4, 9))
@@ -77,8 +79,17 @@ def _repetition(problem: Problem, rng: random.Random) -> str:
     return "\n".join([*lines[:k], " ".join([phrase] * rng.randint(6, 14))])
 
 
-def _off_topic(problem: Problem, rng: random.Random) -> str:
+def off_topic_text(rng: random.Random) -> str:
+    """Two to four of `OFF_TOPIC_SENTENCES`: fluent text with nothing of any problem in it."""
     return " ".join(rng.sample(OFF_TOPIC_SENTENCES, rng.randint(2, 4)))
+
+
+def _repetition(problem: Problem, rng: random.Random) -> str:
+    return repetition_of(problem.lines(problem.values()), rng)
+
+
+def _off_topic(problem: Problem, rng: random.Random) -> str:
+    return off_topic_text(rng)
 
 
 def _numbers(text: str) -> set[int]:

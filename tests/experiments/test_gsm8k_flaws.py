@@ -205,3 +205,18 @@ def test_real_gsm8k_rows(gsm8k_dir):
         answers = list(data["answer"])
         for row in flawed:
             check_row(row, answers)
+
+
+def test_repetition_and_off_topic_are_the_toy_worlds_own_generators():
+    import random
+
+    from resofilter_hf.toy.flaws import OFF_TOPIC_SENTENCES, off_topic_text, repetition_of
+
+    data = [{"question": q, "answer": a} for q, a in ROWS]
+    lines = [line for line in ROWS[0][1].split("####")[0].splitlines() if line.strip()]
+    for seed in range(20):
+        made = MAKERS["repetition"](data, 0, random.Random(seed))
+        assert made == repetition_of(lines, random.Random(seed)) and "####" not in made
+        text = MAKERS["off_topic"](data, 0, random.Random(seed))
+        assert text == off_topic_text(random.Random(seed))
+        assert 2 <= sum(sentence in text for sentence in OFF_TOPIC_SENTENCES) <= 4
