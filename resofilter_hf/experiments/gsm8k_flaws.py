@@ -32,7 +32,7 @@ from datasets import Dataset
 from ..evaluation import extract_final_answer
 from ..toy.data import flaw_labels
 from ..toy.flaws import off_topic_text, repetition_of
-from .gsm8k_calc import number, numbers_in, propagate, steps, write_number
+from .gsm8k_calc import annotations, numbers_in, parse_number, propagate, write_number
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,8 +60,8 @@ def _deltas(value: Fraction, rng: random.Random) -> list[Fraction]:
 def _wrong_step(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
     question, solution = rows[i]["question"], rows[i]["answer"]
     truth = extract_final_answer(solution)
-    found = steps(solution)
-    results = [number(s.stated) for s in found]
+    found = annotations(solution)
+    results = [parse_number(s.stated) for s in found]
     given = numbers_in(question)
     candidates = [
         k

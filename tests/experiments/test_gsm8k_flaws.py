@@ -9,7 +9,7 @@ from datasets import Dataset
 
 from resofilter_hf.evaluation import extract_final_answer
 from resofilter_hf.experiments.gsm8k import load_gsm8k
-from resofilter_hf.experiments.gsm8k_calc import evaluate, propagate, steps
+from resofilter_hf.experiments.gsm8k_calc import annotations, evaluate, propagate
 from resofilter_hf.experiments.gsm8k_flaws import MAKERS, inject_flaws
 
 
@@ -71,7 +71,7 @@ def check_row(row: dict, others: list[str]) -> None:
         return
     assert extract_final_answer(completion) != row["final_answer"], (flaw, completion)
     if flaw == "wrong_step":
-        before, after = steps(answer), steps(completion)
+        before, after = annotations(answer), annotations(completion)
         assert len(before) == len(after)
         differ = [
             k for k, (a, b) in enumerate(zip(before, after)) if (a.expression, a.stated) != (b.expression, b.stated)
@@ -125,7 +125,7 @@ def test_wrong_step_propagates_to_the_final_line():
     )
     assert changed.changed == {24: 25, 72: 73} and changed.recomputed == ("48+25",)
     four = propagate(ROWS[3][1], 0, Fraction(20))  # 24 -> 20, so 36 -> 32, 84 -> 88, 42 -> 44
-    assert [(s.expression, s.stated) for s in steps(four.text)] == [
+    assert [(s.expression, s.stated) for s in annotations(four.text)] == [
         ("12*2", "20"), ("12+20", "32"), ("120-32", "88"), ("88/2", "44")
     ]  # fmt: skip
     assert four.text.endswith("She should read 88/2 = <<88/2=44>>44 pages.\n#### 44")
