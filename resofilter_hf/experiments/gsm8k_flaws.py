@@ -140,7 +140,7 @@ def inject_flaws(
     ``question`` and ``answer`` (as given), ``final_answer`` (the true one), ``flaw`` (``"none"`` or a key of
     `MAKERS`) and ``solution_of`` (the row whose solution the completion was made from: the row itself, or the
     other row for ``mismatched``). `flaw_mix` weighs the kinds (default: all six equally). The same `seed` gives
-    the same rows.
+    the same rows. A row whose answer has no ``####`` final answer is refused (a flaw is certain only against one).
     """
     missing = [c for c in ("question", "answer") if c not in dataset.column_names]
     if missing:

@@ -32,7 +32,17 @@ from .flaws import DEFECTS, FLAWS, make_defect
 from .problems import LEVELS, Problem
 
 
-__all__ = ["DEFECTS", "FLAWS", "LEVELS", "Level", "Style", "make_math_problems", "make_test_problems", "toy_corpus"]
+__all__ = [
+    "DEFECTS",
+    "FLAWS",
+    "LEVELS",
+    "Level",
+    "Style",
+    "flaw_labels",
+    "make_math_problems",
+    "make_test_problems",
+    "toy_corpus",
+]
 
 Style = Literal["text", "conversational", "messages"]
 Level = Literal["gsm", "basic"]
