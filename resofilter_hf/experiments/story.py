@@ -284,8 +284,11 @@ LABELS = {
 
 def noise_band(a: float, b: float, n_test: int) -> float:
     """Two standard errors of the difference between accuracies `a` and `b`, each measured on `n_test` problems:
-    the test set's sampling noise alone. Training noise comes on top, and one seed cannot measure it."""
-    return 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / max(n_test, 1))
+    the test set's sampling noise alone (Agresti-Caffo: one success and one failure added to each, so 0% and 100%
+    have noise too). Training noise comes on top, and one seed cannot measure it."""
+    n = max(n_test, 1)
+    shrunk = [(p * n + 1) / (n + 2) for p in (a, b)]
+    return 2 * math.sqrt(sum(p * (1 - p) / (n + 2) for p in shrunk))
 
 
 def what_moved(selections: list[dict], keep: float) -> list[str]:

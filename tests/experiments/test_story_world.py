@@ -76,8 +76,11 @@ def test_what_moved_says_what_the_flaws_cost_and_what_each_selection_wins_back()
     assert lines[0] == (
         "Flaws: the clean pool trains to 85% accuracy, the full flawed pool to 55%: 30 points below the clean pool."
     )
-    # 0.62 vs 0.55 on 200 problems: 2 standard errors are 2 * sqrt((.62*.38 + .55*.45) / 200) = 9.8 points
-    assert noise_band(0.62, 0.55, 200) == pytest.approx(0.0983, abs=1e-4)
+    # 0.62 vs 0.55 on 200 problems, one success and one failure added to each: 125/202 and 111/202
+    p, q = 125 / 202, 111 / 202
+    assert noise_band(0.62, 0.55, 200) == pytest.approx(2 * (p * (1 - p) / 202 + q * (1 - q) / 202) ** 0.5)
+    assert noise_band(0.62, 0.55, 200) == pytest.approx(0.0978, abs=1e-4)
+    assert noise_band(0.0, 0.0, 8) == pytest.approx(2 * (2 * 0.1 * 0.9 / 10) ** 0.5)  # 0% on 8 problems: still noisy
     assert lines[1] == (
         "Keep 50% by the paper's score (resonance): 62%, within the test set's noise of the full pool "
         "(+7 points, noise +-10), 22 points above random."
