@@ -101,7 +101,7 @@ def score_seed(seed: int, settings: dict, train, work: Path):
     )
     timings["score"] = round(time.perf_counter() - t0, 1)
     scored.to_parquet(str(path))
-    (path.parent / "timings.json").write_text(json.dumps(timings))
+    write_text_atomic(path.parent / "timings.json", json.dumps(timings))
     return scored, timings
 
 
@@ -140,28 +140,10 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
     return path
 
 
-def main() -> None:
-    args, work, out = gsm8k_cli(__doc__.split("\n")[0], THREADS, RESULTS / "quality", "resofilter-gsm8k-")
-    settings = SMOKE if args.smoke else SETTINGS
-    train = load_gsm8k("train", path=args.gsm8k_dir)
-    scored_by_seed, timings = {}, {}
-    for seed in settings["model_seeds"]:
-        scored_by_seed[seed], timings[seed] = score_seed(seed, settings, train, work)
-        print(f"[seed {seed}] {timings[seed]}", flush=True)
+def stability(scored_by_seed: dict, keep: float) -> tuple[list[dict], list[dict]]:
+    """Keep-`keep` agreement of each `STABILITY` scorer: across model seeds (Jaccard of the kept rows, Spearman of the
+    scores, over seed pairs) and with the paper's score on the same seed (mean over seeds)."""
     seeds = list(scored_by_seed)
-    first = scored_by_seed[seeds[0]]
-    columns = [c for c in score_columns(first) if c != "baseline_perplexity"]
-    keep = settings["keep"]
-
-    distribution = [
-        {"scorer": c, "seed": s, **stats(np.asarray(scored_by_seed[s][c], dtype=np.float64))}
-        for c in columns
-        for s in seeds
-    ]
-    statuses = {
-        s: {k: list(d["resonance_status"]).count(k) for k in set(d["resonance_status"])}
-        for s, d in scored_by_seed.items()
-    }
     kept = {(c, s): kept_rows(scored_by_seed[s], c, keep) for c in STABILITY for s in seeds}
     across_seeds = []
     for c in STABILITY:
@@ -184,6 +166,32 @@ def main() -> None:
         across_scorers.append(
             {"scorer": c, "jaccard_vs_paper_mean": float(np.mean(jac)), "spearman_vs_paper_mean": float(np.mean(rho))}
         )
+    return across_seeds, across_scorers
+
+
+def main() -> None:
+    args, work, out = gsm8k_cli(__doc__.split("\n")[0], THREADS, RESULTS / "quality", "resofilter-gsm8k-")
+    settings = SMOKE if args.smoke else SETTINGS
+    train = load_gsm8k("train", path=args.gsm8k_dir)
+    scored_by_seed, timings = {}, {}
+    for seed in settings["model_seeds"]:
+        scored_by_seed[seed], timings[seed] = score_seed(seed, settings, train, work)
+        print(f"[seed {seed}] {timings[seed]}", flush=True)
+    seeds = list(scored_by_seed)
+    first = scored_by_seed[seeds[0]]
+    columns = [c for c in score_columns(first) if c != "baseline_perplexity"]
+    keep = settings["keep"]
+
+    distribution = [
+        {"scorer": c, "seed": s, **stats(np.asarray(scored_by_seed[s][c], dtype=np.float64))}
+        for c in columns
+        for s in seeds
+    ]
+    statuses = {
+        s: {k: list(d["resonance_status"]).count(k) for k in set(d["resonance_status"])}
+        for s, d in scored_by_seed.items()
+    }
+    across_seeds, across_scorers = stability(scored_by_seed, keep)
 
     prefix = "smoke_" if args.smoke else ""
     figure = plot(scored_by_seed, out / f"{prefix}gsm8k_scores.png")
@@ -215,7 +223,7 @@ def main() -> None:
         format_table(across_scorers),
         "",
     ]
-    (out / f"{prefix}gsm8k_scores.md").write_text("\n".join(lines))
+    write_text_atomic(out / f"{prefix}gsm8k_scores.md", "\n".join(lines))
     payload = {
         "benchmark": "gsm8k_scores",
         "machine": machine(THREADS, "cpu"),
