@@ -112,3 +112,8 @@ def test_bad_arguments_exit_with_usage(capsys):
     assert cli.main(["demo", "--seed", "x"]) == 2
     err = capsys.readouterr().err
     assert "invalid int value" in err and len(err.strip().splitlines()) == 1
+    for threads in ("0", "-2", "x"):
+        assert cli.main(["demo", "--threads", threads]) == 2
+        err = capsys.readouterr().err
+        assert f"argument --threads: must be a whole number >= 1, got '{threads}'" in err, err
+        assert len(err.strip().splitlines()) == 1

@@ -42,7 +42,9 @@ def run_demo(
     transformers.utils.logging.disable_progress_bar()
     out = Path(output_dir)
     started = time.perf_counter()
-    print(f"resofilter demo ({'quick' if quick else 'default'} size, seed {seed}, {threads} torch thread) -> {out}")
+    print(
+        f"resofilter demo ({'quick' if quick else 'default'} size, seed {seed}, {threads} torch thread{'' if threads == 1 else 's'}) -> {out}"
+    )
     with _quiet_imports():
         result = run_story(out, seed=seed, quick=quick, threads=threads, progress=True)
     summary = {
