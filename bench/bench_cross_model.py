@@ -12,11 +12,18 @@ Protocol, per seed, on the toy world (resofilter_hf.experiments.cross_model.run_
    pool and on the clean pool (the same questions, correct solutions); greedy final-answer accuracy and held-out
    loss on clean held-out problems; paired differences per seed: own - A's, A's - random, own - random.
 
-Everything runs through the package; nothing is trained or generated here. The settings below were fixed before
-any result of this benchmark was seen.
+Every arm trains for the proxy's epochs (the paper's protocol), so a kept half also gets half the optimizer
+steps of the full pool. `--equal-steps` trains every arm for the full pool's number of optimizer steps instead
+(`StorySettings.equal_steps`: a kept half is seen twice as often), so that data quality is compared at equal
+training; results go to <name>_equal_steps.md / .json.
 
-Usage: nice -n 10 python bench/bench_cross_model.py [--seeds 0 1 2 3 4] [--variant same_shape] [--work-dir DIR]
-       [--smoke]
+Everything runs through the package; nothing is trained or generated here. The settings below were fixed before
+any result of this benchmark was seen. The equal-steps run was fixed before it ran, with nothing else changed:
+`--variant same_shape --equal-steps --seeds 0 1 2 3 4` (the same world, models, warm-up, scoring, keep and
+learning-rate schedule as the same_shape run; only max_steps of B's retraining differs).
+
+Usage: nice -n 10 python bench/bench_cross_model.py [--seeds 0 1 2 3 4] [--variant same_shape] [--equal-steps]
+       [--work-dir DIR] [--smoke]
 Resumable: a finished seed (work/seed<N>/result.json), warmed models and scored pools are kept and reused.
 """
 
@@ -40,7 +47,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.experiments.cross_model import CrossModelSettings, ModelSpec, run_cross_model_seed  # noqa: E402
-from resofilter_hf.experiments.story import StorySettings  # noqa: E402
+from resofilter_hf.experiments.story import StorySettings, retraining_proxy  # noqa: E402
 from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings, summarize  # noqa: E402
 
@@ -56,7 +63,7 @@ SEEDS = (0, 1, 2, 3, 4)
 # MLP 256; 0.31 M parameters), chosen because one pool training costs about what A's does (pilot seed 99, training
 # time only, nothing evaluated). Fixed before any result of this benchmark was seen.
 SETTINGS = CrossModelSettings(
-    story=StorySettings.basic(),
+    story=replace(StorySettings.basic(), equal_steps=False),  # equal epochs per arm; --equal-steps turns it on
     model_b=ModelSpec(arch="qwen2", num_layers=4, hidden_size=64, intermediate_size=256, num_heads=4, num_kv_heads=2),
     scorers=("resonance", "resonance_alignment"),
     n_reference=128,  # clean reference rows for alignment, as the quality benchmark
@@ -118,12 +125,13 @@ def aggregate(results: list[dict]) -> dict:
         return [r | {"seed": res["seed"]} for res in results for r in res[key]]
 
     runs = [r | {"score": r["score"] or "", "flawed_share": r.get("flawed_share", math.nan)} for r in rows("runs")]
+    metrics = ("accuracy", "heldout_loss", "n_train", "steps", "flawed_share")
     paired = rows("paired")
     paired_metrics = [k for k in paired[0] if k not in ("score", "seed")] if paired else []
     return {
         "agreement": summarize(rows("agreement"), ("column",), ("jaccard", "spearman", "chance_jaccard")),
         "auroc": summarize(rows("auroc"), ("model", "column"), ("auroc_any_flaw",)),
-        "runs": summarize(runs, ("model", "arm", "score"), ("accuracy", "heldout_loss", "n_train", "flawed_share")),
+        "runs": summarize(runs, ("model", "arm", "score"), metrics),
         "paired": summarize(paired, ("score",), paired_metrics),
     }
 
@@ -154,6 +162,7 @@ def markdown(agg: dict, results: list[dict], settings: CrossModelSettings, wall_
             "arm": ARM_NAMES[r["arm"]] if r["model"] == "b" else "A: " + ARM_NAMES[r["arm"]],
             "selected by": r["score"] or "-",
             "n_train": int(r["n_train_mean"]),
+            "optimizer steps": int(r["steps_mean"]),
             "flawed share": f"{r['flawed_share_mean']:.3f}" if r["arm"] != "warm" else "-",
             "accuracy": pm(r["accuracy_mean"], r["accuracy_std"]),
             "held-out loss": pm(r["heldout_loss_mean"], r["heldout_loss_std"], 4),
@@ -183,6 +192,8 @@ def markdown(agg: dict, results: list[dict], settings: CrossModelSettings, wall_
             f"Seeds {seeds}; mean ± sample std over seeds. Compute time {wall_s / 60:.1f} min, {THREADS} torch "
             "thread(s). Settings in the JSON (fixed before any result was seen).",
             "",
+            f"Retraining: {protocol(settings)}.",
+            "",
             f"- model A: {describe['a']}",
             f"- model B: {describe['b']}",
             f"- pool {results[0]['n']['pool']} rows ({settings.story.flaw_rate:.0%} flawed), test "
@@ -204,6 +215,15 @@ def markdown(agg: dict, results: list[dict], settings: CrossModelSettings, wall_
     )
 
 
+def protocol(settings: CrossModelSettings) -> str:
+    proxy = retraining_proxy(settings.story)
+    if proxy.max_steps > 0 and settings.story.equal_steps:
+        return f"equal steps: every arm {proxy.max_steps} optimizer steps (the full pool's), batch {proxy.batch_size}"
+    if proxy.max_steps > 0:
+        return f"{proxy.max_steps} optimizer steps per arm, batch {proxy.batch_size}"
+    return f"equal epochs: every arm {proxy.epochs:g} epochs of its own rows, batch {proxy.batch_size}"
+
+
 def _per_seed(results: list[dict], score: str) -> list[dict]:
     return [p for res in results for p in res["paired"] if p["score"] == score]
 
@@ -214,6 +234,9 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None, help="models and partial results (default: a temp folder)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="default", help="which model B")
+    parser.add_argument(
+        "--equal-steps", action="store_true", help="every arm trains for the full pool's number of optimizer steps"
+    )
     parser.add_argument("--smoke", action="store_true", help="toy sizes, to check the script")
     args = parser.parse_args()
 
@@ -226,6 +249,9 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     settings = SMOKE if args.smoke else VARIANTS[args.variant]
     name = "cross_model" if args.variant == "default" else f"cross_model_{args.variant}"
+    if args.equal_steps:
+        settings = replace(settings, story=replace(settings.story, equal_steps=True))
+        name += "_equal_steps"
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-cross-model-"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,6 +270,7 @@ def main() -> None:
         "settings": {
             "seeds": list(args.seeds),
             "variant": args.variant,
+            "equal_steps": settings.story.equal_steps,
             "cross_model": asdict(settings),
             "score_columns": list(settings.score_columns()),
             "selection_rule": "select_by_resonance defaults: dedup prompts, drop the highest scores (the alignment "
@@ -256,7 +283,7 @@ def main() -> None:
         "elapsed_this_call_s": round(time.perf_counter() - started, 1),
     }
     if args.smoke:  # a check of the script, kept out of bench/results
-        path = out / "smoke_cross_model.json"
+        path = out / f"smoke_{name}.json"
         write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
     else:
         path = write_result(name, payload, out)

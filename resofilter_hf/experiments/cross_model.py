@@ -13,7 +13,9 @@ The paper scores with one model and fine-tunes others on the kept data. For one 
    model's AUROC of each score against the flaw labels (`sweep.flag_values`: higher = flagged);
 4. model B is retrained from its warm-up state on its own selection, on A's, on a seeded random share, on the full
    pool and on the clean pool (the same questions with correct solutions: the ceiling), and evaluated on clean
-   held-out problems; per seed, the paired differences own - A's, A's - random and own - random.
+   held-out problems; per seed, the paired differences own - A's, A's - random and own - random. With the
+   story's `equal_steps` every arm trains for the full pool's number of optimizer steps
+   (`story.retraining_proxy`), so a kept half is seen twice as often; without it, for the proxy's epochs.
 
 `run_cross_model_seed` returns every table for one seed; the source repository's cross-model benchmark runs it
 over seeds and aggregates with `sweep.summarize`.
@@ -35,7 +37,7 @@ from ..engine.rows import ROW_ID
 from ..provenance import load_scored, read_provenance, write_parquet
 from ..selection import select_by_resonance
 from .stats import auroc, rank_correlation
-from .story import StorySettings
+from .story import StorySettings, retraining_proxy
 from .story_steps import ALIGNMENT, build_base, make_reference, make_world, score_pool, warm_up
 from .sweep import drop_side, evaluate_proxy, flag_values, keep_ratio_sweep, proxy_trainer, train_and_evaluate
 
@@ -68,7 +70,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class CrossModelSettings:
-    """`story`: the world, model A's sizes, the warm-up and retraining settings and `keep` (shared by both models);
+    """`story`: the world, model A's sizes, the warm-up and retraining settings (`equal_steps` included), and
+    `keep` (shared by both models);
     `model_b`: the second model (the default: a Qwen2 with about the training cost of the basic world's Llama
     on one CPU thread); `scorers`: the score columns (keys of `story_steps.SCORERS`) both models write
     and B is retrained on; `n_reference`: clean reference rows for the alignment scorers."""
@@ -193,6 +196,7 @@ def warm_eval(model_dir: Path, test: Dataset, settings: CrossModelSettings, seed
         "column": None,
         "keep": None,
         "n_train": 0,
+        "steps": 0,
         **evaluate_proxy(trainer, test, proxy),
     }
 
@@ -222,9 +226,10 @@ def retrain_b(
     """Model B retrained from its warm-up state on each arm: one row per arm, with the flawed share of its rows.
 
     Arms: "own" and "a" (keep-`keep` by B's and by A's score, per score column), "random" (keep-`keep` by the
-    seeded random column), "full" (the whole pool), "clean" (the clean pool)."""
-    keep = settings.story.keep
-    common = {"settings": settings.story.proxy, "seed": seed, "output_dir": work / "runs", "cache": {}}
+    seeded random column), "full" (the whole pool), "clean" (the clean pool); each for the optimizer steps of
+    `story.retraining_proxy` (with `equal_steps`: the full pool's, whatever the arm's size)."""
+    keep, proxy = settings.story.keep, retraining_proxy(settings.story)
+    common = {"settings": proxy, "seed": seed, "output_dir": work / "runs", "cache": {}}
 
     def arm(run: dict, name: str, score: str | None, rows: Sequence[int]) -> dict:
         return {**run, "model": "b", "arm": name, "score": score, "flawed_share": flawed_share(joint, rows)}
@@ -240,7 +245,7 @@ def retrain_b(
         runs.append(arm(from_a, "a", column, kept_rows(joint, f"a_{column}", keep, drop)))
     (random_half,) = keep_ratio_sweep(warmed_b, joint, test, keeps=(keep,), columns=(RANDOM,), **common)
     (full,) = keep_ratio_sweep(warmed_b, joint, test, keeps=(1.0,), columns=(RANDOM,), **common)
-    ceiling = train_and_evaluate(warmed_b, clean, test, settings.story.proxy, seed=seed, output_dir=work / "clean")
+    ceiling = train_and_evaluate(warmed_b, clean, test, proxy, seed=seed, output_dir=work / "clean")
     ceiling = {"column": None, "keep": 1.0, "seed": seed, "n_input": len(clean), **ceiling}
     runs.append(arm(random_half, "random", None, kept_rows(joint, RANDOM, keep)))
     runs.append(arm(full, "full", None, range(len(joint))))

@@ -262,12 +262,19 @@ def full_pool_steps(settings: StorySettings) -> int:
     return math.ceil(math.ceil(settings.n_pool / settings.proxy.batch_size) * settings.proxy.epochs)
 
 
-def _retrain_all(settings: StorySettings, warmed: Path, scored, clean_pool, test, seed: int, work: Path) -> list:
-    """Keep-`keep` by each selection column and the full pool (`retrain_selections`), then the clean pool (column
-    "clean"): the accuracy the flaws cost, which a selection can at best win back."""
+def retraining_proxy(settings: StorySettings) -> ProxySettings:
+    """`settings.proxy` as every selection is retrained: with `equal_steps` (and no explicit `max_steps`), run for
+    the full pool's number of optimizer steps (`full_pool_steps`) whatever the selection's size."""
     proxy = settings.proxy
     if settings.equal_steps and proxy.max_steps <= 0:
         proxy = replace(proxy, max_steps=full_pool_steps(settings))
+    return proxy
+
+
+def _retrain_all(settings: StorySettings, warmed: Path, scored, clean_pool, test, seed: int, work: Path) -> list:
+    """Keep-`keep` by each selection column and the full pool (`retrain_selections`), then the clean pool (column
+    "clean"): the accuracy the flaws cost, which a selection can at best win back."""
+    proxy = retraining_proxy(settings)
     retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
     rows = retrain_selections(warmed, scored, test, proxy, **retrain)
     clean = train_and_evaluate(warmed, clean_pool, test, proxy, seed=seed, output_dir=work / "clean-pool")
