@@ -19,8 +19,9 @@ training; results go to <name>_equal_steps.md / .json.
 
 Everything runs through the package; nothing is trained or generated here. The settings below were fixed before
 any result of this benchmark was seen. The equal-steps run was fixed before it ran, with nothing else changed:
-`--variant same_shape --equal-steps --seeds 0 1 2 3 4` (the same world, models, warm-up, scoring, keep and
-learning-rate schedule as the same_shape run; only max_steps of B's retraining differs).
+`--variant same_shape --equal-steps --seeds 0 1 2 3 4` (the same world, models, warm-up, scoring, keep, batch,
+learning rate, cosine schedule and warm-up ratio as the same_shape run; only the number of optimizer steps of
+B's retraining differs: 150, the full pool's 50 batches x 3 epochs, for every arm).
 
 Usage: nice -n 10 python bench/bench_cross_model.py [--seeds 0 1 2 3 4] [--variant same_shape] [--equal-steps]
        [--work-dir DIR] [--smoke]

@@ -70,8 +70,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class CrossModelSettings:
-    """`story`: the world, model A's sizes, the warm-up and retraining settings (`equal_steps` included), and
-    `keep` (shared by both models);
+    """`story`: the world, model A's sizes, the warm-up and retraining settings and `keep` (shared by both models;
+    `StorySettings.basic()` has `equal_steps` on: every arm of B trains for the full pool's optimizer steps);
     `model_b`: the second model (the default: a Qwen2 with about the training cost of the basic world's Llama
     on one CPU thread); `scorers`: the score columns (keys of `story_steps.SCORERS`) both models write
     and B is retrained on; `n_reference`: clean reference rows for the alignment scorers."""

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from resofilter_hf.experiments.cross_model import (
     run_cross_model_seed,
     warmed_model,
 )
-from resofilter_hf.experiments.story import StorySettings
+from resofilter_hf.experiments.story import StorySettings, full_pool_steps, retraining_proxy
 from resofilter_hf.experiments.story_steps import make_world
 
 
@@ -168,3 +169,45 @@ def test_warmed_model_is_reused(seed_run):
         raise AssertionError("a warmed model already there must not be rebuilt")
 
     assert warmed_model("b", build, None, SETTINGS, 3, work) == work / "b" / "warm-model"
+
+
+def test_equal_steps_trains_every_arm_for_the_full_pools_steps(seed_run, tmp_path):
+    """Epoch-based retraining: 20 pool rows at batch 4 are 5 steps, a kept half of 10 rows 3; with `equal_steps`
+    every arm runs the full pool's 5 (read from each trainer's state). Warm-up and scoring are reused."""
+    work, _, _ = seed_run
+    epochs = replace(TINY, max_steps=-1, epochs=1.0)
+    recorded: list[tuple[int, int, int]] = []  # (rows, trainer.state.max_steps, trainer.state.global_step)
+    real = sweep.train_proxy
+
+    def recording(model_dir, train_dataset, settings, **kwargs):
+        trainer = real(model_dir, train_dataset, settings, **kwargs)
+        recorded.append((len(train_dataset), trainer.state.max_steps, trainer.state.global_step))
+        return trainer
+
+    steps = {}
+    for equal in (False, True):
+        story = replace(SETTINGS.story, proxy=epochs, equal_steps=equal)
+        folder = tmp_path / f"equal-{equal}"
+        for model in ("a", "b"):  # warmed models and scored pools: nothing but the retraining runs again
+            shutil.copytree(work / model, folder / model)
+        recorded.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sweep, "train_proxy", recording)
+            result = run_cross_model_seed(3, replace(SETTINGS, story=story), folder)
+        runs = [r for r in result["runs"] if r["arm"] != "warm"]
+        assert len(runs) == 7 and recorded
+        assert {(r["n_train"], r["steps"]) for r in runs} == {(n, done) for n, _, done in recorded}
+        assert all(mx == done for _, mx, done in recorded)  # every training ran to its planned end
+        assert [r["steps"] for r in result["runs"] if r["arm"] == "warm"] == [0, 0]
+        steps[equal] = {(r["arm"], r["score"]): (r["n_train"], r["steps"]) for r in runs}
+        steps[equal, "trainers"] = sorted(recorded)
+    assert full_pool_steps(replace(SETTINGS.story, proxy=epochs)) == 5
+    halves = [key for key, (n, _) in steps[False].items() if n == 10]
+    assert len(halves) == 5 and {steps[False][k] for k in halves} == {(10, 3)}  # equal epochs: half the rows, 3 steps
+    assert steps[False][("full", None)] == steps[False][("clean", None)] == (20, 5)
+    assert set(steps[True].values()) == {(10, 5), (20, 5)}  # equal steps: every arm 5
+    assert {mx for _, mx, _ in steps[True, "trainers"]} == {5} and {mx for _, mx, _ in steps[False, "trainers"]} == {
+        3,
+        5,
+    }
+    assert retraining_proxy(replace(SETTINGS.story, equal_steps=True)).max_steps == TINY.max_steps  # explicit wins
