@@ -14,11 +14,9 @@ Usage: python bench/bench_gsm8k_flaws.py --gsm8k-dir DIR [--work-dir DIR] [--smo
 (--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
 """
 
-import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +29,6 @@ import numpy as np  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gsm8k_scores import SETTINGS as GSM8K_SCORES  # noqa: E402
-from bench_gsm8k_scores import parse_gsm8k_args  # noqa: E402
-from bench_length_strata import FLAGS as STRATA_FLAGS  # noqa: E402
-from bench_length_strata import auroc_rows, score_alignment, strata_of  # noqa: E402
 
 from resofilter_hf.confounds import confound_report  # noqa: E402
 from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
@@ -42,18 +36,28 @@ from resofilter_hf.experiments.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm
 from resofilter_hf.experiments.story_steps import score_pool  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 
-from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
+from _common import (  # noqa: E402  # noqa: E402
+    FLAG_SIGNS,
+    GSM8K_PROXY,
+    RESULTS,
+    auroc_rows,
+    gsm8k_cli,
+    machine,
+    score_alignment,
+    strata_of,
+    write_result,
+    write_text_atomic,
+)
 
 
 THREADS = 1
-PROXY = ("warmup", "model", "vocab_size", "max_length", "scorers", "scoring_batch_size")  # as bench_gsm8k_scores
 SETTINGS = {
     "seeds": [0, 1, 2, 3, 4],  # about 6.5 minutes each on one thread (measured on seed 0: 226 s warm-up)
     "pool_rows": [0, 1500],
     "reference_rows": [1500, 1700],  # clean solutions, disjoint from the pool
     "warmup_rows": [1700, 7473],
     "flaw_rate": 0.3,
-    **{key: GSM8K_SCORES[key] for key in PROXY},
+    **GSM8K_PROXY,  # the same proxy as bench_gsm8k_scores
 }
 SMOKE = {
     **SETTINGS,
@@ -69,7 +73,7 @@ FLAGS = {  # score column -> sign that makes "higher = more likely flawed" (alig
         ("resonance", "resonance_sgd", "resonance_adamw_state", "resonance_l2", "resonance_all_layers"), 1
     ),
     **dict.fromkeys(("resonance_grad_norm", "resonance_toward_zero", "resonance_below_eps"), 1),
-    **STRATA_FLAGS,
+    **FLAG_SIGNS,
 }
 KINDS = [*MAKERS, "any"]
 
@@ -179,16 +183,8 @@ def tables(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default=None, help="keeps each seed's result; a rerun resumes from it")
-    parser.add_argument("--out", default=str(RESULTS), help="folder for the JSON and the markdown")
-    parser.add_argument("--smoke", action="store_true", help="a few rows and steps, to check the script")
-    args = parse_gsm8k_args(parser, THREADS)
+    args, work, out = gsm8k_cli(__doc__.split("\n")[0], THREADS, RESULTS, "resofilter-gsm8k-flaws-")
     settings = SMOKE if args.smoke else SETTINGS
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-flaws-"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"work dir: {work}", flush=True)
     train = load_gsm8k("train", path=args.gsm8k_dir)
     start = time.perf_counter()
     results = []

@@ -13,13 +13,11 @@ Usage: python bench/bench_gsm8k_scores.py --gsm8k-dir DIR [--work-dir DIR] [--sm
 (--gsm8k-dir defaults to $RESOFILTER_GSM8K_DIR: the folder with GSM8K train.jsonl and test.jsonl)
 """
 
-import argparse
 import itertools
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +38,7 @@ from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
 
-from _common import RESULTS, machine, write_result  # noqa: E402
+from _common import GSM8K_PROXY, RESULTS, gsm8k_cli, machine, write_result, write_text_atomic  # noqa: E402
 
 
 # ---- fixed settings --------------------------------------------------------------------------------------------
@@ -52,13 +49,8 @@ SETTINGS = {
     "scored_rows": [0, 2000],  # GSM8K train rows scored (a 2k subset: scoring all 7,473 x 5 variants x 3 seeds
     # would take about an hour on 2 cores)
     "warmup_rows": [2000, 7473],  # disjoint from the scored rows
-    "warmup": {"max_steps": 200, "batch_size": 16, "learning_rate": 2e-3, "max_length": 512},
-    "model": {"num_layers": 4, "hidden_size": 128, "intermediate_size": 256, "num_heads": 4, "num_kv_heads": 2},
-    "vocab_size": 1024,  # tokenizer trained on all GSM8K train questions and answers
-    "max_length": 512,
-    "scorers": ["resonance", "resonance_sgd", "resonance_adamw_state", "resonance_l2", "resonance_all_layers"],
+    **GSM8K_PROXY,
     "keep": 0.5,
-    "scoring_batch_size": 16,
 }
 SMOKE = {**SETTINGS, "scored_rows": [0, 40], "warmup_rows": [40, 72], "warmup": {**SETTINGS["warmup"], "max_steps": 2}}
 STABILITY = ("resonance", "resonance_sgd", "resonance_adamw_state", "resonance_grad_norm", "resonance_l2",
@@ -109,7 +101,7 @@ def score_seed(seed: int, settings: dict, train, work: Path):
     )
     timings["score"] = round(time.perf_counter() - t0, 1)
     scored.to_parquet(str(path))
-    (path.parent / "timings.json").write_text(json.dumps(timings))
+    write_text_atomic(path.parent / "timings.json", json.dumps(timings))
     return scored, timings
 
 
@@ -148,57 +140,10 @@ def plot(scored_by_seed: dict, path: Path) -> Path:
     return path
 
 
-def parse_gsm8k_args(parser: argparse.ArgumentParser, threads: int) -> argparse.Namespace:
-    """`parser`'s arguments plus the required ``--gsm8k-dir``; then quiet progress bars and logs, `threads` threads."""
-    parser.add_argument(
-        "--gsm8k-dir",
-        default=os.environ.get("RESOFILTER_GSM8K_DIR"),
-        help="folder with GSM8K train.jsonl/test.jsonl (default: $RESOFILTER_GSM8K_DIR; required, nothing is fetched)",
-    )
-    args = parser.parse_args()
-    if not args.gsm8k_dir:
-        parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
-
-    import datasets
-    from transformers.utils import logging
-
-    datasets.disable_progress_bars()
-    logging.set_verbosity_error()
-    torch.set_num_threads(threads)
-    return args
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default=None)
-    parser.add_argument("--out", default=str(RESULTS / "quality"))
-    parser.add_argument("--smoke", action="store_true")
-    args = parse_gsm8k_args(parser, THREADS)
-    settings = SMOKE if args.smoke else SETTINGS
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-gsm8k-"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"work dir: {work}", flush=True)
-
-    train = load_gsm8k("train", path=args.gsm8k_dir)
-    scored_by_seed, timings = {}, {}
-    for seed in settings["model_seeds"]:
-        scored_by_seed[seed], timings[seed] = score_seed(seed, settings, train, work)
-        print(f"[seed {seed}] {timings[seed]}", flush=True)
+def stability(scored_by_seed: dict, keep: float) -> tuple[list[dict], list[dict]]:
+    """Keep-`keep` agreement of each `STABILITY` scorer: across model seeds (Jaccard of the kept rows, Spearman of the
+    scores, over seed pairs) and with the paper's score on the same seed (mean over seeds)."""
     seeds = list(scored_by_seed)
-    first = scored_by_seed[seeds[0]]
-    columns = [c for c in score_columns(first) if c != "baseline_perplexity"]
-    keep = settings["keep"]
-
-    distribution = [
-        {"scorer": c, "seed": s, **stats(np.asarray(scored_by_seed[s][c], dtype=np.float64))}
-        for c in columns
-        for s in seeds
-    ]
-    statuses = {
-        s: {k: list(d["resonance_status"]).count(k) for k in set(d["resonance_status"])}
-        for s, d in scored_by_seed.items()
-    }
     kept = {(c, s): kept_rows(scored_by_seed[s], c, keep) for c in STABILITY for s in seeds}
     across_seeds = []
     for c in STABILITY:
@@ -221,6 +166,32 @@ def main() -> None:
         across_scorers.append(
             {"scorer": c, "jaccard_vs_paper_mean": float(np.mean(jac)), "spearman_vs_paper_mean": float(np.mean(rho))}
         )
+    return across_seeds, across_scorers
+
+
+def main() -> None:
+    args, work, out = gsm8k_cli(__doc__.split("\n")[0], THREADS, RESULTS / "quality", "resofilter-gsm8k-")
+    settings = SMOKE if args.smoke else SETTINGS
+    train = load_gsm8k("train", path=args.gsm8k_dir)
+    scored_by_seed, timings = {}, {}
+    for seed in settings["model_seeds"]:
+        scored_by_seed[seed], timings[seed] = score_seed(seed, settings, train, work)
+        print(f"[seed {seed}] {timings[seed]}", flush=True)
+    seeds = list(scored_by_seed)
+    first = scored_by_seed[seeds[0]]
+    columns = [c for c in score_columns(first) if c != "baseline_perplexity"]
+    keep = settings["keep"]
+
+    distribution = [
+        {"scorer": c, "seed": s, **stats(np.asarray(scored_by_seed[s][c], dtype=np.float64))}
+        for c in columns
+        for s in seeds
+    ]
+    statuses = {
+        s: {k: list(d["resonance_status"]).count(k) for k in set(d["resonance_status"])}
+        for s, d in scored_by_seed.items()
+    }
+    across_seeds, across_scorers = stability(scored_by_seed, keep)
 
     prefix = "smoke_" if args.smoke else ""
     figure = plot(scored_by_seed, out / f"{prefix}gsm8k_scores.png")
@@ -252,7 +223,7 @@ def main() -> None:
         format_table(across_scorers),
         "",
     ]
-    (out / f"{prefix}gsm8k_scores.md").write_text("\n".join(lines))
+    write_text_atomic(out / f"{prefix}gsm8k_scores.md", "\n".join(lines))
     payload = {
         "benchmark": "gsm8k_scores",
         "machine": machine(THREADS, "cpu"),
@@ -267,10 +238,9 @@ def main() -> None:
     }
     if args.smoke:
         path = out / "smoke_gsm8k_scores.json"
-        path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
     else:
-        (RESULTS / "quality").mkdir(parents=True, exist_ok=True)
-        path = write_result("quality/gsm8k-scores", payload)
+        path = write_result("gsm8k-scores", payload, folder=out)  # --out, bench/results/quality by default
     print("\n".join(lines))
     print(f"written: {path}")
 

@@ -27,56 +27,24 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf import ResonanceConfig, ResonanceTrainer, select_by_resonance  # noqa: E402
+from resofilter_hf import select_by_resonance  # noqa: E402
 from resofilter_hf.confounds import spearman  # noqa: E402
-from resofilter_hf.experiments.stats import auroc  # noqa: E402
 from resofilter_hf.experiments.story import StorySettings, build_base, make_world, score_pool, warm_up  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.toy import make_math_problems  # noqa: E402
 
-from _common import machine, write_result  # noqa: E402
+from _common import FLAG_SIGNS as FLAGS  # noqa: E402
+from _common import STRATA, auroc_rows, machine, score_alignment, strata_of, write_result  # noqa: E402
 
 
 THREADS = 1
 SEEDS = (0, 1, 2)
 SETTINGS = StorySettings(n_pool=1000, n_warmup=800, scorers=("resonance", "resonance_sgd"))
 N_REFERENCE = 64  # clean problems from another stream, none in the pool
-STRATA = 4
-ALIGNMENT = {  # column -> ResonanceConfig overrides (alignment with the clean reference set)
-    "alignment_grad": {"resonance_optimizer": "sgd", "resonance_weight_decay": 0.0},
-    "alignment_adamw": {"resonance_optimizer": "adamw"},
-}
-FLAGS = {  # column -> sign that makes "higher = more likely flawed"
-    "resonance": 1,
-    "resonance_sgd": 1,
-    "resonance_grad_norm": 1,
-    "alignment_grad": -1,
-    "alignment_adamw": -1,
-    "baseline_loss": 1,
-    "baseline_ifd": 1,
-    "baseline_length": 1,
-    "baseline_random": 1,
-}
 SELECTED = ("resonance", "resonance_sgd", "alignment_grad", "baseline_loss", "resonance_resid", "alignment_grad_resid")
 SMOKE = replace(
     SETTINGS, n_pool=40, n_warmup=16, hidden_size=64, intermediate_size=128, warmup=ProxySettings(max_steps=2)
 )
-
-
-def score_alignment(model_dir: Path, pool, reference, work: Path, max_length: int = 256) -> dict[str, np.ndarray]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    out = {}
-    for name, options in ALIGNMENT.items():
-        args = ResonanceConfig(
-            output_dir=str(work / name), report_to="none", use_cpu=True, disable_tqdm=True, max_length=max_length,
-            resonance_resume=False, resonance_batch_size=16, **options,
-        )  # fmt: skip
-        trainer = ResonanceTrainer(model=model, args=args, train_dataset=pool, processing_class=tokenizer)
-        out[name] = np.asarray(trainer.score(reference=reference)["resonance_alignment"], dtype=np.float64)
-    return out
 
 
 def residualised(values: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -86,36 +54,6 @@ def residualised(values: np.ndarray, length: np.ndarray) -> np.ndarray:
     design = np.stack([np.ones_like(x), x, x * x], axis=1)
     coef, *_ = np.linalg.lstsq(design[ok], values[ok], rcond=None)
     return np.where(ok, values - design @ coef, np.nan)
-
-
-def strata_of(length: np.ndarray) -> np.ndarray:
-    edges = np.nanquantile(length, np.linspace(0, 1, STRATA + 1)[1:-1])
-    return np.searchsorted(edges, length, side="right")
-
-
-def auroc_rows(columns: dict[str, np.ndarray], flaws: np.ndarray, strata: np.ndarray) -> list[dict]:
-    """AUROC per column and flaw: overall, and the mean over length strata that hold both classes."""
-    clean = flaws == "none"
-    rows = []
-    for name, values in columns.items():
-        for kind in [*sorted(set(flaws) - {"none"}), "any"]:
-            flawed = ~clean if kind == "any" else flaws == kind
-            within = []
-            for s in range(STRATA):
-                subset = (flawed | clean) & (strata == s)
-                if flawed[subset].any() and clean[subset].any():
-                    within.append(auroc(values[subset], flawed[subset]))
-            subset = flawed | clean
-            rows.append(
-                {
-                    "scorer": name,
-                    "flaw": kind,
-                    "auroc": auroc(values[subset], flawed[subset]),
-                    "auroc_within_length": float(np.mean(within)) if within else float("nan"),
-                    "strata_used": len(within),
-                }
-            )
-    return rows
 
 
 def selection_rows(scored, columns: dict[str, np.ndarray], flaws: np.ndarray) -> list[dict]:

@@ -34,14 +34,29 @@ def add_demo(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole story on the built-in toy world (no download)",
         description="Generate synthetic math problems with labelled flaws, build and warm up a tiny model, score a "
         "flawed pool by resonance, by alignment with a trusted set and by the baselines, retrain on the kept half "
-        "by each, on the full pool and on the pool without flaws, evaluate on clean held-out problems, and print "
-        "the table and what moved; everything goes under one output folder (two to three minutes on one thread).",
+        "by the paper's score, alignment, loss and random, on the full pool and on the pool without flaws, "
+        "evaluate on clean held-out problems, and print the table and what moved on this one seed (rerun with "
+        "other --seed values to tell an effect from noise); everything goes under one output folder (two to "
+        "three minutes on one thread).",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks every step (seconds)")
     parser.add_argument("--output-dir", default="resofilter-demo", help="where to write (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training (default: 0)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s; tiny models)")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1, help="torch threads (default: %(default)s; tiny models)"
+    )
     parser.set_defaults(func=_run_demo)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count: a whole number >= 1, else an error that quotes what was given."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -63,6 +63,7 @@ def test_demo_log_shows_only_progress_and_results(demo_run):
     rest = [line for line in lines[6:] if line and not TABLE.fullmatch(line)]
     summary = json.loads((out / "summary.json").read_text())
     assert rest[0] == "What moved:" and summary["what_moved"]
+    assert summary["what_moved"][-1].startswith("This is one seed on 8 test problems: ")  # quick(): n_test 8
     assert rest[1 : 1 + len(summary["what_moved"])] == [f"- {line}" for line in summary["what_moved"]]
     rest = rest[1 + len(summary["what_moved"]) :]
     assert rest[0] == "Next: keep half by resonance, or stage a dataset repo with its card:"
@@ -77,6 +78,13 @@ def test_demo_log_shows_only_progress_and_results(demo_run):
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_demo_help_says_what_runs_and_that_it_is_one_seed(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "by the paper's score, alignment, loss and random" in text and "on this one seed" in text
 
 
 def test_version(capsys):
@@ -104,3 +112,8 @@ def test_bad_arguments_exit_with_usage(capsys):
     assert cli.main(["demo", "--seed", "x"]) == 2
     err = capsys.readouterr().err
     assert "invalid int value" in err and len(err.strip().splitlines()) == 1
+    for threads in ("0", "-2", "x"):
+        assert cli.main(["demo", "--threads", threads]) == 2
+        err = capsys.readouterr().err
+        assert f"argument --threads: must be a whole number >= 1, got '{threads}'" in err, err
+        assert len(err.strip().splitlines()) == 1

@@ -2,9 +2,10 @@
 
 It generates short math word problems with labelled flaws (the basic world: two one-digit steps, which a tiny
 model learns in seconds), builds and warms up a tiny model, scores a 30%-flawed pool by resonance (the paper's
-score and variants) and by the baselines (loss, perplexity, IFD, length, random), checks each score against the
-flaw labels (AUROC), retrains on the kept half by each score, on the full pool and on the same questions with no
-flaws, evaluates the retrained models on clean held-out problems, and says in words what moved. The steps are
+score and variants), by alignment with a trusted clean set and by the baselines (loss, perplexity, IFD, length,
+random), checks each score against the flaw labels (AUROC), retrains on the kept half by the paper's score,
+alignment, loss and random, on the full pool and on the same questions with no flaws, evaluates the retrained
+models on clean held-out problems, and says in words what moved on this one seed. The steps are
 `resofilter_hf.experiments.story`; the source repository's quality benchmark runs the same steps over seeds.
 """
 
@@ -41,7 +42,9 @@ def run_demo(
     transformers.utils.logging.disable_progress_bar()
     out = Path(output_dir)
     started = time.perf_counter()
-    print(f"resofilter demo ({'quick' if quick else 'default'} size, seed {seed}, {threads} torch thread) -> {out}")
+    print(
+        f"resofilter demo ({'quick' if quick else 'default'} size, seed {seed}, {threads} torch thread{'' if threads == 1 else 's'}) -> {out}"
+    )
     with _quiet_imports():
         result = run_story(out, seed=seed, quick=quick, threads=threads, progress=True)
     summary = {

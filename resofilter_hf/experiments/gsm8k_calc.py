@@ -58,7 +58,7 @@ def _value(node: ast.AST, expression: str) -> Fraction:
     raise ValueError(f"not a calculator expression: {expression!r} (refused: {type(node).__name__})")
 
 
-def number(text: str) -> Fraction:
+def parse_number(text: str) -> Fraction:
     """A written number (``1,000``, ``3.50``) as an exact fraction."""
     return Fraction(text.replace(",", ""))
 
@@ -82,7 +82,7 @@ def write_number(value: Fraction, like: str = "") -> str:
 
 
 @dataclass(frozen=True)
-class Step:
+class Annotation:
     """One calculator annotation: its expression, the result it states, and where it sits in the text."""
 
     expression: str
@@ -93,31 +93,31 @@ class Step:
     def is_true(self) -> bool:
         """Whether the stated result is the expression's exact value."""
         try:
-            return evaluate(self.expression) == number(self.stated)
+            return evaluate(self.expression) == parse_number(self.stated)
         except (ValueError, ArithmeticError):
             return False
 
 
-def steps(solution: str) -> list[Step]:
+def annotations(solution: str) -> list[Annotation]:
     """Every annotation of `solution` whose stated result is a plain number, in order."""
     out = []
     for match in ANNOTATION.finditer(solution):
         stated = match["result"].strip()
         if _NUMBER.fullmatch(stated):
-            out.append(Step(match["expr"], stated, match.start(), match.end()))
+            out.append(Annotation(match["expr"], stated, match.start(), match.end()))
     return out
 
 
 def numbers_in(text: str) -> set[Fraction]:
     """The values of the plain numbers written in `text`."""
-    return {number(m.group()) for m in _NUMBER.finditer(text)}
+    return {parse_number(m.group()) for m in _NUMBER.finditer(text)}
 
 
 def substitute(text: str, changed: Mapping[Fraction, Fraction]) -> str:
     """`text` with every written number whose value is a key of `changed` replaced by its new value."""
 
     def replace(match: re.Match) -> str:
-        value = number(match.group())
+        value = parse_number(match.group())
         return write_number(changed[value], match.group()) if value in changed else match.group()
 
     return _NUMBER.sub(replace, text)
@@ -134,13 +134,13 @@ class Propagated:
 
 
 def propagate(solution: str, index: int, wrong: Fraction) -> Propagated | None:
-    """`solution` with annotation `index` (of `steps`) stating `wrong`, and every later step that uses a changed
+    """`solution` with annotation `index` (of `annotations`) stating `wrong`, and every later step that uses a changed
     value recomputed from it (its expression, its result, the number shown after it, and numbers in the text after
     the change, the ``####`` line included). None when a recomputed value would not be a finite decimal, would
     turn a whole number into a fraction or a non-negative one negative, or a changed expression would not evaluate."""
-    found = steps(solution)
+    found = annotations(solution)
     target = found[index]
-    changed: dict[Fraction, Fraction] = {number(target.stated): wrong}
+    changed: dict[Fraction, Fraction] = {parse_number(target.stated): wrong}
     pieces = [solution[: target.start], _annotation(target.expression, wrong, solution, target)]
     recomputed = []
     position = target.end
@@ -154,7 +154,7 @@ def propagate(solution: str, index: int, wrong: Fraction) -> Propagated | None:
                 value = evaluate(new_expression)
             except ValueError:
                 return None
-            old = number(step.stated)
+            old = parse_number(step.stated)
             if not terminates(value) or value < 0 <= old or (old.denominator == 1 and value.denominator != 1):
                 return None
             if value != old:
@@ -166,7 +166,7 @@ def propagate(solution: str, index: int, wrong: Fraction) -> Propagated | None:
     return Propagated("".join(pieces), changed, tuple(recomputed))
 
 
-def _annotation(expression: str, value: Fraction, solution: str, step: Step) -> str:
+def _annotation(expression: str, value: Fraction, solution: str, step: Annotation) -> str:
     """``<<expression=value>>`` plus the shown copy of the result, if the original showed one."""
     shown = ANNOTATION.match(solution, step.start)["shown"]
     return f"<<{expression}={write_number(value)}>>" + ("" if shown is None else write_number(value, shown))

@@ -25,14 +25,18 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 
 from ..evaluation import extract_final_answer
-from ..toy.data import _flaw_labels
-from ..toy.flaws import _LOOPS, _OFF_TOPIC
-from .gsm8k_calc import number, numbers_in, propagate, steps, write_number
+from ..toy.data import flaw_labels
+from ..toy.flaws import off_topic_text, repetition_of
+from .gsm8k_calc import annotations, numbers_in, parse_number, propagate, write_number
 
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sweep import ProxySettings
 
 __all__ = ["MAKERS", "inject_flaws", "warm_gsm8k_model"]
 
@@ -56,8 +60,8 @@ def _deltas(value: Fraction, rng: random.Random) -> list[Fraction]:
 def _wrong_step(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
     question, solution = rows[i]["question"], rows[i]["answer"]
     truth = extract_final_answer(solution)
-    found = steps(solution)
-    results = [number(s.stated) for s in found]
+    found = annotations(solution)
+    results = [parse_number(s.stated) for s in found]
     given = numbers_in(question)
     candidates = [
         k
@@ -105,16 +109,11 @@ def _mismatched(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | No
 
 def _repetition(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
     lines = [line for line in _split(rows[i]["answer"])[0].splitlines() if line.strip()]
-    if not lines:
-        return None
-    k = rng.randrange(len(lines))
-    if rng.random() < 0.5:  # one line over and over
-        return "\n".join(lines[: k + 1] + [lines[k]] * rng.randint(4, 9))
-    return "\n".join([*lines[:k], " ".join([rng.choice(_LOOPS)] * rng.randint(6, 14))])
+    return repetition_of(lines, rng) if lines else None
 
 
 def _off_topic(rows: Sequence[Mapping], i: int, rng: random.Random) -> str | None:
-    return " ".join(rng.sample(_OFF_TOPIC, rng.randint(2, 4)))
+    return off_topic_text(rng)
 
 
 MAKERS: dict[str, Callable[[Sequence[Mapping], int, random.Random], str | None]] = {
@@ -141,15 +140,21 @@ def inject_flaws(
     ``question`` and ``answer`` (as given), ``final_answer`` (the true one), ``flaw`` (``"none"`` or a key of
     `MAKERS`) and ``solution_of`` (the row whose solution the completion was made from: the row itself, or the
     other row for ``mismatched``). `flaw_mix` weighs the kinds (default: all six equally). The same `seed` gives
-    the same rows.
+    the same rows. A row whose answer has no ``####`` final answer is refused (a flaw is certain only against one).
     """
     missing = [c for c in ("question", "answer") if c not in dataset.column_names]
     if missing:
         raise ValueError(f"inject_flaws: dataset lacks column(s) {missing}; it has {dataset.column_names}")
     rows = [{"question": q, "answer": a} for q, a in zip(dataset["question"], dataset["answer"])]
-    labels = _flaw_labels(len(rows), seed, flaw_rate, flaw_mix)
+    labels = flaw_labels(len(rows), seed, flaw_rate, flaw_mix)
     completions = [row["answer"] for row in rows]
     truths = [extract_final_answer(row["answer"]) for row in rows]
+    unanswered = [i for i, truth in enumerate(truths) if truth is None]
+    if unanswered:  # a flaw is certain only against a known final answer
+        raise ValueError(
+            f"inject_flaws: {len(unanswered)} row(s) have no final answer (a '{_MARK} <number>' line) in column "
+            f"'answer', e.g. row(s) {unanswered[:5]}; GSM8K solutions end in one"
+        )
     for i in [i for i, flaw in enumerate(labels) if flaw != "none"]:
         flaw = labels[i]
         for j in [*range(i, len(rows)), *range(i)]:  # this row, else the next clean one (wrapping round)
@@ -189,7 +194,7 @@ def warm_gsm8k_model(
     work: str | Path,
     model: Mapping[str, int],
     vocab_size: int,
-    warmup,
+    warmup: ProxySettings,
 ) -> Path:
     """A tiny Llama whose tokenizer is trained on all of `train`'s question/answer text, warmed up on the
     `warm_rows` of `train` (`warmup`: a `sweep.ProxySettings`); the saved model's folder under `work`."""

@@ -3,12 +3,14 @@
 On the toy world (synthetic math problems with labelled flaws), one seed:
 
 1. build a tiny model and warm it up on a separate clean set, so it knows the answer format;
-2. score a flawed pool with the resonance variants and the baselines (`SCORERS`, `baselines.BASELINES`);
-3. AUROC of every score against the flaw labels, per flaw type (higher score = flagged as flawed);
-4. retrain from the warmed model on keep-50% by resonance, by loss, at random, on the full flawed pool, and on
-   the same questions with no flaws (the clean pool: what the flaws cost);
+2. score a flawed pool with the resonance variants, alignment with a trusted clean reference set, and the
+   baselines (`story_steps.SCORERS`, `baselines.BASELINES`);
+3. AUROC of every score against the flaw labels, per flaw type (higher score = flagged as flawed; low alignment);
+4. retrain from the warmed model on keep-50% by each of `StorySettings.selections` (the paper's score, alignment,
+   loss, random), on the full flawed pool, and on the same questions with no flaws (the clean pool: what the
+   flaws cost);
 5. held-out loss and greedy final-answer accuracy on clean test problems; a table, plots, and a few sentences
-   that say what moved (`what_moved`).
+   that say what moved (`what_moved`), with the test set's noise and the caveat that one seed shows no effect.
 
 `run_story` is what `resofilter demo` calls. The steps are in `story_steps`, the tables in `story_tables`, the
 figures in `plots`; the source repository's quality benchmark runs the same steps over seeds and more selections.
@@ -67,7 +69,8 @@ class StorySettings:
 
     `n_reference` is the size of the trusted clean set the alignment scorers (`story_steps.ALIGNMENT`) compare each
     row's step with (`story_steps.make_reference`: its own stream, no question of the pool or the test set); 0
-    builds none, and then no alignment scorer may be listed.
+    builds none, and then no alignment scorer may be listed. A size or share out of range is refused with the
+    field's name; `check_pool` (run by `run_story`) also refuses a pool without both flawed and clean rows.
     """
 
     level: str = "gsm"
@@ -89,6 +92,31 @@ class StorySettings:
     scoring_batch_size: int = 16
     equal_steps: bool = False
     n_reference: int = 0
+
+    def __post_init__(self):
+        from ..toy.problems import LEVELS
+
+        if self.level not in LEVELS:
+            raise ValueError(f"StorySettings: level must be one of {sorted(LEVELS)}, got {self.level!r}")
+        for name in ("n_pool", "n_warmup", "n_test"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"StorySettings: {name} must be >= 1, got {getattr(self, name)}")
+        if self.n_reference < 0:
+            raise ValueError(f"StorySettings: n_reference must be >= 0 (0: no reference set), got {self.n_reference}")
+        for name in ("flaw_rate", "warmup_flaw_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"StorySettings: {name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.keep <= 1.0:
+            raise ValueError(f"StorySettings: keep must be in (0, 1], got {self.keep}")
+
+    def check_pool(self) -> None:
+        """Refuse a pool that cannot tell the story: AUROC needs flawed and clean rows in it."""
+        n_flawed = round(self.n_pool * self.flaw_rate)
+        if not 0 < n_flawed < self.n_pool:
+            raise ValueError(
+                f"StorySettings: n_pool={self.n_pool} at flaw_rate={self.flaw_rate} gives {n_flawed} flawed of "
+                f"{self.n_pool} rows; the story needs both flawed and clean rows (raise n_pool or change flaw_rate)"
+            )
 
     @classmethod
     def basic(cls) -> StorySettings:
@@ -181,6 +209,7 @@ def run_story(
     "plots", "settings", "timings_s".
     """
     settings = settings or (StorySettings.quick() if quick else StorySettings.basic())
+    settings.check_pool()
     if progress:  # a line per step, tqdm bars while training
         settings = settings.with_progress()
     if threads is not None:
@@ -233,12 +262,19 @@ def full_pool_steps(settings: StorySettings) -> int:
     return math.ceil(math.ceil(settings.n_pool / settings.proxy.batch_size) * settings.proxy.epochs)
 
 
-def _retrain_all(settings: StorySettings, warmed: Path, scored, clean_pool, test, seed: int, work: Path) -> list:
-    """Keep-`keep` by each selection column and the full pool (`retrain_selections`), then the clean pool (column
-    "clean"): the accuracy the flaws cost, which a selection can at best win back."""
+def retraining_proxy(settings: StorySettings) -> ProxySettings:
+    """`settings.proxy` as every selection is retrained: with `equal_steps` (and no explicit `max_steps`), run for
+    the full pool's number of optimizer steps (`full_pool_steps`) whatever the selection's size."""
     proxy = settings.proxy
     if settings.equal_steps and proxy.max_steps <= 0:
         proxy = replace(proxy, max_steps=full_pool_steps(settings))
+    return proxy
+
+
+def _retrain_all(settings: StorySettings, warmed: Path, scored, clean_pool, test, seed: int, work: Path) -> list:
+    """Keep-`keep` by each selection column and the full pool (`retrain_selections`), then the clean pool (column
+    "clean"): the accuracy the flaws cost, which a selection can at best win back."""
+    proxy = retraining_proxy(settings)
     retrain = dict(columns=settings.selections, keep=settings.keep, seed=seed, work=work)
     rows = retrain_selections(warmed, scored, test, proxy, **retrain)
     clean = train_and_evaluate(warmed, clean_pool, test, proxy, seed=seed, output_dir=work / "clean-pool")
@@ -251,17 +287,29 @@ LABELS = {
     "baseline_loss": "loss",
     "baseline_random": "random",
 }
-SAME_WITHIN = 0.05  # accuracy differences below this are called "about the same"
+
+
+def noise_band(a: float, b: float, n_test: int) -> float:
+    """Two standard errors of the difference between accuracies `a` and `b`, each measured on `n_test` problems:
+    the test set's sampling noise alone (Agresti-Caffo: one success and one failure added to each, so 0% and 100%
+    have noise too). Training noise comes on top, and one seed cannot measure it."""
+    n = max(n_test, 1)
+    shrunk = [(p * n + 1) / (n + 2) for p in (a, b)]
+    return 2 * math.sqrt(sum(p * (1 - p) / (n + 2) for p in shrunk))
 
 
 def what_moved(selections: list[dict], keep: float) -> list[str]:
-    """The retraining results in words: what the flaws cost (clean pool vs full flawed pool) and what each
-    keep-`keep` selection wins back against the full pool and against a random selection of the same size."""
+    """The retraining results of one seed in words: what the flaws cost (clean pool vs full flawed pool) and where
+    each keep-`keep` selection lands against the full pool and against a random selection of the same size.
+    A difference within `noise_band` is called within the test set's noise; the last line says that one seed
+    shows no effect either way."""
     acc = {row["column"]: row["accuracy"] for row in selections}
+    n_test = min((row.get("n_test", 0) for row in selections), default=0)
 
     def versus(a: float, b: float, name: str) -> str:
-        if abs(a - b) < SAME_WITHIN:
-            return f"about the same as {name} ({100 * (a - b):+.0f} points)"
+        band = noise_band(a, b, n_test)
+        if abs(a - b) <= band:
+            return f"within the test set's noise of {name} ({100 * (a - b):+.0f} points, noise +-{100 * band:.0f})"
         return f"{100 * abs(a - b):.0f} points {'above' if a > b else 'below'} {name}"
 
     lines = []
@@ -282,14 +330,18 @@ def what_moved(selections: list[dict], keep: float) -> list[str]:
         lines.append(line + ".")
     steps = sorted({row["steps"] for row in selections})
     if len(steps) == 1:
-        lines.append(f"Every run took the same {steps[0]} optimizer steps, so a kept half was seen twice as often.")
+        lines.append(
+            f"Every run took the same {steps[0]} optimizer steps, so each kept row was seen about {1 / keep:.2g} "
+            "times as often as in the full pool."
+        )
     elif steps:
         lines.append(
             f"Every run took the same epochs, so smaller selections took fewer steps ({steps[0]}-{steps[-1]})."
         )
     lines.append(
-        f"(One seed; differences under {100 * SAME_WITHIN:.0f} points are called the same. Rerun with another "
-        "--seed to see how much is noise.)"
+        f"This is one seed on {n_test} test problems: the noise above is the test set's sampling alone (two "
+        "standard errors), and training noise comes on top, so no difference here shows an effect of the "
+        "selection. Rerun with other --seed values and compare before reading one as real."
     )
     return lines
 

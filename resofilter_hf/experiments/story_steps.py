@@ -183,8 +183,9 @@ def retrain_selections(
     work: str | Path,
     cache: dict | None = None,
 ) -> list[dict[str, Any]]:
-    """Keep-`keep` by each column (the paper's rule: highest dropped) and the full pool, each retrained from
-    `model_dir` and evaluated on `test`. The full pool appears once, as column "full"."""
+    """Keep-`keep` by each column (dropping the side `sweep.drop_side` names: the highest scores, the lowest for
+    alignment) and the full pool, each retrained from `model_dir` and evaluated on `test`. The full pool appears
+    once, as column "full"."""
     cache = {} if cache is None else cache
     table = keep_ratio_sweep(
         model_dir,

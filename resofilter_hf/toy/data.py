@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
+from numbers import Integral
 from typing import Literal
 
 from datasets import Dataset
@@ -31,10 +32,23 @@ from .flaws import DEFECTS, FLAWS, make_defect
 from .problems import LEVELS, Problem
 
 
-__all__ = ["DEFECTS", "FLAWS", "LEVELS", "Level", "Style", "make_math_problems", "make_test_problems", "toy_corpus"]
+__all__ = [
+    "DEFECTS",
+    "FLAWS",
+    "LEVELS",
+    "Level",
+    "Style",
+    "flaw_labels",
+    "make_math_problems",
+    "make_test_problems",
+    "toy_corpus",
+]
 
 Style = Literal["text", "conversational", "messages"]
 Level = Literal["gsm", "basic"]
+
+
+_MAX_DRAWS_PER_ROW = 1000  # far above what any level needs until its questions run out
 
 
 def _templates(level: str):
@@ -51,6 +65,11 @@ def _problems(n: int, namespace: str, seed: int, level: str, exclude: Iterable[s
     out: list[Problem] = []
     draw = 0
     while len(out) < n:
+        if draw >= _MAX_DRAWS_PER_ROW * (n + len(seen)):
+            raise ValueError(
+                f"level {level!r} ran out of distinct questions: {len(out)} of n={n} after {draw} draws "
+                f"({len(seen) - len(out)} excluded); ask for fewer rows"
+            )
         rng = random.Random(f"{prefix}:{namespace}:{seed}:{draw}")
         draw += 1
         problem = rng.choice(templates)(rng)
@@ -61,8 +80,10 @@ def _problems(n: int, namespace: str, seed: int, level: str, exclude: Iterable[s
     return out
 
 
-def _flaw_labels(n: int, seed: int, flaw_rate: float, flaw_mix: Mapping[str, float] | None) -> list[str]:
-    """Exactly round(n * flaw_rate) defects, split by `flaw_mix` (largest remainder), at seeded positions."""
+def flaw_labels(n: int, seed: int, flaw_rate: float, flaw_mix: Mapping[str, float] | None) -> list[str]:
+    """The ``flaw`` label of each of `n` rows: exactly ``round(n * flaw_rate)`` defects, split over the kinds by
+    `flaw_mix` (largest remainder; default all six equally), at positions seeded by `seed`. Shared with any data
+    source that injects the same defect kinds, so their counts follow one rule."""
     if not 0.0 <= flaw_rate <= 1.0:
         raise ValueError(f"flaw_rate must be in [0, 1], got {flaw_rate}")
     mix = dict.fromkeys(DEFECTS, 1.0) if flaw_mix is None else dict(flaw_mix)
@@ -82,6 +103,11 @@ def _flaw_labels(n: int, seed: int, flaw_rate: float, flaw_mix: Mapping[str, flo
     labels = ["none"] * (n - n_flawed) + [f for f in DEFECTS for _ in range(counts.get(f, 0))]
     random.Random(f"resofilter-toy:flaws:{seed}").shuffle(labels)
     return labels
+
+
+def _check_count(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
+        raise ValueError(f"n must be a whole number >= 0, got {n!r}")
 
 
 def _as_rows(problems: list[Problem], labels: list[str], seed: int, style: Style, level: str) -> dict[str, list]:
@@ -133,9 +159,8 @@ def make_math_problems(
     `level` picks the problems (`LEVELS`): ``"gsm"`` (GSM8K-like, two to five steps) or ``"basic"`` (two steps
     on operands 2-9, learnable by a tiny model from a few thousand rows); the flaws are the same kinds.
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    labels = _flaw_labels(n, seed, flaw_rate, flaw_mix)
+    _check_count(n)
+    labels = flaw_labels(n, seed, flaw_rate, flaw_mix)
     return Dataset.from_dict(_as_rows(_problems(n, "train", seed, level), labels, seed, style, level))
 
 
@@ -144,8 +169,7 @@ def make_test_problems(
 ) -> Dataset:
     """`n` clean problems (flaw ``none``) of `level` for held-out accuracy, drawn from a stream separate from the
     training one; questions in `exclude` (prompts, with or without the trailing newline) are never drawn."""
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    _check_count(n)
     excluded = {q.rstrip("\n") for q in exclude}
     problems = _problems(n, "test", seed, level, exclude=excluded)
     return Dataset.from_dict(_as_rows(problems, ["none"] * n, seed, style, level))

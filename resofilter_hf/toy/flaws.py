@@ -17,7 +17,7 @@ FLAWS = ("none", "wrong_step", "wrong_answer", "truncated", "mismatched", "repet
 DEFECTS = FLAWS[1:]
 
 
-_OFF_TOPIC = [
+OFF_TOPIC_SENTENCES = [
     "The morning fog rolled slowly over the hills and settled in the quiet valley.",
     "Fresh basil grows best in a sunny window and should be watered every few days.",
     "The old lighthouse has guided ships along the rocky coast for generations.",
@@ -35,7 +35,10 @@ _OFF_TOPIC = [
     "Wool sweaters keep their shape longer when they are dried flat.",
     "The river widens near the town, where children skip stones in summer.",
 ]
-_LOOPS = ["so the answer is", "and then we add", "let me check again", "which means that", "and so on and"]
+"""Fluent sentences unrelated to any problem: the material of ``off_topic`` completions."""
+
+LOOP_PHRASES = ["so the answer is", "and then we add", "let me check again", "which means that", "and so on and"]
+"""Stock phrases a degenerate ``repetition`` completion loops on."""
 
 
 def _with_wrong_step(problem: Problem, rng: random.Random) -> str:
@@ -65,17 +68,28 @@ def _truncated(problem: Problem, rng: random.Random) -> str:
     return body[: rng.choice(cuts)].rstrip() if cuts else lines[0]
 
 
-def _repetition(problem: Problem, rng: random.Random) -> str:
-    lines = problem.lines(problem.values())
+def repetition_of(lines: Sequence[str], rng: random.Random) -> str:
+    """A solution's `lines` degenerating: up to a random line, then that line over and over, or from it on a stock
+    phrase (`LOOP_PHRASES`) looping; it never reaches a ``####`` line."""
+    lines = list(lines)
     k = rng.randrange(len(lines))
     if rng.random() < 0.5:  # one line over and over
         return "\n".join(lines[: k + 1] + [lines[k]] * rng.randint(4, 9))
-    phrase = rng.choice(_LOOPS)
+    phrase = rng.choice(LOOP_PHRASES)
     return "\n".join([*lines[:k], " ".join([phrase] * rng.randint(6, 14))])
 
 
+def off_topic_text(rng: random.Random) -> str:
+    """Two to four of `OFF_TOPIC_SENTENCES`: fluent text with nothing of any problem in it."""
+    return " ".join(rng.sample(OFF_TOPIC_SENTENCES, rng.randint(2, 4)))
+
+
+def _repetition(problem: Problem, rng: random.Random) -> str:
+    return repetition_of(problem.lines(problem.values()), rng)
+
+
 def _off_topic(problem: Problem, rng: random.Random) -> str:
-    return " ".join(rng.sample(_OFF_TOPIC, rng.randint(2, 4)))
+    return off_topic_text(rng)
 
 
 def _numbers(text: str) -> set[int]:

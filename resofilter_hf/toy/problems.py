@@ -33,6 +33,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Problem:
+    """A word problem and the steps that solve it; the solution text and the answer are computed from the steps."""
+
     question: str
     steps: tuple[Step, ...]
 
@@ -268,7 +270,7 @@ class _BasicForm:
         return self.name
 
 
-_BASIC_FORMS = (
+BASIC_TEMPLATES = (
     _BasicForm(
         "basic_boxes",
         ("things", "containers"),
@@ -304,8 +306,6 @@ _BASIC_FORMS = (
     ),
 )
 
-
-BASIC_TEMPLATES = _BASIC_FORMS
 
 LEVELS = {"gsm": TEMPLATES, "basic": BASIC_TEMPLATES}
 """Problem sets by difficulty: "gsm" (two to five GSM8K-like steps, operands up to a few hundred) and "basic"

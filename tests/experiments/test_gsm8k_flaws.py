@@ -9,7 +9,7 @@ from datasets import Dataset
 
 from resofilter_hf.evaluation import extract_final_answer
 from resofilter_hf.experiments.gsm8k import load_gsm8k
-from resofilter_hf.experiments.gsm8k_calc import evaluate, propagate, steps
+from resofilter_hf.experiments.gsm8k_calc import annotations, evaluate, propagate
 from resofilter_hf.experiments.gsm8k_flaws import MAKERS, inject_flaws
 
 
@@ -71,7 +71,7 @@ def check_row(row: dict, others: list[str]) -> None:
         return
     assert extract_final_answer(completion) != row["final_answer"], (flaw, completion)
     if flaw == "wrong_step":
-        before, after = steps(answer), steps(completion)
+        before, after = annotations(answer), annotations(completion)
         assert len(before) == len(after)
         differ = [
             k for k, (a, b) in enumerate(zip(before, after)) if (a.expression, a.stated) != (b.expression, b.stated)
@@ -125,7 +125,7 @@ def test_wrong_step_propagates_to_the_final_line():
     )
     assert changed.changed == {24: 25, 72: 73} and changed.recomputed == ("48+25",)
     four = propagate(ROWS[3][1], 0, Fraction(20))  # 24 -> 20, so 36 -> 32, 84 -> 88, 42 -> 44
-    assert [(s.expression, s.stated) for s in steps(four.text)] == [
+    assert [(s.expression, s.stated) for s in annotations(four.text)] == [
         ("12*2", "20"), ("12+20", "32"), ("120-32", "88"), ("88/2", "44")
     ]  # fmt: skip
     assert four.text.endswith("She should read 88/2 = <<88/2=44>>44 pages.\n#### 44")
@@ -161,6 +161,20 @@ def test_bad_input_is_named():
         inject_flaws(rows(), flaw_mix={"typo": 1})
 
 
+def test_rows_without_a_final_answer_are_refused_by_row():
+    unanswered = Dataset.from_dict(
+        {"question": [q for q, _ in ROWS[:3]], "answer": [ROWS[0][1], "It is 3 + 4 = <<3+4=7>>7.", ROWS[2][1]]}
+    )
+    with pytest.raises(ValueError, match=r"1 row\(s\) have no final answer .* column 'answer', e\.g\. row\(s\) \[1\]"):
+        inject_flaws(unanswered, flaw_rate=0.5)
+    assert inject_flaws(unanswered.select([0, 2]), flaw_rate=0.5)["flaw"].count("none") == 1
+
+
+def test_an_empty_dataset_gives_an_empty_one():
+    empty = inject_flaws(Dataset.from_dict({"question": [], "answer": []}))
+    assert len(empty) == 0 and "flaw" in empty.column_names
+
+
 @pytest.mark.parametrize(
     "expression, value",
     [("48/2", 24), ("100 - 50 - 30 - 15", 5), ("3/4*20", 15), ("0.1+0.2", Fraction(3, 10)),
@@ -191,3 +205,18 @@ def test_real_gsm8k_rows(gsm8k_dir):
         answers = list(data["answer"])
         for row in flawed:
             check_row(row, answers)
+
+
+def test_repetition_and_off_topic_are_the_toy_worlds_own_generators():
+    import random
+
+    from resofilter_hf.toy.flaws import OFF_TOPIC_SENTENCES, off_topic_text, repetition_of
+
+    data = [{"question": q, "answer": a} for q, a in ROWS]
+    lines = [line for line in ROWS[0][1].split("####")[0].splitlines() if line.strip()]
+    for seed in range(20):
+        made = MAKERS["repetition"](data, 0, random.Random(seed))
+        assert made == repetition_of(lines, random.Random(seed)) and "####" not in made
+        text = MAKERS["off_topic"](data, 0, random.Random(seed))
+        assert text == off_topic_text(random.Random(seed))
+        assert 2 <= sum(sentence in text for sentence in OFF_TOPIC_SENTENCES) <= 4

@@ -262,6 +262,14 @@ def test_bad_arguments_are_named(kwargs, message):
         make_math_problems(10, **kwargs)
 
 
+@pytest.mark.parametrize("n", [2.5, True, -1, "10"])
+def test_a_count_that_is_not_a_whole_number_is_named(n):
+    with pytest.raises(ValueError, match=f"n must be a whole number >= 0, got {re.escape(repr(n))}"):
+        make_math_problems(n)
+    with pytest.raises(ValueError, match="n must be a whole number"):
+        make_test_problems(n)
+
+
 def test_every_defect_is_valid_on_every_template_of_every_level():
     for level, templates in LEVELS.items():
         for template in templates:
@@ -273,3 +281,19 @@ def test_every_defect_is_valid_on_every_template_of_every_level():
                     completion = make_defect(flaw, problem, random.Random(f"defect:{k}"), templates)
                     shown = classify(problem.question, completion, str(problem.answer))
                     assert shown == flaw, (level, template.__name__, flaw, completion)
+
+
+def test_a_level_out_of_distinct_questions_is_refused_not_looped_on(monkeypatch):
+    import resofilter_hf.toy.data as data
+    from resofilter_hf.toy.problems import Problem, Step
+
+    def three_questions(rng):
+        a = rng.randint(2, 4)
+        return Problem(f"What is {a} + 5?", (Step("s", a, "+", 5, "It is {eq}."),))
+
+    monkeypatch.setitem(data.LEVELS, "basic", (three_questions,))
+    assert sorted(make_math_problems(3, flaw_rate=0.0, level="basic")["answer"]) == ["7", "8", "9"]
+    with pytest.raises(ValueError, match=r"level 'basic' ran out of distinct questions: 3 of n=4 after \d+ draws"):
+        make_math_problems(4, flaw_rate=0.0, level="basic")
+    with pytest.raises(ValueError, match=r"ran out of distinct questions: 2 of n=3 .*\(1 excluded\)"):
+        make_test_problems(3, exclude=["What is 2 + 5?\n"], level="basic")
