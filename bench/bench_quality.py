@@ -52,7 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.confounds import confound_report  # noqa: E402
 from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep  # noqa: E402
 from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story import StorySettings, full_pool_steps, score_story_pool  # noqa: E402
+from resofilter_hf.experiments.story import (  # noqa: E402
+    StorySettings,
+    full_pool_steps,
+    retraining_proxy,
+    score_story_pool,
+)
 from resofilter_hf.experiments.story_steps import (  # noqa: E402
     build_base,
     make_reference,
@@ -196,9 +201,7 @@ def run_seed(seed: int, settings: StorySettings, work: Path, core_only: bool = F
     """Everything for one seed; finished trainings are saved in work/runs.json and skipped when rerun. With
     `settings.equal_steps` every retraining takes the full pool's optimizer steps (a kept half seen twice as often)."""
     warmed, scored, clean, test, info = prepare_seed(seed, settings, work)
-    proxy = settings.proxy
-    if settings.equal_steps and proxy.max_steps <= 0:  # as the story does
-        proxy = replace(proxy, max_steps=full_pool_steps(settings))
+    proxy = retraining_proxy(settings)  # as the story retrains
     runs_file = work / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     clean = clean.add_column("clean", [0.0] * len(clean))  # a constant score: keep 100% applies the same dedup
