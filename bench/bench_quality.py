@@ -292,7 +292,8 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
         "n": results[0]["n"],
         "settings": settings,
         "protocol": (
-            f"every retraining takes the full pool's {full_pool_steps(settings)} optimizer steps (equal compute)"
+            f"every retraining takes {retraining_proxy(settings).max_steps} optimizer steps (the full pool's "
+            f"{full_pool_steps(settings)} unless max_steps is set: equal compute)"
             if settings.equal_steps
             else f"every retraining takes {settings.proxy.epochs:g} epochs (a smaller selection takes fewer steps)"
         ),
