@@ -36,7 +36,7 @@ from resofilter_hf.experiments.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm
 from resofilter_hf.experiments.story_steps import score_pool  # noqa: E402
 from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
 
-from _common import (  # noqa: E402  # noqa: E402
+from _common import (  # noqa: E402
     FLAG_SIGNS,
     GSM8K_PROXY,
     RESULTS,
