@@ -253,7 +253,8 @@ def main() -> None:
     if args.equal_steps:
         settings = replace(settings, story=replace(settings.story, equal_steps=True))
         name += "_equal_steps"
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-cross-model-"))
+    # one subfolder per variant and protocol: a seed's saved result and models are reused only by the same run
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="resofilter-cross-model-")) / name
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"work dir: {work}", flush=True)
@@ -273,7 +274,7 @@ def main() -> None:
             "variant": args.variant,
             "equal_steps": settings.story.equal_steps,
             "cross_model": asdict(settings),
-            "score_columns": list(settings.score_columns()),
+            "score_columns": list(settings.scorers),
             "selection_rule": "select_by_resonance defaults: dedup prompts, drop the highest scores (the alignment "
             "score: the lowest), original order",
             "smoke": args.smoke,

@@ -197,12 +197,18 @@ def prepare_seed(seed: int, settings: StorySettings, work: Path):
     return warmed, scored, clean, test, info
 
 
+def runs_path(work: Path, settings: StorySettings) -> Path:
+    """Where a seed's finished trainings are kept: one file per retraining protocol, so a rerun with the other
+    protocol in the same work dir retrains instead of reusing (and mislabelling) the first protocol's runs."""
+    return work / ("runs_equal_steps.json" if settings.equal_steps else "runs.json")
+
+
 def run_seed(seed: int, settings: StorySettings, work: Path, core_only: bool = False) -> dict:
-    """Everything for one seed; finished trainings are saved in work/runs.json and skipped when rerun. With
+    """Everything for one seed; finished trainings are saved in `runs_path` and skipped when rerun. With
     `settings.equal_steps` every retraining takes the full pool's optimizer steps (a kept half seen twice as often)."""
     warmed, scored, clean, test, info = prepare_seed(seed, settings, work)
     proxy = retraining_proxy(settings)  # as the story retrains
-    runs_file = work / "runs.json"
+    runs_file = runs_path(work, settings)
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     clean = clean.add_column("clean", [0.0] * len(clean))  # a constant score: keep 100% applies the same dedup
     for column, keep in plan(settings, core_only):
@@ -229,12 +235,12 @@ def run_seed(seed: int, settings: StorySettings, work: Path, core_only: bool = F
             f"accuracy {row['accuracy']:.3f} ({row['wall_s']:.0f} s)",
             flush=True,
         )
-    return load_seed(work)
+    return load_seed(work, settings)
 
 
-def load_seed(work: Path) -> dict | None:
-    """A seed's tables and finished trainings from its work folder (None before its scores exist)."""
-    info_file, runs_file = work / "seed.json", work / "runs.json"
+def load_seed(work: Path, settings: StorySettings) -> dict | None:
+    """A seed's tables and its finished trainings under `settings`' protocol (None before its scores exist)."""
+    info_file, runs_file = work / "seed.json", runs_path(work, settings)
     if not info_file.exists():
         return None
     runs = list(json.loads(runs_file.read_text()).values()) if runs_file.exists() else []
@@ -278,7 +284,11 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
             curves,
             out / f"{prefix}accuracy_vs_kept.png",
             title=f"toy world, {len(results)} seeds (mean ± std); 100% = full pool"
-            + ("; every run the full pool's steps" if settings.equal_steps else "; every run 3 epochs"),
+            + (
+                "; every run the full pool's steps"
+                if settings.equal_steps
+                else f"; every run {settings.proxy.epochs:g} epochs"
+            ),
             levels=levels,
         ),
     }
@@ -352,7 +362,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     print(f"work dir: {work}", flush=True)
     if args.tables_only:
-        results = [r for r in (load_seed(work / f"seed{s}") for s in args.seeds) if r is not None]
+        results = [r for r in (load_seed(work / f"seed{s}", settings) for s in args.seeds) if r is not None]
         if not results:
             raise SystemExit(f"no seed of {args.seeds} has scores in {work}")
     else:

@@ -81,9 +81,6 @@ class CrossModelSettings:
     scorers: tuple[str, ...] = ("resonance", "resonance_alignment")
     n_reference: int = 128
 
-    def score_columns(self) -> tuple[str, ...]:
-        return self.scorers
-
     def model_a(self) -> ModelSpec:
         s = self.story
         return ModelSpec("llama", s.num_layers, s.hidden_size, s.intermediate_size, s.num_heads, s.num_kv_heads)
@@ -157,7 +154,7 @@ def scored_pool(
         model_dir,
         pool,
         work,
-        scorers=settings.score_columns(),
+        scorers=settings.scorers,
         baselines=("loss", "random"),
         reference=reference,
         seed=seed,
@@ -235,7 +232,7 @@ def retrain_b(
         return {**run, "model": "b", "arm": name, "score": score, "flawed_share": flawed_share(joint, rows)}
 
     runs = []
-    for column in settings.score_columns():
+    for column in settings.scorers:
         drop = drop_side(column)
         own, from_a = keep_ratio_sweep(
             warmed_b, joint, test, keeps=(keep,), columns=(f"b_{column}", f"a_{column}"), select_kwargs={"drop": drop},
@@ -281,7 +278,7 @@ def run_cross_model_seed(seed: int, settings: CrossModelSettings, work: str | Pa
     started = time.perf_counter()
     warm, pool, test = make_world(s, seed)
     clean = clean_pool(s, seed, pool)
-    columns = settings.score_columns()
+    columns = settings.scorers
     reference = None
     if any(c in ALIGNMENT for c in columns):
         reference = make_reference(settings.n_reference, seed, [*pool["prompt"], *test["prompt"]], s.level)

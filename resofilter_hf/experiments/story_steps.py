@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset
 
 from .baselines import BASELINES, add_baseline_columns
-from .sweep import INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, save_proxy, train_proxy
+from .sweep import ALIGNMENT, INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, save_proxy, train_proxy
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +33,6 @@ SCORERS: dict[str, dict[str, Any]] = {
     "resonance_alignment": {},
     "resonance_alignment_grad": {"resonance_optimizer": "sgd", "resonance_weight_decay": 0.0},
 }
-ALIGNMENT = ("resonance_alignment", "resonance_alignment_grad")
 
 
 ANATOMY = ("resonance_grad_norm", "resonance_toward_zero", "resonance_below_eps")

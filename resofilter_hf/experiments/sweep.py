@@ -30,7 +30,8 @@ INPUT_COLUMNS = ("prompt", "completion", "messages")
 # Which end of a score column is flagged: dropped by a selection, counted as "flawed" by AUROC and ROC curves.
 # Every score flags its highest values except alignment with a trusted reference set, where LOW means unlike the
 # reference. The lab's selections, tables and figures all read the direction from `drop_side`.
-DROP_LOWEST = frozenset({"resonance_alignment", "resonance_alignment_grad"})
+ALIGNMENT = ("resonance_alignment", "resonance_alignment_grad")  # the lab's alignment columns (story_steps.SCORERS)
+DROP_LOWEST = frozenset(ALIGNMENT)
 
 
 def drop_side(column: str) -> str:

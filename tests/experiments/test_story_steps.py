@@ -82,7 +82,7 @@ def test_alignment_needs_a_reference_and_default_scorers_follow_it(model_dir, po
 
 
 def test_one_direction_per_column():
-    assert set(ALIGNMENT) == DROP_LOWEST
+    assert set(ALIGNMENT) == DROP_LOWEST and set(ALIGNMENT) <= set(SCORERS)  # every alignment column is scored
     assert [drop_side(c) for c in ("resonance", "baseline_loss", *ALIGNMENT)] == [
         "highest",
         "highest",
