@@ -57,10 +57,11 @@ from resofilter_hf.experiments.story import (  # noqa: E402
     full_pool_steps,
     retraining_proxy,
     score_story_pool,
+    story_reference,
 )
 from resofilter_hf.experiments.story_steps import (  # noqa: E402
     build_base,
-    make_reference,
+    clean_pool,
     make_world,
     score_columns,
     warm_up,
@@ -152,12 +153,7 @@ def prepare_seed(seed: int, settings: StorySettings, work: Path):
 
     work.mkdir(parents=True, exist_ok=True)
     warm, pool, test = make_world(settings, seed)
-    clean = make_world(replace(settings, flaw_rate=0.0), seed)[1]
-    if clean["prompt"] != pool["prompt"]:
-        raise RuntimeError(f"seed {seed}: the clean twin of the pool holds other questions")
-    reference = make_reference(
-        settings.n_reference, seed, exclude=[*pool["prompt"], *test["prompt"]], level=settings.level
-    )
+    clean, reference = clean_pool(settings, seed, pool), story_reference(settings, seed, pool, test)
     warmed, scored_file, info_file = work / "warm-model", work / "scored.parquet", work / "seed.json"
     if info_file.exists():
         return warmed, Dataset.from_parquet(str(scored_file)), clean, test, json.loads(info_file.read_text())

@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.experiments.story import StorySettings, score_story_pool, story_reference  # noqa: E402
-from resofilter_hf.experiments.story_steps import build_base, make_world, warm_up  # noqa: E402
+from resofilter_hf.experiments.story_steps import build_base, clean_pool, make_world, warm_up  # noqa: E402
 from resofilter_hf.experiments.sweep import evaluate_proxy, proxy_trainer, train_and_evaluate  # noqa: E402
 
 from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
@@ -58,10 +58,8 @@ def _quiet() -> None:
 
 
 def run_seed(seed: int, settings: StorySettings, work: Path, score: bool) -> dict:
-    warm, clean_pool, test = make_world(replace(settings, flaw_rate=0.0), seed)
-    warm_f, pool, test_f = make_world(settings, seed)
-    assert clean_pool["prompt"] == pool["prompt"], "the clean and flawed pools must hold the same questions"
-    assert warm["prompt"] == warm_f["prompt"] and test["prompt"] == test_f["prompt"]
+    warm, pool, test = make_world(settings, seed)
+    clean = clean_pool(settings, seed, pool)  # the same questions, correct solutions
     started = time.perf_counter()
     base = build_base(settings, seed, work / "base-model")
     warmed = warm_up(base, warm, settings.warmup, seed, work)
@@ -70,7 +68,7 @@ def run_seed(seed: int, settings: StorySettings, work: Path, score: bool) -> dic
         proxy_trainer(warmed, warm, settings.proxy, seed=seed, output_dir=work / "warm-eval"), test, settings.proxy
     )
     pools = {
-        "clean": clean_pool,
+        "clean": clean,
         "flawed": pool,
         "flawed_clean_rows": pool.filter(lambda row: row["flaw"] == "none"),
     }

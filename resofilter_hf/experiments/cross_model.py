@@ -38,7 +38,7 @@ from ..provenance import load_scored, read_provenance, write_parquet
 from ..selection import select_by_resonance
 from .stats import auroc, rank_correlation
 from .story import StorySettings, retraining_proxy
-from .story_steps import ALIGNMENT, build_base, make_reference, make_world, score_pool, warm_up
+from .story_steps import ALIGNMENT, build_base, clean_pool, make_reference, make_world, score_pool, warm_up
 from .sweep import drop_side, evaluate_proxy, flag_values, keep_ratio_sweep, proxy_trainer, train_and_evaluate
 
 
@@ -171,16 +171,6 @@ def parameter_count(model_dir: Path) -> int:
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return sum(p.numel() for p in model.parameters())
-
-
-def clean_pool(settings: StorySettings, seed: int, pool: Dataset) -> Dataset:
-    """The pool's questions with correct solutions: the world of `seed` made with no flaws."""
-    from dataclasses import replace
-
-    _, clean, _ = make_world(replace(settings, flaw_rate=0.0), seed)
-    if clean["prompt"] != pool["prompt"]:
-        raise ValueError("clean_pool: the flaw-free world does not hold the pool's questions in the pool's order")
-    return clean
 
 
 def warm_eval(model_dir: Path, test: Dataset, settings: CrossModelSettings, seed: int, work: Path) -> dict:

@@ -32,6 +32,7 @@ from .plots import plot_histograms, plot_roc, plot_sweep
 from .story_steps import (
     ALIGNMENT,
     build_base,
+    clean_pool,
     make_reference,
     make_world,
     retrain_selections,
@@ -242,8 +243,7 @@ def run_story(
 def _world(settings: StorySettings, seed: int):
     """`make_world`'s three sets, the clean twin of the pool (the same questions, no flaws) and the reference set."""
     warm, pool, test = make_world(settings, seed)
-    clean_pool = make_world(replace(settings, flaw_rate=0.0), seed)[1]
-    return warm, pool, test, clean_pool, story_reference(settings, seed, pool, test)
+    return warm, pool, test, clean_pool(settings, seed, pool), story_reference(settings, seed, pool, test)
 
 
 def story_reference(settings: StorySettings, seed: int, pool, test):

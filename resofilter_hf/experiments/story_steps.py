@@ -57,6 +57,17 @@ def make_world(settings: StorySettings, seed: int) -> tuple[Dataset, Dataset, Da
     return warm, pool, test
 
 
+def clean_pool(settings: StorySettings, seed: int, pool: Dataset) -> Dataset:
+    """The pool's questions with correct solutions (the world of `seed` made with no flaws): the ceiling every
+    selection is compared with. Refuses a `pool` whose questions it does not reproduce."""
+    from dataclasses import replace
+
+    clean = make_world(replace(settings, flaw_rate=0.0), seed)[1]
+    if clean["prompt"] != pool["prompt"]:
+        raise ValueError("clean_pool: the flaw-free world does not hold the pool's questions in the pool's order")
+    return clean
+
+
 def build_base(settings: StorySettings, seed: int, folder: str | Path) -> Path:
     """A randomly initialised tiny Llama of the configured size, its tokenizer trained on `settings.level`'s text."""
     from ..toy.data import toy_corpus

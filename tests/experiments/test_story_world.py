@@ -15,7 +15,7 @@ from resofilter_hf.experiments.story import (
     story_reference,
     what_moved,
 )
-from resofilter_hf.experiments.story_steps import build_base, make_world
+from resofilter_hf.experiments.story_steps import build_base, clean_pool, make_world
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,16 @@ def test_clean_arm_holds_the_same_questions(world):
         c for c, f in zip(pool["completion"], pool["flaw"]) if f == "none"
     ]
     assert make_world(StorySettings.basic(), seed=5)[1]["prompt"] != pool["prompt"]
+
+
+def test_clean_pool_is_the_pools_questions_with_correct_solutions_or_refused(world):
+    _, pool, _ = world
+    clean = clean_pool(StorySettings.basic(), 4, pool)
+    assert clean["prompt"] == pool["prompt"] and set(clean["flaw"]) == {"none"}
+    flawed = [i for i, f in enumerate(pool["flaw"]) if f != "none"]
+    assert flawed and all(clean["completion"][i] != pool["completion"][i] for i in flawed)
+    with pytest.raises(ValueError, match="does not hold the pool's questions"):
+        clean_pool(StorySettings.basic(), 5, pool)  # another seed's world: other questions
 
 
 def test_base_model_has_the_configured_sizes_and_a_basic_tokenizer(tmp_path, world):
