@@ -191,7 +191,7 @@ def strata_of(length: np.ndarray) -> np.ndarray:
 
 def auroc_rows(columns: dict[str, np.ndarray], flaws: np.ndarray, strata: np.ndarray) -> list[dict]:
     """AUROC per column and flaw: overall, and the mean over length strata that hold both classes."""
-    from resofilter_hf.experiments.stats import auroc
+    from resofilter_hf.demo.stats import auroc
 
     clean = flaws == "none"
     rows = []

@@ -2,8 +2,8 @@
 
 import math
 
-from resofilter_hf.experiments.story_tables import format_table, paired_differences
-from resofilter_hf.experiments.sweep import drop_side, summarize
+from resofilter_hf.demo.story_tables import format_table, paired_differences
+from resofilter_hf.sweep import drop_side, summarize
 
 
 METRICS = ("accuracy", "heldout_loss")

@@ -1,6 +1,6 @@
 """Cross-model benchmark: do resonance scores transfer? Score with model A, retrain model B on the kept half.
 
-Protocol, per seed, on the toy world (resofilter_hf.experiments.cross_model.run_cross_model_seed):
+Protocol, per seed, on the toy world (lab.cross_model.run_cross_model_seed):
 
 1. model A (the story's tiny Llama) and model B (a tiny Qwen2 of another shape, same toy tokenizer) are warmed
    up the same way on a separate clean set (format only);
@@ -47,10 +47,11 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.experiments.cross_model import CrossModelSettings, ModelSpec, run_cross_model_seed  # noqa: E402
-from resofilter_hf.experiments.story import StorySettings, retraining_proxy  # noqa: E402
-from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
-from resofilter_hf.experiments.sweep import ProxySettings, summarize  # noqa: E402
+from lab.cross_model import CrossModelSettings, ModelSpec, run_cross_model_seed  # noqa: E402
+
+from resofilter_hf.demo.story import StorySettings, retraining_proxy  # noqa: E402
+from resofilter_hf.demo.story_tables import format_table  # noqa: E402
+from resofilter_hf.sweep import ProxySettings, summarize  # noqa: E402
 
 from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Which scores flag flawed GSM8K solutions: real text with injected, labelled flaws, AUROC per flaw and scorer.
 
-Per seed: GSM8K train rows 0..1499 become a 30%-flawed pool (resofilter_hf.experiments.gsm8k_flaws.inject_flaws:
+Per seed: GSM8K train rows 0..1499 become a 30%-flawed pool (lab.gsm8k_flaws.inject_flaws:
 wrong_step, wrong_answer, truncated, mismatched, repetition, off_topic, equally many; positions seeded by the seed);
 a tiny Llama with a tokenizer trained on GSM8K train text is warmed up on rows 1700.. (disjoint from the pool and
 the reference) and scores the pool with the paper's score and its variants, the anatomy columns, loss, IFD,
-length and random (experiments.story_steps.score_pool), and with gradient alignment against 200 clean solutions
+length and random (resofilter_hf.demo.story_steps.score_pool), and with gradient alignment against 200 clean solutions
 (rows 1500..1699; raw gradient and fresh AdamW steps; a row is flagged when its alignment is LOW). Reported:
 AUROC per flaw kind and scorer (higher = more likely flawed, so alignment enters negated), mean +- std over seeds;
 the mean AUROC within quartiles of length (loss tokens); each score's Spearman with length and with loss
@@ -30,11 +30,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from lab.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm8k_model  # noqa: E402
+
 from resofilter_hf.confounds import confound_report  # noqa: E402
-from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
-from resofilter_hf.experiments.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm8k_model  # noqa: E402
-from resofilter_hf.experiments.story_steps import score_pool  # noqa: E402
-from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
+from resofilter_hf.demo.story_steps import score_pool  # noqa: E402
+from resofilter_hf.evaluation.gsm8k import load_gsm8k  # noqa: E402
+from resofilter_hf.sweep import ProxySettings  # noqa: E402
 
 from _common import (  # noqa: E402
     FLAG_SIGNS,

@@ -2,7 +2,7 @@
 
 For each of three model seeds: a tiny Llama with a tokenizer trained on GSM8K text is initialised, warmed up on
 GSM8K train rows outside the scored subset, and scores the subset with every resonance variant and the baselines
-(resofilter_hf.experiments.story_steps.score_pool, the same code path as the quality benchmark). Reported:
+(resofilter_hf.demo.story_steps.score_pool, the same code path as the quality benchmark). Reported:
 
 - summary statistics and histograms of each score;
 - stability of keep-50% (the paper's rule, select_by_resonance defaults): Jaccard overlap of the kept rows between
@@ -30,13 +30,14 @@ import numpy as np  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.experiments.gsm8k import load_gsm8k  # noqa: E402
-from resofilter_hf.experiments.gsm8k_flaws import warm_gsm8k_model  # noqa: E402
-from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story_steps import score_columns, score_pool  # noqa: E402
-from resofilter_hf.experiments.story_tables import format_table  # noqa: E402
-from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
+from lab.gsm8k_flaws import warm_gsm8k_model  # noqa: E402
+
+from resofilter_hf.demo.stats import rank_correlation  # noqa: E402
+from resofilter_hf.demo.story_steps import score_columns, score_pool  # noqa: E402
+from resofilter_hf.demo.story_tables import format_table  # noqa: E402
+from resofilter_hf.evaluation.gsm8k import load_gsm8k  # noqa: E402
 from resofilter_hf.selection import select_by_resonance  # noqa: E402
+from resofilter_hf.sweep import ProxySettings  # noqa: E402
 
 from _common import GSM8K_PROXY, RESULTS, gsm8k_cli, machine, write_result, write_text_atomic  # noqa: E402
 

@@ -29,8 +29,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf import select_by_resonance  # noqa: E402
 from resofilter_hf.confounds import spearman  # noqa: E402
-from resofilter_hf.experiments.story import StorySettings, build_base, make_world, score_pool, warm_up  # noqa: E402
-from resofilter_hf.experiments.sweep import ProxySettings  # noqa: E402
+from resofilter_hf.demo.story import StorySettings, build_base, make_world, score_pool, warm_up  # noqa: E402
+from resofilter_hf.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.toy import make_math_problems  # noqa: E402
 
 from _common import FLAG_SIGNS as FLAGS  # noqa: E402

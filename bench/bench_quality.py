@@ -15,7 +15,7 @@ Protocol, per seed, on the toy world (synthetic math problems with labelled flaw
 5. held-out loss and greedy final-answer accuracy on clean held-out problems; mean ± std over seeds, and paired
    differences (same seed) against the full pool and against random selection at the same keep share.
 
-Everything runs through the package (resofilter_hf.experiments: story steps, sweep, tables, plots); nothing is
+Everything runs through the package (resofilter_hf.demo: story steps, tables, plots; resofilter_hf.sweep); nothing is
 trained or generated here. The settings below were fixed before any scorer or selection result of this benchmark
 was seen: the world is `StorySettings.basic()` as its own pilot fixed it (pilot seed 99, from the clean-pool and
 flawed-pool arms only: 800-row pool, 30% flawed, 3 epochs), the reference set has 128 rows, and the scorers and
@@ -50,24 +50,24 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resofilter_hf.confounds import confound_report  # noqa: E402
-from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep  # noqa: E402
-from resofilter_hf.experiments.stats import rank_correlation  # noqa: E402
-from resofilter_hf.experiments.story import (  # noqa: E402
+from resofilter_hf.demo.plots import plot_histograms, plot_roc, plot_sweep  # noqa: E402
+from resofilter_hf.demo.stats import rank_correlation  # noqa: E402
+from resofilter_hf.demo.story import (  # noqa: E402
     StorySettings,
     full_pool_steps,
     retraining_proxy,
     score_story_pool,
     story_reference,
 )
-from resofilter_hf.experiments.story_steps import (  # noqa: E402
+from resofilter_hf.demo.story_steps import (  # noqa: E402
     build_base,
     clean_pool,
     make_world,
     score_columns,
     warm_up,
 )
-from resofilter_hf.experiments.story_tables import auroc_table, selection_makeup  # noqa: E402
-from resofilter_hf.experiments.sweep import (  # noqa: E402
+from resofilter_hf.demo.story_tables import auroc_table, selection_makeup  # noqa: E402
+from resofilter_hf.sweep import (  # noqa: E402
     ProxySettings,
     evaluate_proxy,
     keep_ratio_sweep,

@@ -35,9 +35,9 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resofilter_hf.experiments.story import StorySettings, score_story_pool, story_reference  # noqa: E402
-from resofilter_hf.experiments.story_steps import build_base, clean_pool, make_world, warm_up  # noqa: E402
-from resofilter_hf.experiments.sweep import evaluate_proxy, proxy_trainer, train_and_evaluate  # noqa: E402
+from resofilter_hf.demo.story import StorySettings, score_story_pool, story_reference  # noqa: E402
+from resofilter_hf.demo.story_steps import build_base, clean_pool, make_world, warm_up  # noqa: E402
+from resofilter_hf.sweep import evaluate_proxy, proxy_trainer, train_and_evaluate  # noqa: E402
 
 from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
 

@@ -60,7 +60,7 @@ def _positive_int(text: str) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .experiments.demo import run_demo
+    from .demo.demo import run_demo
 
     run_demo(args.output_dir, quick=args.quick, seed=args.seed, threads=args.threads)
     return 0

@@ -120,7 +120,7 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
         n = int(options.pop("n", 200))
         dataset = make_test_problems(n, **options) if split == "test" else make_math_problems(n, **options)
     elif name == "gsm8k":
-        from .experiments.gsm8k import load_gsm8k
+        from .evaluation.gsm8k import load_gsm8k
 
         dataset = load_gsm8k(split)
     elif Path(name).exists():

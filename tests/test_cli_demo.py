@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from resofilter_hf import cli
-from resofilter_hf.experiments.story import StorySettings
+from resofilter_hf.demo.story import StorySettings
 from resofilter_hf.provenance import load_scored, read_provenance
 
 

@@ -1,7 +1,8 @@
 """The package's layers, read from the source (ast, nothing imported): imports run one way.
 
-engine <- config / trainer / selection / provenance <- hub <- toy / evaluation <- experiments <- jobs / cli.
-A module may import from its own layer or a lower one; `resofilter_hf/__init__.py` (the lazy facade) is exempt.
+engine, columns, toy, evaluation (leaves) <- the API (config, trainer, pipeline, selection, ...) <- hub <- demo
+<- jobs / cli. A module may import from its own layer or a lower one; `resofilter_hf/__init__.py` (the lazy facade) is
+exempt. And no module may reach itself through its imports (no circles, TYPE_CHECKING imports included).
 """
 
 import ast
@@ -13,6 +14,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "resofilter_hf"
 LAYERS = {  # first dotted part under resofilter_hf -> layer
     "engine": 0,
+    "columns": 0,
+    "toy": 0,
+    "evaluation": 0,
     "config": 1,
     "trainer": 1,
     "scoring": 1,
@@ -23,12 +27,12 @@ LAYERS = {  # first dotted part under resofilter_hf -> layer
     "provenance": 1,
     "reference": 1,
     "confounds": 1,
+    "baselines": 1,
+    "sweep": 1,
     "hub": 2,
-    "toy": 3,
-    "evaluation": 3,
-    "experiments": 4,
-    "jobs": 5,
-    "cli": 5,
+    "demo": 3,
+    "jobs": 4,
+    "cli": 4,
 }
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80  # def line to last line, docstring and decorators included
@@ -104,7 +108,7 @@ def test_reader_sees_an_upward_import(tmp_path):
 
 
 def test_old_flat_paths_are_gone():
-    for old in ("scorer", "metrics", "capture", "targets", "hub.py", "cards", "story", "sweep", "baselines", "data"):
+    for old in ("scorer", "metrics", "capture", "targets", "hub.py", "cards", "story", "data", "experiments"):
         assert not (PACKAGE / f"{old}.py").exists() and not (PACKAGE / old).is_dir() or old == "hub.py", old
     assert not (PACKAGE / "hub.py").exists()
 
@@ -152,3 +156,65 @@ def test_size_reader_sees_a_long_function_and_class(tmp_path):
     planted = tmp_path / "big.py"
     planted.write_text(f"class Big:\n    @staticmethod\n    def long():\n{body}\n        return 0\n{filler}\n")
     assert _oversize(planted, "big") == {"big.Big": 301, "big.Big.long": 81}
+
+
+def _import_graph(modules: list[tuple[str, Path]]) -> dict[str, set[str]]:
+    """module -> the package modules it imports (an imported name resolves to the module that defines it)."""
+    known = {m for m, _ in modules}
+
+    def module_of(name: str) -> str | None:
+        parts = name.split(".")
+        return next((".".join(parts[:k]) for k in range(len(parts), 0, -1) if ".".join(parts[:k]) in known), None)
+
+    graph = {}
+    for module, path in modules:
+        if module:  # the lazy root facade reaches everything by design
+            graph[module] = {t for name, _ in _imports(module, path) if (t := module_of(name)) and t != module}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted: every import circle."""
+    index, low, stack, on_stack, groups, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_import_circles():
+    circles = _circles(_import_graph(_modules()))
+    assert not circles, f"import circles (each group imports itself through the others): {circles}"
+
+
+def test_circle_reader_sees_a_planted_circle(tmp_path):
+    """The checker itself: a imports b (inside a function), b imports c under TYPE_CHECKING, c imports a."""
+    (tmp_path / "a.py").write_text("def f():\n    from .b import g\n")
+    (tmp_path / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import h\n")
+    (tmp_path / "c.py").write_text("from .a import f\nfrom .d import k\n")
+    (tmp_path / "d.py").write_text("x = 1\n")
+    modules = [(p.stem, p) for p in sorted(tmp_path.glob("*.py"))]
+    assert _circles(_import_graph(modules)) == [["a", "b", "c"]]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..evaluation.gsm8k_accuracy.final_answer import canonical_number
+from resofilter_hf.evaluation.gsm8k_accuracy.final_answer import canonical_number
 
 
 ANNOTATION = re.compile(

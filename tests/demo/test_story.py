@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from resofilter_hf.experiments.stats import rank_correlation
-from resofilter_hf.experiments.story import StorySettings, run_story
+from resofilter_hf.demo.stats import rank_correlation
+from resofilter_hf.demo.story import StorySettings, run_story
 from resofilter_hf.provenance import load_scored
 
 

@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING
 
 from datasets import Dataset
 
-from ..evaluation import extract_final_answer
-from ..toy.data import flaw_labels
-from ..toy.flaws import off_topic_text, repetition_of
+from resofilter_hf.evaluation import extract_final_answer
+from resofilter_hf.toy.data import flaw_labels
+from resofilter_hf.toy.flaws import off_topic_text, repetition_of
+
 from .gsm8k_calc import annotations, numbers_in, parse_number, propagate, write_number
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .sweep import ProxySettings
+    from resofilter_hf.sweep import ProxySettings
 
 __all__ = ["MAKERS", "inject_flaws", "warm_gsm8k_model"]
 
@@ -198,8 +199,8 @@ def warm_gsm8k_model(
 ) -> Path:
     """A tiny Llama whose tokenizer is trained on all of `train`'s question/answer text, warmed up on the
     `warm_rows` of `train` (`warmup`: a `sweep.ProxySettings`); the saved model's folder under `work`."""
-    from ..toy.model import build_tiny_model
-    from .story_steps import warm_up
+    from resofilter_hf.demo.story_steps import warm_up
+    from resofilter_hf.toy.model import build_tiny_model
 
     corpus = [q + "\n" + a for q, a in zip(train["question"], train["answer"])]
     base = build_tiny_model(Path(work) / "base", seed=seed, vocab_size=vocab_size, corpus=corpus, **model)

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from datasets import Dataset
 
-from ..engine.rows import STATUS_OK, dataset_kind
-from ..provenance import with_provenance
+from .engine.rows import STATUS_OK, dataset_kind
+from .provenance import with_provenance
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..trainer import ResonanceTrainer
+    from .trainer import ResonanceTrainer
 
 
 BASELINES = ("loss", "perplexity", "ifd", "length", "random")

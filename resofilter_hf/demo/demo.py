@@ -6,7 +6,7 @@ score and variants), by alignment with a trusted clean set and by the baselines 
 random), checks each score against the flaw labels (AUROC), retrains on the kept half by the paper's score,
 alignment, loss and random, on the full pool and on the same questions with no flaws, evaluates the retrained
 models on clean held-out problems, and says in words what moved on this one seed. The steps are
-`resofilter_hf.experiments.story`; the source repository's quality benchmark runs the same steps over seeds.
+`resofilter_hf.demo.story`; the source repository's quality benchmark runs the same steps over seeds.
 """
 
 import json

@@ -12,8 +12,8 @@ import numpy as np
 from datasets import Dataset
 
 from ..selection import select_by_resonance
+from ..sweep import drop_side, flag_values
 from .stats import auroc
-from .sweep import drop_side, flag_values
 
 
 def auroc_table(scored: Dataset, columns: Sequence[str], flaw_column: str = "flaw") -> list[dict[str, Any]]:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from ..engine.rows import ROW_ID
-from ..evaluation import final_answer_accuracy
-from ..selection import select_by_resonance
+from .engine.rows import ROW_ID
+from .evaluation import final_answer_accuracy
+from .selection import select_by_resonance
 
 
 INPUT_COLUMNS = ("prompt", "completion", "messages")
@@ -78,8 +78,8 @@ def proxy_trainer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from ..config import ResonanceConfig
-    from ..trainer import ResonanceTrainer
+    from .config import ResonanceConfig
+    from .trainer import ResonanceTrainer
 
     columns = [c for c in INPUT_COLUMNS if c in train_dataset.column_names]
     if not columns:

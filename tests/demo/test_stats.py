@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from resofilter_hf.experiments.stats import auroc, rank_correlation, roc_curve
+from resofilter_hf.demo.stats import auroc, rank_correlation, roc_curve
 
 
 def brute_auroc(scores, positive):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resofilter_hf.experiments.gsm8k import ENV_VAR, HUB_ID, find_gsm8k, load_gsm8k
+from resofilter_hf.evaluation.gsm8k import ENV_VAR, HUB_ID, find_gsm8k, load_gsm8k
 from resofilter_hf.jobs import DataArguments, load_rows
 
 

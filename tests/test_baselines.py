@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
-from resofilter_hf.experiments.baselines import add_baseline_columns, forward_losses
+from resofilter_hf.baselines import add_baseline_columns, forward_losses
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 

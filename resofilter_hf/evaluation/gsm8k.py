@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ..evaluation import extract_final_answer
+from .gsm8k_accuracy.final_answer import extract_final_answer
 
 
 ENV_VAR = "RESOFILTER_GSM8K_DIR"

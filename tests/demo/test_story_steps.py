@@ -9,12 +9,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import resofilter_hf.experiments.sweep as sweep
+import resofilter_hf.sweep as sweep
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
-from resofilter_hf.experiments.stats import auroc, roc_curve
-from resofilter_hf.experiments.story_steps import ALIGNMENT, SCORERS, make_reference, score_columns, score_pool
-from resofilter_hf.experiments.story_tables import auroc_table, paired_differences, selection_makeup
-from resofilter_hf.experiments.sweep import DROP_LOWEST, drop_side, flag_values
+from resofilter_hf.demo.stats import auroc, roc_curve
+from resofilter_hf.demo.story_steps import ALIGNMENT, SCORERS, make_reference, score_columns, score_pool
+from resofilter_hf.demo.story_tables import auroc_table, paired_differences, selection_makeup
+from resofilter_hf.sweep import DROP_LOWEST, drop_side, flag_values
 from resofilter_hf.toy import cached_tiny_model, make_math_problems, make_test_problems
 
 

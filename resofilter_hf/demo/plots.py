@@ -15,8 +15,8 @@ from datasets import Dataset
 
 from ..hub.figures import agg_figure
 from ..provenance import atomic_path
+from ..sweep import flag_values, summarize
 from .stats import auroc, roc_curve
-from .sweep import flag_values, summarize
 
 
 def _save(fig, path: str | Path, dpi: int) -> Path:

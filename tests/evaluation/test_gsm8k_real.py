@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, select_by_resonance
 from resofilter_hf.evaluation import extract_final_answer
-from resofilter_hf.experiments.gsm8k import load_gsm8k
+from resofilter_hf.evaluation.gsm8k import load_gsm8k
 from resofilter_hf.toy import cached_tiny_model
 
 

@@ -8,14 +8,14 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import resofilter_hf.experiments.sweep as sweep
-from resofilter_hf.experiments.sweep import (
+import resofilter_hf.sweep as sweep
+from resofilter_hf.selection import select_by_resonance
+from resofilter_hf.sweep import (
     ProxySettings,
     generate_answers,
     keep_ratio_sweep,
     summarize,
 )
-from resofilter_hf.selection import select_by_resonance
 from resofilter_hf.toy import cached_tiny_model, make_math_problems, make_test_problems
 
 

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datasets import Dataset
 
-from .baselines import BASELINES, add_baseline_columns
-from .sweep import ALIGNMENT, INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, save_proxy, train_proxy
-
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .story import StorySettings
+from ..baselines import BASELINES, add_baseline_columns
+from ..sweep import ALIGNMENT, INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, save_proxy, train_proxy
+from .settings import StorySettings
 
 
 # Score column -> ResonanceConfig overrides of the pass that writes it. The first is the paper's score; its pass also

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from datasets import Dataset
 
-from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep
+from resofilter_hf.demo.plots import plot_histograms, plot_roc, plot_sweep
 
 
 def scored(n: int = 40) -> Dataset:
@@ -46,7 +46,7 @@ matplotlib.use("svg")
 import matplotlib.pyplot as plt
 import numpy as np
 from datasets import Dataset
-from resofilter_hf.experiments.plots import plot_histograms, plot_roc, plot_sweep
+from resofilter_hf.demo.plots import plot_histograms, plot_roc, plot_sweep
 from resofilter_hf.hub.analysis import axis_for
 from resofilter_hf.hub.figures import distribution_figure, save_png
 

@@ -33,13 +33,28 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from ..engine.rows import ROW_ID
-from ..provenance import load_scored, read_provenance, write_parquet
-from ..selection import select_by_resonance
-from .stats import auroc, rank_correlation
-from .story import StorySettings, retraining_proxy
-from .story_steps import ALIGNMENT, build_base, clean_pool, make_reference, make_world, score_pool, warm_up
-from .sweep import drop_side, evaluate_proxy, flag_values, keep_ratio_sweep, proxy_trainer, train_and_evaluate
+from resofilter_hf.demo.stats import auroc, rank_correlation
+from resofilter_hf.demo.story import StorySettings, retraining_proxy
+from resofilter_hf.demo.story_steps import (
+    ALIGNMENT,
+    build_base,
+    clean_pool,
+    make_reference,
+    make_world,
+    score_pool,
+    warm_up,
+)
+from resofilter_hf.engine.rows import ROW_ID
+from resofilter_hf.provenance import load_scored, read_provenance, write_parquet
+from resofilter_hf.selection import select_by_resonance
+from resofilter_hf.sweep import (
+    drop_side,
+    evaluate_proxy,
+    flag_values,
+    keep_ratio_sweep,
+    proxy_trainer,
+    train_and_evaluate,
+)
 
 
 AGREEMENT_BASELINES = ("baseline_loss",)  # compared across the models too (free, from the scoring pass)
@@ -61,8 +76,8 @@ class ModelSpec:
     def build(self, folder: str | Path, seed: int, level: str) -> Path:
         """The randomly initialised model with the toy tokenizer of `level`'s text (`story_steps.build_base`'s
         tokenizer: the same one whatever the architecture and sizes)."""
-        from ..toy.data import toy_corpus
-        from ..toy.model import build_tiny_model
+        from resofilter_hf.toy.data import toy_corpus
+        from resofilter_hf.toy.model import build_tiny_model
 
         sizes = {k: v for k, v in asdict(self).items() if k != "arch"}
         return build_tiny_model(folder, seed=seed, arch=self.arch, corpus=toy_corpus(level=level), **sizes)

@@ -3,8 +3,8 @@
 import numpy as np
 from datasets import Dataset
 
-from resofilter_hf.experiments.stats import auroc
-from resofilter_hf.experiments.story_tables import auroc_table, format_table
+from resofilter_hf.demo.stats import auroc
+from resofilter_hf.demo.story_tables import auroc_table, format_table
 
 
 def test_auroc_table_matches_direct_auroc():

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from resofilter_hf.experiments.story import (
+from resofilter_hf.demo.story import (
     StorySettings,
     full_pool_steps,
     noise_band,
@@ -15,7 +15,7 @@ from resofilter_hf.experiments.story import (
     story_reference,
     what_moved,
 )
-from resofilter_hf.experiments.story_steps import build_base, clean_pool, make_world
+from resofilter_hf.demo.story_steps import build_base, clean_pool, make_world
 
 
 @pytest.fixture(scope="module")

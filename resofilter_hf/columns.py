@@ -1,0 +1,115 @@
+"""Every column resofilter-hf writes, declared once: what it is, which end a selection drops, how it is labelled.
+
+Selection, the keep-ratio sweep, the report, the dataset card, the demo and publishing all read a column's
+direction from `describe` (or `drop_side`); nothing else encodes it. The paper's score column is named by the user
+(`resonance_column`, default ``resonance``): pass that name as `score_column` so its companions are recognised.
+
+Kinds: ``score`` (a selection may rank by it), ``baseline`` (a score from outside the paper, for comparison),
+``measure`` (what scores are compared with: loss, token counts), ``flag`` (status and truncation, not numbers).
+"""
+
+import re
+from dataclasses import dataclass, replace
+
+
+DEFAULT_SCORE_COLUMN = "resonance"
+LOSS = "resonance_loss"
+TOKENS = "resonance_tokens"
+STATUS = "resonance_status"
+TRUNCATED = "resonance_truncated"
+ALIGNMENT = "resonance_alignment"
+ANATOMY = ("resonance_toward_zero", "resonance_below_eps", "resonance_grad_norm")
+BASELINE_PREFIX = "baseline_"
+DROPS = ("highest", "lowest")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column of a scored dataset: `kind`, the end `drop`ped by default (None: not a score), a short `label`."""
+
+    name: str
+    kind: str  # "score" | "baseline" | "measure" | "flag"
+    drop: str | None
+    label: str
+
+    @property
+    def ranks_rows(self) -> bool:
+        """A selection may rank rows by it (a score or a baseline)."""
+        return self.drop is not None
+
+    @property
+    def low_is_flagged(self) -> bool:
+        return self.drop == "lowest"
+
+
+def _score(name: str, label: str, drop: str = "highest") -> ColumnInfo:
+    return ColumnInfo(name, "score", drop, label)
+
+
+_PAPER = _score("", "the paper's score: mean |dW| of one fresh AdamW step on the row alone")
+_ALIGNMENT = _score(ALIGNMENT, "cosine of the row's step with the trusted reference set's mean step (low = unlike it)",
+                    "lowest")  # fmt: skip
+FIXED: dict[str, ColumnInfo] = {
+    c.name: c
+    for c in (
+        ColumnInfo(LOSS, "measure", None, "mean loss over the row's loss tokens"),
+        ColumnInfo(TOKENS, "measure", None, "loss tokens the score was computed on"),
+        ColumnInfo(STATUS, "flag", None, "'ok', or why the row has no score"),
+        ColumnInfo(TRUNCATED, "flag", None, "True when max_length cut the row"),
+        _ALIGNMENT,
+        _score("resonance_alignment_grad", "cosine of the row's raw gradient with the reference set's mean", "lowest"),
+        _score("resonance_toward_zero", "share of entries the step moves toward zero"),
+        _score("resonance_below_eps", "share of entries whose gradient is under AdamW's eps"),
+        _score("resonance_grad_norm", "norm of the row's gradient at the scored weights"),
+        _score("resonance_sgd", "mean |dW| of a plain SGD step (the gradient's mean magnitude)"),
+        _score("resonance_adamw_state", "mean |dW| of an AdamW step with settled second moments"),
+        _score("resonance_l2", "L2 norm of the fresh AdamW step"),
+        _score("resonance_all_layers", "the paper's score over every layer"),
+        ColumnInfo("baseline_loss", "baseline", "highest", "loss baseline: mean completion loss"),
+        ColumnInfo("baseline_perplexity", "baseline", "highest", "perplexity baseline: exp(loss)"),
+        ColumnInfo("baseline_ifd", "baseline", "highest", "IFD: completion loss with the prompt over without it"),
+        ColumnInfo("baseline_length", "baseline", "highest", "length baseline: loss tokens (drops the longest)"),
+        ColumnInfo("baseline_random", "baseline", "highest", "random baseline: uniform numbers"),
+        ColumnInfo("baseline_loss_alone", "measure", None, "completion loss without the prompt (IFD's denominator)"),
+    )
+}
+_EPOCH = re.compile(r"^(?P<base>.+?)(?P<alignment>_alignment)?_epoch(?P<epoch>\d+)$")
+
+
+def describe(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> ColumnInfo | None:
+    """What column `name` is, or None for a column this library did not write (a user's own)."""
+    if name == score_column:
+        return replace(_PAPER, name=name)
+    if name in FIXED:
+        return FIXED[name]
+    epoch = _EPOCH.match(name)
+    if epoch and epoch["base"] == score_column:  # in-flight columns: <column>_epoch<k>, <column>_alignment_epoch<k>
+        base = _ALIGNMENT if epoch["alignment"] else _PAPER
+        return replace(base, name=name, label=f"{base.label}, in flight, epoch {epoch['epoch']}")
+    if name.startswith(BASELINE_PREFIX):
+        return ColumnInfo(name, "baseline", "highest", f"baseline {name[len(BASELINE_PREFIX) :]}")
+    return None
+
+
+def drop_side(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> str:
+    """The end of column `name` a selection drops by default: "lowest" for alignment, else "highest" (the paper's
+    rule, also for a column of the user's own)."""
+    info = describe(name, score_column)
+    return info.drop if info is not None and info.drop else "highest"
+
+
+def flag_sign(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> float:
+    """+1 when high values of `name` are flagged (dropped), -1 when low ones are: multiply to make higher = flagged."""
+    return -1.0 if drop_side(name, score_column) == "lowest" else 1.0
+
+
+def score_columns(names, score_column: str = DEFAULT_SCORE_COLUMN) -> list[str]:
+    """The columns among `names` a selection may rank by (scores, then baselines), the paper's score first."""
+    known = {name: describe(name, score_column) for name in names}
+    ranked = [n for n, info in known.items() if info is not None and info.ranks_rows]
+    return sorted(ranked, key=lambda n: (n != score_column, known[n].kind == "baseline"))
+
+
+def result_columns(score_column: str = DEFAULT_SCORE_COLUMN) -> frozenset[str]:
+    """Every column `score()` may write for `score_column` (what a new scoring replaces)."""
+    return frozenset({score_column, LOSS, TOKENS, STATUS, TRUNCATED, ALIGNMENT, *ANATOMY})
