@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .columns import drop_side
 from .engine.rows import ROW_ID
 
 
@@ -62,3 +63,37 @@ def loss_token_counts(trainer, dataset) -> np.ndarray:
     for row_id, labels in zip(prepared[ROW_ID], prepared["labels"]):
         counts[row_id] = sum(label != -100 for label in labels[1:])
     return counts
+
+
+# |Spearman rho| at which a score is said to mostly rank rows by length (or loss). Measured: the paper's score on
+# real model-written GSM8K solutions scored by SmolLM2-135M-Instruct, -0.76 with length (prompt/completion rows)
+# and -0.95 (messages rows, loss on every token); on the toy demo's data about -0.25, and -0.5 on GSM8K text scored
+# by tiny untrained models. 0.6 separates "selection is mostly length" from a score with a length tilt.
+STRONG_RHO = 0.6
+_AGAINST = {"length": ("longest", "shortest"), "loss": ("highest-loss", "lowest-loss")}
+REMEDY = {  # the option that takes each confound out of a selection
+    "length": 'select with `stratify_by="length"` (CLI: `--stratify-by length`) to compare rows of similar length only',
+    "loss": "compare with the loss baseline (`baseline_loss`) before trusting the score over it",
+}
+
+
+def strong_confounds(report: Mapping[str, Mapping], score_column: str = "resonance") -> list[dict]:
+    """The strong entries of a confound report (|rho| >= `STRONG_RHO`), each as {"column", "against", "rho",
+    "text", "remedy"}: `text` says in plain words what keeping by the column amounts to (its drop side from
+    `columns`), `remedy` the option that addresses it."""
+    found = []
+    for column, entry in report.items():
+        for against, (high, low) in _AGAINST.items():
+            rho = entry.get(against)
+            if rho is None or not abs(rho) >= STRONG_RHO:
+                continue
+            kept_end = "lowest" if drop_side(column, score_column) == "highest" else "highest"
+            follows_high = (rho > 0) == (kept_end == "highest")
+            text = (
+                f"`{column}` has Spearman {rho:+.2f} with {'completion length' if against == 'length' else 'loss'}: "
+                f"keeping the {kept_end} is close to keeping the {high if follows_high else low} rows"
+            )
+            found.append(
+                {"column": column, "against": against, "rho": float(rho), "text": text, "remedy": REMEDY[against]}
+            )
+    return found
