@@ -13,7 +13,7 @@ import resofilter_hf
 from resofilter_hf import select_by_resonance
 from resofilter_hf.columns import ALIGNMENT, drop_side
 from resofilter_hf.hub.report import report_context
-from resofilter_hf.provenance import read_provenance
+from resofilter_hf.provenance import load_scored, read_provenance
 from resofilter_hf.selection import drop_order
 
 
@@ -76,3 +76,16 @@ def test_explicit_drop_is_for_the_primary_and_a_files_rule_for_its_column():
     picked = select_by_resonance(ds, keep=0.8, column=ALIGNMENT, drop="highest")
     sides = {v.column: v.drop for v in report_context(picked).views}
     assert sides == {"resonance": "highest", ALIGNMENT: "highest"}
+
+
+def test_publish_derives_configs_in_each_columns_direction(tmp_path):
+    from resofilter_hf.hub.publish import publish_dataset
+
+    ds = with_alignment(48)
+    out = publish_dataset(ds, local_dir=tmp_path / "repo", configs={"align50": {"keep": 0.5, "column": ALIGNMENT}})
+    expected = select_by_resonance(ds, keep=0.5, column=ALIGNMENT, drop="lowest")
+    assert out.configs["align50"]["train"] == len(expected)
+    staged = tmp_path / "repo" / "data" / "align50" / "train-00000-of-00001.parquet"
+    assert read_provenance(load_scored(staged))["selection"]["drop"] == "lowest"
+    assert load_scored(staged)["prompt"] == expected["prompt"]
+    assert "keep 50% of the scored rows (lowest dropped)" in (tmp_path / "repo" / "README.md").read_text()
