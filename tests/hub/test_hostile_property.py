@@ -143,7 +143,7 @@ def test_publishing_any_strings_and_extreme_scores(tmp_path_factory, case):
 
 
 @pytest.mark.slow
-@settings(max_examples=40, **{**QUIET, "derandomize": False})
+@settings(max_examples=20, **{**QUIET, "derandomize": False})
 @given(example)
 def test_report_and_publishing_larger_run(tmp_path_factory, case):
     check_report(case, tmp_path_factory.mktemp("report"))
