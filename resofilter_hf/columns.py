@@ -110,6 +110,9 @@ def score_columns(names, score_column: str = DEFAULT_SCORE_COLUMN) -> list[str]:
     return sorted(ranked, key=lambda n: (n != score_column, known[n].kind == "baseline"))
 
 
+COMPANIONS = frozenset({LOSS, TOKENS, STATUS, TRUNCATED, ALIGNMENT, *ANATOMY})  # written beside the score column
+
+
 def result_columns(score_column: str = DEFAULT_SCORE_COLUMN) -> frozenset[str]:
     """Every column `score()` may write for `score_column` (what a new scoring replaces)."""
-    return frozenset({score_column, LOSS, TOKENS, STATUS, TRUNCATED, ALIGNMENT, *ANATOMY})
+    return COMPANIONS | {score_column}

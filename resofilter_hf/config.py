@@ -13,8 +13,8 @@ from typing import Any
 from transformers import TrainingArguments
 from trl import SFTConfig
 
+from .columns import COMPANIONS
 from .engine.options import check_option
-from .engine.rows import COMPANION_COLUMNS
 
 
 TARGETS = ("auto", "weights", "lora")
@@ -333,10 +333,10 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
         raise ValueError(
             f"`resonance_batch_tokens` must be >= 1 (an integer) or None, got {args.resonance_batch_tokens!r}."
         )
-    if not args.resonance_column or args.resonance_column in COMPANION_COLUMNS:
+    if not args.resonance_column or args.resonance_column in COMPANIONS:
         raise ValueError(
             f"`resonance_column` must be a non-empty name other than the companion columns "
-            f"{sorted(COMPANION_COLUMNS)}, got {args.resonance_column!r}."
+            f"{sorted(COMPANIONS)}, got {args.resonance_column!r}."
         )
     if args.resonance_reference is not None and not str(args.resonance_reference).strip():
         raise ValueError("`resonance_reference` must be a dataset path or Hub id, got an empty string.")

@@ -5,13 +5,11 @@ survives `filter`, `select`, `sort`, `map` and `add_column`, so a card written l
 transform and selection rule produced the rows. The rest of the description is left as the user wrote it.
 """
 
-import contextlib
 import copy
 import functools
 import json
 import math
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from .engine.rows import COMPANION_COLUMNS, SCORES_ROW
+from .columns import COMPANIONS
+from .engine.files import atomic_path, write_atomic  # noqa: F401  (write_atomic: re-exported for callers)
+from .engine.rows import SCORES_ROW
 
 
 MARKER = "resofilter-hf: "
@@ -89,30 +89,6 @@ def with_provenance(dataset: Dataset, **sections: Any) -> Dataset:
     return out
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path in `path`'s folder to write to; renamed onto `path` only if the block completes.
-
-    On any error (a full disk, an interrupt) the temporary file is removed and whatever `path` held before is left
-    as it was, so a reader never sees a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write `data` (text as UTF-8) to `path` atomically (see `atomic_path`)."""
-    with atomic_path(path) as partial:
-        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    return Path(path)
-
-
 def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
     """`dataset` as one parquet file with its features (the ``huggingface`` schema metadata, as `datasets` writes
     it) and `provenance` (JSON under ``resofilter-hf``). Streams in batches; never pickles; atomic."""
@@ -177,7 +153,7 @@ def _json_value(value):
 
 def score_columns(dataset: Dataset, column: str) -> list[str]:
     """The score column, its variants (`<column>_epoch0`, ...) and the companion columns, in dataset order."""
-    return [c for c in dataset.column_names if c == column or c.startswith(f"{column}_") or c in COMPANION_COLUMNS]
+    return [c for c in dataset.column_names if c == column or c.startswith(f"{column}_") or c in COMPANIONS]
 
 
 def write_scores_file(scored: Dataset, folder: str | Path, column: str | None = None) -> Path:
