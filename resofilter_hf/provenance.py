@@ -107,7 +107,12 @@ TABLE_SUFFIXES = (".parquet", ".jsonl", ".csv")  # what `write_table` writes, by
 
 
 def check_table_suffix(path: str | Path) -> str:
-    """The suffix of an output table path, or a ValueError listing the accepted ones."""
+    """The suffix of an output table path, or a ValueError listing the accepted ones (or saying the path is a
+    folder), checked before any compute."""
+    if Path(path).is_dir():
+        raise ValueError(
+            f"cannot write {path}: it is a folder; give a file path such as {Path(path) / 'scored.parquet'}."
+        )
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(

@@ -49,6 +49,8 @@ def reference_rows(setup, reference: Dataset | str | os.PathLike) -> tuple[list[
         raise TypeError(f"`resonance_reference` must be a datasets.Dataset or a path, got {type(dataset).__name__}.")
     try:
         check_no_row_id(dataset.column_names)
+        mapping = setup.settings.column_map(dataset, setup.formatting_func)
+        dataset = mapping.apply(dataset) if mapping else dataset
         statuses = check_rows(dataset, setup.settings.text_field, setup.formatting_func)
     except ValueError as err:
         raise ValueError(f"`resonance_reference` {err}") from err

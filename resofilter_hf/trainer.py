@@ -28,7 +28,7 @@ from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW, check_no_row_id, check_train_rows
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets
+from .engine.targets import Target, find_targets, unwrap_model
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
 from .pipeline import (
@@ -99,11 +99,12 @@ class ResonanceTrainer(SFTTrainer):
         check_private_symbols()
         args = as_resonance_config(args, model)
         validate_resonance_options(args)
+        self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         if isinstance(train_dataset, Dataset):
             check_no_row_id(train_dataset.column_names)
+        train_dataset, eval_dataset = _with_trl_columns(args, formatting_func, train_dataset, eval_dataset)
         # rows TRL's preparation would crash on fail here, by row index and field
         check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
-        self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
         self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
@@ -131,6 +132,9 @@ class ResonanceTrainer(SFTTrainer):
             formatting_func=formatting_func,
         )
         self._resonance_targets: list[Target] | None = None
+        if isinstance(train_dataset, Dataset) and "input_ids" in train_dataset.column_names:
+            vocab = getattr(unwrap_model(self.model).get_input_embeddings(), "num_embeddings", None)
+            check_train_rows(train_dataset, args.dataset_text_field, vocab_size=vocab)  # ids the model has
         if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
             _ = self.resonance_targets
         if inflight:
@@ -347,3 +351,18 @@ class ResonanceTrainer(SFTTrainer):
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
             self.save_scores(output_dir or self.args.output_dir)
+
+
+def _with_trl_columns(args, formatting_func, *datasets):
+    """Each dataset with TRL's columns (`schemas`: mapped or recognised layouts); None and dicts of splits too."""
+    settings = ScoringSettings.of(args, None, formatting_func)
+
+    def mapped(rows):
+        if isinstance(rows, dict):
+            return {name: mapped(split) for name, split in rows.items()}
+        if not isinstance(rows, (Dataset, IterableDataset)):
+            return rows
+        mapping = settings.column_map(rows, formatting_func)
+        return mapping.apply(rows) if mapping else rows
+
+    return [mapped(rows) for rows in datasets]

@@ -25,6 +25,7 @@ LAYERS = {  # first dotted part under resofilter_hf -> layer
     "selection": 1,
     "provenance": 1,
     "reference": 1,
+    "schemas": 1,
     "confounds": 1,
     "baselines": 1,
     "sweep": 1,

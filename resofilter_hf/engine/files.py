@@ -37,6 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     as it was, so a reader never sees a half-written file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder, not a file.")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = temporary_path(path)
     try:

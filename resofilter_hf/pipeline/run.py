@@ -36,10 +36,12 @@ def score(
     """What `ResonanceTrainer.score` returns (see there)."""
     check_finite_weights(setup.model)  # NaN weights would make every score NaN: refused before any compute
     settings = setup.settings
-    source = RowSource(rows, settings.column, max_rows)
+    source = RowSource(rows, settings.column, max_rows, settings.column_map(rows, setup.formatting_func))
     checked = None
     if source.sized:  # every row of a Dataset, before any compute
-        checked = check_rows_windowed(source.dataset, settings.text_field, WINDOW_ROWS, setup.formatting_func)
+        checked = check_rows_windowed(
+            source.mapped(), settings.text_field, WINDOW_ROWS, setup.formatting_func, setup.vocab_size
+        )
     job = ScoringJob(setup, source.digest(), source.total, reference)
     if source.sized:
         sink = DatasetSink(source, job)
@@ -47,20 +49,24 @@ def score(
         folder = Path(parts_dir) if parts_dir else Path(settings.output_dir) / "scored"
         sink = PartsSink(folder, source, job, setup.provenance)
     on_prompt = loss_on_prompt(
-        list(source.features), settings.text_field, settings.completion_only_loss, settings.assistant_only_loss
+        source.trl_columns, settings.text_field, settings.completion_only_loss, settings.assistant_only_loss
     )
     tally = Tally(settings.column)
     with job.claimed(), sink.open():
-        for window, (offset, window_rows) in enumerate(source.windows()):
+        for window, (offset, window_rows, trl_rows) in enumerate(source.windows()):
             if checked is not None:
                 statuses = checked[offset : offset + len(window_rows)]
             else:
-                statuses = check_rows_at(window_rows, settings.text_field, offset, setup.formatting_func)
-            table = job.run_window(window, window_rows, offset, statuses)
+                statuses = check_rows_at(
+                    trl_rows, settings.text_field, offset, setup.formatting_func, setup.vocab_size
+                )
+            table = job.run_window(window, trl_rows, offset, statuses)
             tally.add(table, offset)
             sink.add(window, offset, window_rows, table)
         job.summary(tally.statuses)
         provenance = {**setup.provenance, **({"reference": job.reference.info} if job.reference else {})}
+        if source.mapping is not None:
+            provenance["columns_read_as"] = source.mapping.describe()
         scoring = finish_run(tally, provenance, max_length=settings.max_length, on_prompt=on_prompt, stacklevel=4)
         return sink.finish(scoring)
 
@@ -71,6 +77,8 @@ def losses(setup: ScoringSetup, rows: Dataset, batch_size: int | None = None) ->
     values, tokens = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
     scorer = setup.scorer(batch_size)
     plain = rows.with_format(None)
+    mapping = setup.settings.column_map(plain, setup.formatting_func)
+    plain = mapping.apply(plain) if mapping else plain
     for window, start in enumerate(range(0, n, WINDOW_ROWS)):
         window_rows = plain.select(range(start, min(n, start + WINDOW_ROWS)))
         prepared = prepare_window(setup, window_rows, start, list(range(len(window_rows))))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from torch import nn
 
 from ..engine.deltas import ScoreSpec, StepTransform
@@ -19,6 +19,7 @@ from ..engine.fingerprint import combine, config_digest, json_digest, tensor_dig
 from ..engine.scorer import ResonanceScorer
 from ..engine.targets import Target, scored_tensors, unwrap_model
 from ..provenance import library_versions
+from ..schemas import ColumnMap, column_map
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class ScoringSettings:
     completion_only_loss: bool | None = None
     assistant_only_loss: bool = False
     preparation: dict = field(default_factory=dict)  # what TRL's preparation depends on, for the fingerprint
+    prompt_column: str | None = None  # the user's columns read as TRL's (`schemas.resolve_columns`)
+    completion_column: str | None = None
+    messages_column: str | None = None
 
     @classmethod
     def of(cls, args, completion_only_loss: bool | None, formatting_func=None) -> "ScoringSettings":
@@ -69,7 +73,16 @@ class ScoringSettings:
             completion_only_loss=completion_only_loss,
             assistant_only_loss=args.assistant_only_loss,
             preparation=preparation,
+            prompt_column=getattr(args, "prompt_column", None),
+            completion_column=getattr(args, "completion_column", None),
+            messages_column=getattr(args, "messages_column", None),
         )
+
+    def column_map(self, rows: Dataset | IterableDataset, formatting_func=None) -> ColumnMap | None:
+        """How `rows` become TRL's columns (None: they are; a `formatting_func` reads the user's columns itself)."""
+        if formatting_func is not None:
+            return None
+        return column_map(rows, self.text_field, self.prompt_column, self.completion_column, self.messages_column)
 
 
 def score_spec(args, live: bool = False) -> ScoreSpec:
@@ -138,6 +151,12 @@ class ScoringSetup:
     processes: Any
     provenance: dict
     formatting_func: Callable[[dict], str] | None = None
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Rows of the input embeddings: pre-tokenized rows must use ids below it."""
+        embeddings = unwrap_model(self.model).get_input_embeddings()
+        return getattr(embeddings, "num_embeddings", None)
 
     def scorer(self, batch_size: int | None = None) -> ResonanceScorer:
         """A fresh engine over this setup (a job attaches its reference step and settled moments to its own)."""

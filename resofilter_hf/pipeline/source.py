@@ -15,9 +15,10 @@ from pathlib import Path
 import pyarrow as pa
 from datasets import Dataset, Features, IterableDataset
 
-from ..engine.fingerprint import table_digest
+from ..engine.fingerprint import combine, json_digest, table_digest
 from ..engine.rows import check_no_row_id, claim_result_columns
 from ..provenance import read_provenance
+from ..schemas import ColumnMap
 
 
 WINDOW_ROWS = 16384  # rows prepared (and length-sorted) together
@@ -31,11 +32,18 @@ def check_max_rows(max_rows) -> None:
 class RowSource:
     """The rows one `score()` call reads, a window at a time, less an earlier scoring's result columns."""
 
-    def __init__(self, rows: Dataset | IterableDataset, column: str, max_rows: int | None = None):
+    def __init__(
+        self,
+        rows: Dataset | IterableDataset,
+        column: str,
+        max_rows: int | None = None,
+        mapping: ColumnMap | None = None,
+    ):
         if not isinstance(rows, (Dataset, IterableDataset)):
             raise TypeError(f"score() needs a datasets.Dataset or IterableDataset, got {type(rows).__name__}.")
         check_max_rows(max_rows)
-        self.column, self.max_rows = column, max_rows
+        self.column, self.max_rows, self.mapping = column, max_rows, mapping
+        self._mapped: Dataset | None = None
         self.sized = isinstance(rows, Dataset)
         self.user_format = rows.format if self.sized else None
         self.files = source_files(rows)
@@ -77,21 +85,37 @@ class RowSource:
         return len(self.dataset) if self.sized else self.max_rows
 
     def digest(self) -> str:
-        """What keys the scoring folder: every row of a `Dataset`, the first window of a stream."""
+        """What keys the scoring folder: every row of a `Dataset`, the first window of a stream; the mapping."""
         if self.sized:
-            return table_digest(self.dataset.with_format("arrow").iter(batch_size=WINDOW_ROWS))
-        return table_digest([self._window(self._first, 0).with_format("arrow")[:]])
+            rows = table_digest(self.dataset.with_format("arrow").iter(batch_size=WINDOW_ROWS))
+        else:
+            rows = table_digest([self._window(self._first, 0).with_format("arrow")[:]])
+        return combine(rows, json_digest(self.mapping and self.mapping.describe()))
 
-    def windows(self) -> Iterator[tuple[int, Dataset]]:
-        """(offset, rows) for each window, in order, every window with the same features."""
+    @property
+    def trl_columns(self) -> list[str]:
+        """The columns TRL's preparation sees (after the mapping)."""
+        names = list(self.features)
+        return self.mapping.columns_after(names) if self.mapping else names
+
+    def mapped(self) -> Dataset:
+        """A `Dataset`'s rows with TRL's columns (mapped once, in one Arrow pass)."""
+        if self._mapped is None:
+            self._mapped = self.mapping.apply(self.dataset) if self.mapping else self.dataset
+        return self._mapped
+
+    def windows(self) -> Iterator[tuple[int, Dataset, Dataset]]:
+        """(offset, rows, rows with TRL's columns) for each window, in order, every window with the same features."""
         if self.sized:
-            n = len(self.dataset)
+            n, mapped = len(self.dataset), self.mapped()
             for start in range(0, n, WINDOW_ROWS):
-                yield start, self.dataset.select(range(start, min(n, start + WINDOW_ROWS)))
+                positions = range(start, min(n, start + WINDOW_ROWS))
+                yield start, self.dataset.select(positions), mapped.select(positions)
             return
         offset, batch = 0, self._first
         while batch:
-            yield offset, self._window(batch, offset)
+            rows = self._window(batch, offset)
+            yield offset, rows, self.mapping.apply(rows) if self.mapping else rows
             offset += len(batch)
             batch = list(islice(self._iter, WINDOW_ROWS))
 
