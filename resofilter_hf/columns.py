@@ -11,6 +11,8 @@ Kinds: ``score`` (a selection may rank by it), ``baseline`` (a score from outsid
 import re
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 
 DEFAULT_SCORE_COLUMN = "resonance"
 LOSS = "resonance_loss"
@@ -101,6 +103,12 @@ def drop_side(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> str:
 def flag_sign(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> float:
     """+1 when high values of `name` are flagged (dropped), -1 when low ones are: multiply to make higher = flagged."""
     return -1.0 if drop_side(name, score_column) == "lowest" else 1.0
+
+
+def flag_values(values, name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> np.ndarray:
+    """`values` of column `name` as float64, negated where low values are flagged, so that higher = flagged (what
+    AUROC and ROC curves read)."""
+    return np.asarray(values, dtype=np.float64) * flag_sign(name, score_column)
 
 
 def score_columns(names, score_column: str = DEFAULT_SCORE_COLUMN) -> list[str]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .columns import drop_side, score_columns
+from .columns import drop_side
 from .engine.rows import ROW_ID
 
 
@@ -40,12 +40,6 @@ def confound_report(scores: Mapping[str, np.ndarray], length: np.ndarray, loss: 
         entry = {"length": spearman(values, length), "loss": spearman(values, loss) if loss is not None else None}
         report[name] = {**entry, "n": int(np.isfinite(values).sum())}
     return report
-
-
-def scored_confound_columns(names, column: str) -> list[str]:
-    """The columns of `score()`'s result whose confounds are reported: the score column first, then every other
-    score the library wrote there (alignment, anatomy), as `columns.score_columns` lists them."""
-    return score_columns(names, column)
 
 
 def loss_token_counts(prepare, dataset) -> np.ndarray:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from .columns import COMPANIONS
+from .columns import describe
 from .engine.files import atomic_path, write_atomic  # noqa: F401  (write_atomic: re-exported for callers)
 from .engine.rows import SCORES_ROW
 
@@ -156,16 +156,17 @@ def _json_value(value):
     return value
 
 
-def score_columns(dataset: Dataset, column: str) -> list[str]:
-    """The score column, its variants (`<column>_epoch0`, ...) and the companion columns, in dataset order."""
-    return [c for c in dataset.column_names if c == column or c.startswith(f"{column}_") or c in COMPANIONS]
+def written_columns(dataset: Dataset, column: str) -> list[str]:
+    """The columns this library wrote (`columns.describe`): the score column, its variants (`<column>_epoch0`, ...),
+    the companions and baselines, in dataset order."""
+    return [c for c in dataset.column_names if describe(c, column) is not None]
 
 
 def write_scores_file(scored: Dataset, folder: str | Path, column: str | None = None) -> Path:
     """`folder/resonance_scores.parquet`: `row` (the input row id) plus every score column of `scored`, with its
     provenance. The one writer of this file, for the trainer's checkpoints and the cards alike."""
     column = column or (read_provenance(scored).get("scoring") or {}).get("column") or "resonance"
-    keep = score_columns(scored, column)
+    keep = written_columns(scored, column)
     table = scored.select_columns(keep)
     table = table.add_column(SCORES_ROW, list(range(len(table)))).select_columns([SCORES_ROW, *keep])
     return write_parquet(table, Path(folder) / SCORES_FILE, read_provenance(scored))

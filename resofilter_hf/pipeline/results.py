@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
-from ..columns import LOSS, STATUS, TOKENS, TRUNCATED
-from ..confounds import confound_report, scored_confound_columns, strong_confounds
+from ..columns import LOSS, STATUS, TOKENS, TRUNCATED, score_columns
+from ..confounds import confound_report, strong_confounds
 from ..engine.rows import STATUS_OK, STATUS_TRUNCATED, dataset_kind
 
 
@@ -34,7 +34,7 @@ class Tally:
         cut = [offset + i for i, (f, s) in enumerate(zip(flags, statuses)) if f and s != STATUS_TRUNCATED]
         self.cut += cut[: max(0, 5 - len(self.cut))]
         self.n_cut += len(cut)
-        for name in scored_confound_columns(table.column_names, self.column) + [TOKENS, LOSS]:
+        for name in score_columns(table.column_names, self.column) + [TOKENS, LOSS]:
             values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
             self.numbers.setdefault(name, []).append(values)
         self.n += table.num_rows
