@@ -76,7 +76,8 @@ class ScoringJob:
         self.key = setup.fingerprint(self.scorer, data_digest, self.reference and self.reference.digest)
         self.root = Path(self.settings.output_dir) / "resonance"
         self.resume = self.settings.resume
-        unsaved = f".unsaved-{self.key}-{_shared_token(self.processes)}"  # one per run: never shared, never reused
+        self.token = _shared_token(self.processes)  # this run's, the same on every process
+        unsaved = f".unsaved-{self.key}-{self.token}"  # one per run: never shared, never reused
         self.folder = self.root / (self.key if self.resume else unsaved)
         self.store = ShardStore(self.folder, anatomy=self.settings.anatomy, alignment=self.reference is not None)
         self.started = time.time()

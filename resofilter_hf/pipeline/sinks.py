@@ -81,7 +81,7 @@ class PartsSink:
     def __init__(self, folder: str | os.PathLike, source: RowSource, job: ScoringJob, provenance: dict):
         self.folder = Path(folder).expanduser()
         self.job, self.provenance = job, provenance
-        self.run = job.key[:8] + "-" + os.urandom(3).hex()
+        self.run = f"{job.key[:8]}-{job.token}"  # every process names the parts alike
         self.parts: list[Path] = []
         self.n = 0
         check_not_input(self.folder, source.files)
