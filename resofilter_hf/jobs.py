@@ -28,14 +28,9 @@ from .trainer import ResonanceTrainer
 
 @dataclass
 class DataArguments(ScriptArguments):
-    """TRL's `ScriptArguments` plus column mapping, a row cap and where scores go."""
+    """TRL's `ScriptArguments` plus a row cap and where scores go (columns are mapped by `ResonanceConfig`'s
+    `prompt_column`/`completion_column`)."""
 
-    prompt_column: str | None = field(
-        default=None, metadata={"help": "Column renamed to 'prompt' (e.g. 'query' for MetaMathQA)."}
-    )
-    completion_column: str | None = field(
-        default=None, metadata={"help": "Column renamed to 'completion' (e.g. 'response' for MetaMathQA)."}
-    )
     max_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows of the split."})
     scores_path: str | None = field(
         default=None,
@@ -106,7 +101,7 @@ def _toy_options(uri: str) -> tuple[str, dict]:
 
 
 def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
-    """The rows of `args.dataset_name` (`split`, default the train split), columns mapped, capped at max_rows."""
+    """The rows of `args.dataset_name` (`split`, default the train split), capped at max_rows."""
     name = args.dataset_name
     if not name:
         raise ValueError("`dataset_name` is required: a Hub id, a local file or folder, 'gsm8k' or 'toy:math?n=...'.")
@@ -130,9 +125,6 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
         raise FileNotFoundError(f"`dataset_name` {name}: no such file or folder")
     else:
         dataset = load_dataset(name, name=args.dataset_config, split=split)
-    renames = _renames(args)
-    if renames:
-        dataset = dataset.rename_columns(renames)
     if args.max_rows is not None:
         dataset = dataset.select(range(min(args.max_rows, len(dataset))))
     return dataset
@@ -145,7 +137,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def load_stream(args: DataArguments, split: str | None = None) -> IterableDataset:
-    """The rows of `args.dataset_name` as a stream (`load_dataset(..., streaming=True)`), columns mapped; a local
+    """The rows of `args.dataset_name` as a stream (`load_dataset(..., streaming=True)`); a local
     .parquet/.json/.jsonl file streams through the matching builder. `max_rows` is applied by the scoring."""
     name, split = args.dataset_name, split or args.dataset_train_split
     if not name:
@@ -157,13 +149,7 @@ def load_stream(args: DataArguments, split: str | None = None) -> IterableDatase
         stream = load_dataset(builder, data_files=name, split="train", streaming=True)
     else:
         stream = load_dataset(name, name=args.dataset_config, split=split, streaming=True)
-    renames = _renames(args)
-    return stream.rename_columns(renames) if renames else stream
-
-
-def _renames(args: DataArguments) -> dict[str, str]:
-    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
-    return {old: new for old, new in renames.items() if old and old != new}
+    return stream
 
 
 def resolve_model(name: str | None, output_dir: str) -> str:

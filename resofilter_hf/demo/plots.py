@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
+from ..columns import flag_values
 from ..hub.figures import agg_figure
 from ..provenance import atomic_path
-from ..sweep import flag_values, summarize
+from ..sweep import summarize
 from .stats import auroc, roc_curve
 
 
@@ -60,7 +61,7 @@ def plot_histograms(scored: Dataset, columns: Sequence[str], path: str | Path, f
 
 
 def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_column: str = "flaw") -> Path:
-    """ROC curves (score flags flawed rows, in its flagged direction: `sweep.flag_values`) of each column: one
+    """ROC curves (score flags flawed rows, in its flagged direction: `columns.flag_values`) of each column: one
     panel for any flaw, one per flaw type."""
     from matplotlib import colormaps
 
