@@ -155,6 +155,8 @@ def _add_recipe_command(subparsers, name: str, help: str, job: str) -> None:
 
             recipe_parser(prog=f"resofilter {name}").print_help()
             return 0
+        if args.config is None and not extra:
+            raise UsageError("give --config RECIPE.yaml, or the fields as flags; --help lists them")
         if args.config is not None:
             read_recipe(args.config)  # a missing or malformed file is told before TRL is imported
             extra = [*extra, "--config", args.config]

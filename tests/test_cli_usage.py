@@ -39,6 +39,7 @@ def _cases(tmp) -> dict[str, list[str]]:
         "score_misspelt_flag": ["score", "--config", str(tmp / "good.yaml"), "--resonance_optimzer", "sgd"],
         "score_stray_value": ["score", "--config", str(tmp / "good.yaml"), "stray"],
         "score_no_dataset": ["score", "--output_dir", str(tmp / "o2")],
+        "train_nothing": ["train"],
     }
 
 
@@ -83,6 +84,12 @@ KEEP = "error: argument --keep: must be a share with 0 < keep <= 1 (0.5 keeps ha
         ("report_missing", 1, "resofilter report: {tmp}/missing.parquet: no such file or folder", True),
         ("publish_missing", 1, "resofilter publish: {tmp}/missing.parquet: no such file or folder", True),
         ("score_missing_config", 2, "resofilter score: error: --config {tmp}/nope.yaml: no such file", True),
+        (
+            "train_nothing",
+            2,
+            "resofilter train: error: give --config RECIPE.yaml, or the fields as flags; --help lists them",
+            True,
+        ),
         (
             "score_misspelt_flag",
             2,
