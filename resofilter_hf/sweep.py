@@ -110,10 +110,17 @@ def proxy_trainer(
 
 def _bar_only_callback():
     """transformers' `ProgressCallback` minus its `on_log`, which writes each log dict below the bar: the lab's
-    tables report the losses, and a progress line per step is all a reader of the log needs."""
+    tables report the losses, and a progress line per step is all a reader of the log needs. One bar at a time:
+    it is erased when its training ends, and drawn only on a terminal (a log file gets no bar refreshes)."""
+    from tqdm.auto import tqdm
     from transformers.trainer_callback import ProgressCallback
 
     class BarOnly(ProgressCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, leave=False, disable=None)
+            self.current_step = 0
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             return None
 
