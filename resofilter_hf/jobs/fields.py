@@ -23,8 +23,9 @@ GROUPS: tuple[tuple[str, str, tuple[tuple[str, Any, str], ...]], ...] = (
             ("dataset_train_split", "train", "Dataset split to use for training."),
             ("max_rows", None, "Use only the first N rows of the split."),
             ("scores_path", None, "`score`: where the scored rows go: a parquet file"),
-            ("prompt_column", None, "Column renamed to 'prompt'"),
-            ("completion_column", None, "Column renamed to 'completion'"),
+            ("prompt_column", None, "Column read as the prompt, with completion_column"),
+            ("completion_column", None, "Column read as the completion, with prompt_column"),
+            ("messages_column", None, "Column of chat turns read as 'messages'."),
         ),
     ),
     (
