@@ -146,3 +146,36 @@ def test_columns_that_fit_nothing_are_refused_naming_what_was_found(tmp_path, op
     if trainer is not None:
         with pytest.raises(ValueError, match=message):
             trainer.score(rows)
+
+
+def test_the_cli_reads_question_answer_files_and_maps_other_names(tmp_path):
+    """`resofilter score` as a subprocess: GSM8K's own columns score as they are; other names need the flags, and
+    without them the error lists the columns found and the flags to use."""
+    import subprocess
+    import sys
+
+    rows = problems()
+    Dataset.from_list([{"question": r["prompt"], "answer": r["completion"]} for r in rows]).to_parquet(
+        str(tmp_path / "gsm8k.parquet")
+    )
+    Dataset.from_list([{"q": r["prompt"], "a": r["completion"]} for r in rows]).to_parquet(
+        str(tmp_path / "qa.parquet")
+    )
+
+    def score(name: str, *flags: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "resofilter_hf.cli", "score", "--model_name_or_path", "toy:llama",
+                   "--dataset_name", str(tmp_path / f"{name}.parquet"), "--output_dir", str(tmp_path / name),
+                   "--use_cpu", "true", "--report_to", "none", *flags]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    done = score("gsm8k")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Reading the GSM8K (question/answer) layout" in done.stderr
+    scored = Dataset.from_parquet(str(tmp_path / "gsm8k" / "scored.parquet"))
+    assert scored.column_names[:2] == ["question", "answer"] and scored["resonance_status"] == ["ok"] * 5
+    refused = score("qa")
+    assert refused.returncode == 1
+    assert "Cannot read a dataset with columns ['q', 'a']" in refused.stderr and "--prompt_column" in refused.stderr
+    mapped = score("qa", "--prompt_column", "q", "--completion_column", "a")
+    assert mapped.returncode == 0, mapped.stderr[-2000:]
+    assert Dataset.from_parquet(str(tmp_path / "qa" / "scored.parquet"))["resonance_status"] == ["ok"] * 5
