@@ -32,11 +32,13 @@ INFLIGHT_STATES = ("fresh", "live")
 class ResonanceConfig(SFTConfig):
     r"""
     Configuration for [`ResonanceTrainer`]: everything [`~trl.SFTConfig`] takes, plus how samples are scored.
-    Two defaults differ. Where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
+    Three defaults differ. Where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
     accelerator, `bf16` left unset falls back to `False`. And `gradient_checkpointing`, the deprecated alias of
     `activation_checkpointing` in transformers, defaults to unset: activation checkpointing is still on by default,
     as in `SFTConfig`, but set under its current name, so a default config prints no deprecation warning. A value
-    given for either name is used as given (and the old name still warns, as transformers does).
+    given for either name is used as given (and the old name still warns, as transformers does). And
+    `dataloader_pin_memory` left unset is on where there is an accelerator and off on a CPU-only machine (nothing
+    to pin for; torch would warn at every epoch); a value given is used as given.
 
     The score of a sample is a statistic of the weight change that one optimizer step on that sample alone would
     make, from the current model state (the ResoFilter paper: mean |dW| of `mlp.up_proj` in the last 3 decoder
@@ -157,6 +159,15 @@ class ResonanceConfig(SFTConfig):
             "const": True,
         },
     )
+    dataloader_pin_memory: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Whether to pin memory in data loaders. Unset: on when there is an accelerator (as in SFTConfig), "
+            "off on a CPU-only machine, where torch would warn at every epoch.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
     resonance_target: str = field(
         default="auto",
         metadata={
@@ -273,6 +284,8 @@ class ResonanceConfig(SFTConfig):
             # nobody set
             self.activation_checkpointing = True
         super().__post_init__()
+        if self.dataloader_pin_memory is None:  # unset: pin only where there is an accelerator to pin for
+            self.dataloader_pin_memory = not self.use_cpu and _accelerator_available()
         if isinstance(self.resonance_modules, str):
             self.resonance_modules = [self.resonance_modules]
         if self.resonance_modules is not None:
@@ -306,6 +319,12 @@ def as_resonance_config(args: TrainingArguments | None, model: Any = None) -> Re
         if name not in known:
             setattr(config, name, value)
     return config
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.accelerator.is_available()
 
 
 def _bf16_accelerator() -> bool:
