@@ -2,8 +2,9 @@
 
 import math
 
+from resofilter_hf.columns import drop_side
 from resofilter_hf.demo.story_tables import format_table, paired_differences
-from resofilter_hf.sweep import drop_side, summarize
+from resofilter_hf.sweep import summarize
 
 
 METRICS = ("accuracy", "heldout_loss")

@@ -47,13 +47,12 @@ import torch  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab.cross_model import CrossModelSettings, ModelSpec, run_cross_model_seed  # noqa: E402
-
 from resofilter_hf.demo.story import StorySettings, retraining_proxy  # noqa: E402
 from resofilter_hf.demo.story_tables import format_table  # noqa: E402
 from resofilter_hf.sweep import ProxySettings, summarize  # noqa: E402
 
 from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
+from lab.cross_model import CrossModelSettings, ModelSpec, run_cross_model_seed  # noqa: E402
 
 
 # ---- fixed settings (decided before looking at any result of this benchmark) ----------------------------------

@@ -30,8 +30,6 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lab.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm8k_model  # noqa: E402
-
 from resofilter_hf.confounds import confound_report  # noqa: E402
 from resofilter_hf.demo.story_steps import score_pool  # noqa: E402
 from resofilter_hf.evaluation.gsm8k import load_gsm8k  # noqa: E402
@@ -49,6 +47,7 @@ from _common import (  # noqa: E402
     write_result,
     write_text_atomic,
 )
+from lab.gsm8k_flaws import MAKERS, inject_flaws, warm_gsm8k_model  # noqa: E402
 
 
 THREADS = 1

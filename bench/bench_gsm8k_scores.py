@@ -30,8 +30,6 @@ import numpy as np  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab.gsm8k_flaws import warm_gsm8k_model  # noqa: E402
-
 from resofilter_hf.demo.stats import rank_correlation  # noqa: E402
 from resofilter_hf.demo.story_steps import score_columns, score_pool  # noqa: E402
 from resofilter_hf.demo.story_tables import format_table  # noqa: E402
@@ -40,6 +38,7 @@ from resofilter_hf.selection import select_by_resonance  # noqa: E402
 from resofilter_hf.sweep import ProxySettings  # noqa: E402
 
 from _common import GSM8K_PROXY, RESULTS, gsm8k_cli, machine, write_result, write_text_atomic  # noqa: E402
+from lab.gsm8k_flaws import warm_gsm8k_model  # noqa: E402
 
 
 # ---- fixed settings --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Protocol, per seed, on the toy world (synthetic math problems with labelled flaw
    `N_REFERENCE` rows disjoint from pool and test, under the paper's transform and as the raw gradient), the
    anatomy columns, and the baselines (loss, perplexity, IFD, length, seeded random);
 3. AUROC of every score against the flaw labels, per flaw type, in each score's flagged direction (highest
-   flagged; alignment: lowest flagged, `sweep.drop_side`);
+   flagged; alignment: lowest flagged, `resofilter_hf.columns`);
 4. from the warmed model, retrain on keep 25% / 50% / 75% by each of `SELECTIONS` (dropping each score's flagged
    end), on the full pool (keep 100%), and on the clean twin of the pool (the same questions, no flaws: the
    ceiling);
@@ -314,7 +314,7 @@ def write_outputs(results: list[dict], settings: StorySettings, args, work: Path
             "missing_seeds": missing,
             "story": asdict(settings),
             "keeps": [*KEEPS, 1.0],
-            "selection_rule": "select_by_resonance defaults (dedup prompts, original order); drop = sweep.drop_side",
+            "selection_rule": "select_by_resonance defaults (dedup prompts, original order); drop = each column's declared direction (resofilter_hf.columns)",
             "auroc_direction": "flagged end of each score: highest; alignment: lowest",
             "smoke": args.smoke,
             "command": " ".join(sys.argv),

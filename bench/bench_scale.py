@@ -200,15 +200,18 @@ def bench_kills(args, model_dir, data, work) -> dict:
 
 
 def bench_stream(args, model_dir, data, work) -> dict:
-    out = Path(tempfile.mkdtemp(dir=work, prefix="stream-"))
-    got = run(args.new, "stream", model_dir, data, out, args.stream_rows)
-    print(
-        f"  stream N={got['n']}: {got['n'] / got['seconds']:.0f} rows/s, peak RSS {got['peak_mb']:.1f} MB", flush=True
-    )
-    parts = sorted((out / "parts").glob("*.parquet"))
-    keep = ("seconds", "peak_mb", "rss_before_mb")
-    return {"rows": got["n"], **{k: got[k] for k in keep}, "rows_per_s": got["n"] / got["seconds"],
-            "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
+    """`--stream-rows` rows streamed from the parquet file into parts, by the base code and this code, alternating."""
+    runs = {}
+    for name, path in (("base", args.base), ("new", args.new)):
+        out = Path(tempfile.mkdtemp(dir=work, prefix=f"stream-{name}-"))
+        got = run(path, "stream", model_dir, data, out, args.stream_rows)
+        print(f"  {name:4s} stream N={got['n']}: {got['n'] / got['seconds']:.0f} rows/s, peak RSS "
+              f"{got['peak_mb']:.1f} MB", flush=True)  # fmt: skip
+        parts = sorted((out / "parts").glob("*.parquet"))
+        keep = ("seconds", "peak_mb", "rss_before_mb")
+        runs[name] = {"rows": got["n"], **{k: got[k] for k in keep}, "rows_per_s": got["n"] / got["seconds"],
+                      "parts": len(parts), "finite": int(np.isfinite(got["column"]).sum())}  # fmt: skip
+    return {**runs["new"], "base": runs["base"], "speed_ratio": runs["new"]["rows_per_s"] / runs["base"]["rows_per_s"]}
 
 
 def bench_fingerprint() -> dict:

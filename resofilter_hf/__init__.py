@@ -1,7 +1,8 @@
 """resofilter-hf: ResoFilter data selection for TRL/PEFT fine-tuning.
 
 Score each SFT sample by how far one optimizer step on it alone would move the model's weights, keep the
-samples that move them least. Heavy imports (torch, transformers, trl) happen on first attribute access.
+samples that move them least. Heavy imports (torch, transformers, trl) happen on first attribute access, and so
+does the offline toy world: `resofilter_hf.toy.make_math_problems(200)` works after `import resofilter_hf`.
 """
 
 import importlib
@@ -20,6 +21,7 @@ _EXPORTS = {
     "read_provenance": "provenance",
     "report": "hub.report",
 }
+SUBPACKAGES = ("toy",)  # reachable as attributes, imported on first access
 
 __all__ = [
     "ResonanceConfig",
@@ -30,6 +32,7 @@ __all__ = [
     "report",
     "resonance_threshold",
     "select_by_resonance",
+    "toy",
 ]
 
 
@@ -37,6 +40,8 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
         return getattr(module, name)
+    if name in SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -45,6 +50,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from . import toy
     from .config import ResonanceConfig
     from .hub.publish import publish_dataset
     from .hub.report import report

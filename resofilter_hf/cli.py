@@ -2,23 +2,26 @@
 
 Each subcommand is one function ``add_<name>(subparsers)`` that registers its parser and sets ``func`` (called with
 the parsed namespace, returning an exit code). To add a subcommand, write such a function and append it to
-`COMMANDS`. Heavy imports happen inside the handlers, so ``resofilter --help`` stays fast.
+`COMMANDS`. Heavy imports happen inside the handlers, after the checks that need none (`jobs.usage`), so a bad
+option or a missing file is reported in a fraction of a second, and ``score --help`` lists its fields from a
+static table (`jobs.fields`) without importing TRL.
 
 Errors are one line on stderr naming the file, key or option: exit code 2 for a usage error (a bad option, a
 missing or wrong config), 1 for a failure (a missing dataset or model, an unreadable file). ``--debug`` prints the
-traceback instead.
+traceback instead. Warnings are one plain line too (``resofilter demo: warning: ...``), without a source path.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import traceback
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
-
-class UsageError(ValueError):
-    """A bad command line or config: reported in one line, exit code 2."""
+from .jobs.usage import UsageError, check_not_input, check_source, keep_share, read_recipe, unknown_arguments
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -77,7 +80,7 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", help="the scored dataset: a save_to_disk folder, .parquet or .jsonl file")
     parser.add_argument("repo_id", nargs="?", help="the Hub dataset repo (optional with --local-dir)")
     parser.add_argument(
-        "--keep", type=float, action="append", help="add a config keeping this share (0.5 -> keep50); repeatable"
+        "--keep", type=keep_share, action="append", help="add a config keeping this share (0.5 -> keep50); repeatable"
     )
     parser.add_argument(
         "--local-dir",
@@ -90,11 +93,12 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-column", action="append", help="column to break scores down by; repeatable")
 
     def run(args: argparse.Namespace) -> int:
+        if args.repo_id is None and args.local_dir is None:
+            parser.error("give REPO_ID to publish, or --local-dir to stage only")
+        check_source(args.source)
         from .hub.publish import PublishError, publish_dataset
         from .provenance import load_scored
 
-        if args.repo_id is None and args.local_dir is None:
-            parser.error("give REPO_ID to publish, or --local-dir to stage only")
         try:
             out = publish_dataset(
                 load_scored(args.source),
@@ -116,44 +120,77 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_recipe_command(subparsers, name: str, help: str, job: str) -> None:
-    """`score` and `train` take TRL-style arguments: `--config recipe.yaml` plus any dataclass field as a flag."""
+    """`score` and `train` take TRL-style arguments: `--config recipe.yaml` plus any dataclass field as a flag.
+    `--help` lists the fields people set (`jobs.fields`, no TRL import); `--help-all` every field, from TRL."""
+    from .jobs.fields import HELP_WIDTH, short_fields_help
+
+    streaming = " [--streaming]" if name == "score" else ""
     parser = subparsers.add_parser(
         name,
         help=help,
-        add_help=False,  # -h/--help goes to TRL's parser, which lists every field
-        description=f"{help}. Arguments: --config recipe.yaml, then any field of ScriptArguments, ResonanceConfig "
-        "(SFTConfig + resonance_*) or ModelConfig as --field value (see --help).",
+        add_help=False,
+        usage=f"%(prog)s --config RECIPE.yaml{streaming} [--FIELD VALUE ...]",
+        description=textwrap.fill(
+            f"{help[0].upper()}{help[1:]}. A recipe is the YAML `trl sft --config` takes, plus resonance_* keys; any "
+            "field is also a flag (--field value), which overrides the recipe. The fields people set:",
+            HELP_WIDTH,
+        ),
+        epilog=short_fields_help(),
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=HELP_WIDTH),
+    )
+    options = parser.add_argument_group("command options")
+    options.add_argument("--config", metavar="RECIPE.yaml", help="the recipe (recipes/ holds examples)")
+    if streaming:
+        options.add_argument(
+            "--streaming",
+            action="store_true",
+            help="stream the dataset and write the scored rows as parquet parts into a folder (scores_path, "
+            "default <output_dir>/scored/); --max_rows N caps the stream",
+        )
+    options.add_argument("-h", "--help", action="help", help="show this help and exit")
+    options.add_argument(
+        "--help-all",
+        action="store_true",
+        help="list every field: TRL's ScriptArguments, SFTConfig and ModelConfig, and the resonance_* fields",
     )
 
     def run(args: argparse.Namespace, extra: list[str]) -> int:
-        from . import jobs
+        if args.help_all:
+            from .jobs import parser as recipe_parser
 
+            recipe_parser(prog=f"resofilter {name}").print_help()
+            return 0
+        if args.config is None and not extra:
+            raise UsageError("give --config RECIPE.yaml, or the fields as flags; --help lists them")
+        if args.config is not None:
+            read_recipe(args.config)  # a missing or malformed file is told before TRL is imported
+            extra = [*extra, "--config", args.config]
         if getattr(args, "streaming", False):
             extra = [*extra, "--dataset_streaming", "true"]
-        data_args, training_args, model_args = jobs.parse(extra)
-        if job == "score":
-            path = jobs.run_score(data_args, training_args, model_args)
-            if path.is_dir():
-                print(f"scored rows written to {path} ({len(list(path.glob('*.parquet')))} parquet parts)")
-            else:
-                print(f"scores written to {path}")
-        else:
-            trainer = jobs.run_train(data_args, training_args, model_args)
-            print(f"model saved to {training_args.output_dir}")
-            if trainer.scored_dataset is not None:
-                print(
-                    f"scores ({training_args.resonance_when}) in {training_args.output_dir}/resonance_scores.parquet"
-                )
-        return 0
+        from . import jobs
 
-    if name == "score":
-        parser.add_argument(
-            "--streaming",
-            action="store_true",
-            help="stream the dataset (load_dataset(..., streaming=True)) and write the scored rows as parquet parts "
-            "into a folder (scores_path, default <output_dir>/scored/); max_rows caps the stream",
-        )
+        return _run_job(job, *jobs.parse(extra))
+
     parser.set_defaults(func=run, passthrough=True)
+
+
+def _run_job(job: str, data_args, training_args, model_args) -> int:
+    from . import jobs
+    from .demo.demo import quiet_library_bars
+
+    quiet_library_bars()
+    if job == "score":
+        path = jobs.run_score(data_args, training_args, model_args)
+        if path.is_dir():
+            print(f"scored rows written to {path} ({len(list(path.glob('*.parquet')))} parquet parts)")
+        else:
+            print(f"scores written to {path}")
+        return 0
+    trainer = jobs.run_train(data_args, training_args, model_args)
+    print(f"model saved to {training_args.output_dir}")
+    if trainer.scored_dataset is not None:
+        print(f"scores ({training_args.resonance_when}) in {training_args.output_dir}/resonance_scores.parquet")
+    return 0
 
 
 def add_score(subparsers: argparse._SubParsersAction) -> None:
@@ -174,7 +211,7 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
     parser.add_argument("output", help="where the kept rows go: .parquet (with the selection), .jsonl or .csv")
     rule = parser.add_mutually_exclusive_group(required=True)
-    rule.add_argument("--keep", type=float, help="share of the scored rows kept, e.g. 0.5")
+    rule.add_argument("--keep", type=keep_share, help="share of the scored rows kept, e.g. 0.5")
     rule.add_argument("--threshold", type=float, help="keep rows scoring at most this (at least, with --drop lowest)")
     parser.add_argument("--column", default="resonance", help="score column (default: %(default)s)")
     parser.add_argument("--drop", default="highest", choices=["highest", "lowest"])
@@ -184,12 +221,13 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nan", default="drop", choices=["drop", "keep", "error"], help="rows without a score")
 
     def run(args: argparse.Namespace) -> int:
-        from .jobs import check_not_input, run_select
+        check_source(args.source)
+        check_not_input(args.source, args.output)
+        from .jobs.select import run_select
         from .provenance import check_table_suffix
 
         try:
             check_table_suffix(args.output)
-            check_not_input(args.source, args.output)
         except ValueError as err:
             raise UsageError(str(err)) from err
         dedup = None if args.dedup_on.lower() == "none" else args.dedup_on.split(",")
@@ -219,7 +257,7 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
     parser.add_argument("--out", default="report.html", help="the HTML file to write (default: %(default)s)")
     parser.add_argument("--label-column", help="column to break scores down by (default: flaw/label/bool columns)")
-    parser.add_argument("--keep", type=float, default=0.5, help="keep share whose cut is shown (default: 0.5)")
+    parser.add_argument("--keep", type=keep_share, default=0.5, help="keep share whose cut is shown (default: 0.5)")
     parser.add_argument("--column", help="score column (default: the file's, else resonance)")
     parser.add_argument(
         "--drop",
@@ -231,6 +269,7 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         import time
 
+        check_source(args.source)
         from .hub.report import report
 
         started = time.perf_counter()
@@ -281,15 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     prog = f"resofilter {command}" if command else "resofilter"
     try:
-        args, extra = parser.parse_known_args(argv)
-        if getattr(args, "func", None) is None:
-            parser.print_help()
-            return 2
-        if getattr(args, "passthrough", False):
-            return args.func(args, extra)
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return args.func(args)
+        with _plain_warnings(prog, enabled=not debug):
+            args, extra = parser.parse_known_args(argv)
+            if getattr(args, "func", None) is None:
+                parser.print_help()
+                return 2
+            if getattr(args, "passthrough", False):
+                return args.func(args, extra)
+            if extra:
+                raise unknown_arguments(extra, _option_strings(parser, args.command))
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -301,6 +341,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if usage else 1
 
 
+def _option_strings(parser: argparse.ArgumentParser, command: str | None) -> list[str]:
+    """The options the top level and `command` take: the candidates for a misspelt flag's suggestion."""
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            actions += action.choices[command]._actions
+    return [option for action in actions for option in action.option_strings]
+
+
+@contextmanager
+def _plain_warnings(prog: str, enabled: bool = True) -> Iterator[None]:
+    """Warnings as one line (`resofilter demo: warning: ...`), without the source path and line Python adds."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        label = "warning" if category is UserWarning else category.__name__
+        print(f"{prog}: {label}: {_one_line(message)}", file=file or sys.stderr)
+
+    original = warnings.showwarning
+    if enabled:
+        warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)) and err.filename:
@@ -308,7 +374,5 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-if __name__ == "__main__":  # `python -m resofilter_hf.cli`: run the imported module, so that its UsageError is
-    from resofilter_hf.cli import main as _main  # the one jobs.py raises (not a twin defined in __main__)
-
-    sys.exit(_main())
+if __name__ == "__main__":  # `python -m resofilter_hf.cli`
+    sys.exit(main())

@@ -11,6 +11,8 @@ Kinds: ``score`` (a selection may rank by it), ``baseline`` (a score from outsid
 import re
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 
 DEFAULT_SCORE_COLUMN = "resonance"
 LOSS = "resonance_loss"
@@ -103,6 +105,12 @@ def flag_sign(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> float:
     return -1.0 if drop_side(name, score_column) == "lowest" else 1.0
 
 
+def flag_values(values, name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> np.ndarray:
+    """`values` of column `name` as float64, negated where low values are flagged, so that higher = flagged (what
+    AUROC and ROC curves read)."""
+    return np.asarray(values, dtype=np.float64) * flag_sign(name, score_column)
+
+
 def score_columns(names, score_column: str = DEFAULT_SCORE_COLUMN) -> list[str]:
     """The columns among `names` a selection may rank by (scores, then baselines), the paper's score first."""
     known = {name: describe(name, score_column) for name in names}
@@ -110,6 +118,9 @@ def score_columns(names, score_column: str = DEFAULT_SCORE_COLUMN) -> list[str]:
     return sorted(ranked, key=lambda n: (n != score_column, known[n].kind == "baseline"))
 
 
+COMPANIONS = frozenset({LOSS, TOKENS, STATUS, TRUNCATED, ALIGNMENT, *ANATOMY})  # written beside the score column
+
+
 def result_columns(score_column: str = DEFAULT_SCORE_COLUMN) -> frozenset[str]:
     """Every column `score()` may write for `score_column` (what a new scoring replaces)."""
-    return frozenset({score_column, LOSS, TOKENS, STATUS, TRUNCATED, ALIGNMENT, *ANATOMY})
+    return COMPANIONS | {score_column}

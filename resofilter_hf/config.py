@@ -13,8 +13,8 @@ from typing import Any
 from transformers import TrainingArguments
 from trl import SFTConfig
 
+from .columns import COMPANIONS
 from .engine.options import check_option
-from .engine.rows import COMPANION_COLUMNS
 
 
 TARGETS = ("auto", "weights", "lora")
@@ -22,6 +22,9 @@ OPTIMIZERS = ("adamw", "sgd", "adamw_state")
 METRICS = ("mean_abs", "l2", "max_abs", "std")
 LORA_DELTAS = ("adapter", "effective")
 WHEN = ("none", "before_train", "after_train", "inflight")
+# Learning rate and Adam eps of the simulated step: a step of 1e39 overflows fp32 (every row non-finite), one of
+# 1e-320 underflows to zero (every score 0.0); real values sit far inside these bounds.
+SANE_RANGES = {"resonance_lr": (1e-12, 1e2), "resonance_eps": (1e-30, 1.0)}
 INFLIGHT_STATES = ("fresh", "live")
 
 
@@ -29,11 +32,13 @@ INFLIGHT_STATES = ("fresh", "live")
 class ResonanceConfig(SFTConfig):
     r"""
     Configuration for [`ResonanceTrainer`]: everything [`~trl.SFTConfig`] takes, plus how samples are scored.
-    Two defaults differ. Where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
+    Three defaults differ. Where `SFTConfig` would turn bf16 on and then refuse a machine without a bf16
     accelerator, `bf16` left unset falls back to `False`. And `gradient_checkpointing`, the deprecated alias of
     `activation_checkpointing` in transformers, defaults to unset: activation checkpointing is still on by default,
     as in `SFTConfig`, but set under its current name, so a default config prints no deprecation warning. A value
-    given for either name is used as given (and the old name still warns, as transformers does).
+    given for either name is used as given (and the old name still warns, as transformers does). And
+    `dataloader_pin_memory` left unset is on where there is an accelerator and off on a CPU-only machine (nothing
+    to pin for; torch would warn at every epoch); a value given is used as given.
 
     The score of a sample is a statistic of the weight change that one optimizer step on that sample alone would
     make, from the current model state (the ResoFilter paper: mean |dW| of `mlp.up_proj` in the last 3 decoder
@@ -105,6 +110,19 @@ class ResonanceConfig(SFTConfig):
             reference. R is taken at the model state the scores are taken at; in flight, once, from the weights
             `train()` starts from (on resume: before the checkpoint is loaded, so R stays the first run's).
 
+        > Columns of the dataset
+
+        prompt_column (`str` or `None`, *optional*, defaults to `None`):
+            The column read as the prompt (with `completion_column`), for data whose columns are not TRL's
+            `prompt`/`completion`, `messages` or text. `None`: TRL's layout as it is, or a recognised one, read
+            with a one-line notice: GSM8K's `question`/`answer`, Alpaca's `instruction`/`input`/`output`,
+            MetaMathQA's `query`/`response`, MATH's `problem`/`solution`, ShareGPT's `conversations`
+            (`from`/`value` turns). The dataset keeps its own columns; scores come back beside them.
+        completion_column (`str` or `None`, *optional*, defaults to `None`):
+            The column read as the completion (with `prompt_column`).
+        messages_column (`str` or `None`, *optional*, defaults to `None`):
+            A column of chat turns read as `messages` (instead of a prompt/completion pair).
+
         > Output and execution
 
         resonance_column (`str`, *optional*, defaults to `"resonance"`):
@@ -137,6 +155,15 @@ class ResonanceConfig(SFTConfig):
         metadata={
             "help": "Deprecated alias of `activation_checkpointing`. Unset: activation checkpointing on, as in "
             "SFTConfig, without the deprecation warning.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
+    dataloader_pin_memory: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Whether to pin memory in data loaders. Unset: on when there is an accelerator (as in SFTConfig), "
+            "off on a CPU-only machine, where torch would warn at every epoch.",
             "nargs": "?",
             "const": True,
         },
@@ -206,6 +233,13 @@ class ResonanceConfig(SFTConfig):
             "resonance_alignment, the cosine between each sample's step and the mean step of the reference rows."
         },
     )
+    prompt_column: str | None = field(
+        default=None, metadata={"help": "Column read as the prompt, with completion_column (e.g. 'question')."}
+    )
+    completion_column: str | None = field(
+        default=None, metadata={"help": "Column read as the completion, with prompt_column (e.g. 'answer')."}
+    )
+    messages_column: str | None = field(default=None, metadata={"help": "Column of chat turns read as 'messages'."})
     resonance_column: str = field(default="resonance", metadata={"help": "Name of the score column."})
     resonance_batch_size: int = field(
         default=8, metadata={"help": "Samples per scoring forward/backward pass, per process."}
@@ -250,6 +284,8 @@ class ResonanceConfig(SFTConfig):
             # nobody set
             self.activation_checkpointing = True
         super().__post_init__()
+        if self.dataloader_pin_memory is None:  # unset: pin only where there is an accelerator to pin for
+            self.dataloader_pin_memory = not self.use_cpu and _accelerator_available()
         if isinstance(self.resonance_modules, str):
             self.resonance_modules = [self.resonance_modules]
         if self.resonance_modules is not None:
@@ -285,6 +321,12 @@ def as_resonance_config(args: TrainingArguments | None, model: Any = None) -> Re
     return config
 
 
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.accelerator.is_available()
+
+
 def _bf16_accelerator() -> bool:
     from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
 
@@ -315,9 +357,9 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
-    for name in ("resonance_lr", "resonance_eps"):
-        if not getattr(args, name) > 0:
-            raise ValueError(f"`{name}` must be > 0, got {getattr(args, name)}.")
+    for name, (low, high) in SANE_RANGES.items():  # outside these a fp32 step under- or overflows
+        if not low <= getattr(args, name) <= high:
+            raise ValueError(f"`{name}` must be between {low:g} and {high:g}, got {getattr(args, name)!r}.")
     if args.resonance_weight_decay < 0:
         raise ValueError(f"`resonance_weight_decay` must be >= 0, got {args.resonance_weight_decay}.")
     betas = args.resonance_betas
@@ -333,12 +375,14 @@ def validate_resonance_options(args: ResonanceConfig) -> None:
         raise ValueError(
             f"`resonance_batch_tokens` must be >= 1 (an integer) or None, got {args.resonance_batch_tokens!r}."
         )
-    if not args.resonance_column or args.resonance_column in COMPANION_COLUMNS:
+    if not args.resonance_column or args.resonance_column in COMPANIONS:
         raise ValueError(
             f"`resonance_column` must be a non-empty name other than the companion columns "
-            f"{sorted(COMPANION_COLUMNS)}, got {args.resonance_column!r}."
+            f"{sorted(COMPANIONS)}, got {args.resonance_column!r}."
         )
     if args.resonance_reference is not None and not str(args.resonance_reference).strip():
         raise ValueError("`resonance_reference` must be a dataset path or Hub id, got an empty string.")
+    if args.max_length is not None and (not _is_int(args.max_length) or args.max_length < 1):
+        raise ValueError(f"`max_length` must be a whole number >= 1 (tokens) or None, got {args.max_length!r}.")
     if args.resonance_inflight_state == "live" and args.resonance_when != "inflight":
         raise ValueError("`resonance_inflight_state='live'` only applies with `resonance_when='inflight'`.")

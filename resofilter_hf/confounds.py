@@ -42,23 +42,11 @@ def confound_report(scores: Mapping[str, np.ndarray], length: np.ndarray, loss: 
     return report
 
 
-EXTRA_SCORES = ("resonance_alignment", "resonance_toward_zero", "resonance_below_eps", "resonance_grad_norm")
-
-
-def scored_confounds(columns: Mapping[str, np.ndarray], column: str) -> dict:
-    """The report for `score()`'s result columns: the score column and whichever extra score columns are there,
-    against `resonance_tokens` (the loss tokens each score was computed on) and `resonance_loss`."""
-    names = [column, *(name for name in EXTRA_SCORES if name in columns)]
-    return confound_report(
-        {name: columns[name] for name in names}, columns["resonance_tokens"], columns["resonance_loss"]
-    )
-
-
-def loss_token_counts(trainer, dataset) -> np.ndarray:
-    """Each row's loss-token count after the trainer's own preparation (NaN for rows it drops): the length a
-    score is computed on, for datasets that carry no `resonance_tokens` column (in-flight scores)."""
+def loss_token_counts(prepare, dataset) -> np.ndarray:
+    """Each row's loss-token count after the trainer's own preparation `prepare(rows)` (NaN for rows it drops):
+    the length a score is computed on, for datasets that carry no `resonance_tokens` column (in-flight scores)."""
     n = len(dataset)
-    prepared = trainer.prepare_scoring_dataset(dataset.add_column(ROW_ID, list(range(n))))
+    prepared = prepare(dataset.add_column(ROW_ID, list(range(n))))
     counts = np.full(n, np.nan)
     for row_id, labels in zip(prepared[ROW_ID], prepared["labels"]):
         counts[row_id] = sum(label != -100 for label in labels[1:])
@@ -70,6 +58,9 @@ def loss_token_counts(trainer, dataset) -> np.ndarray:
 # and -0.95 (messages rows, loss on every token); on the toy demo's data about -0.25, and -0.5 on GSM8K text scored
 # by tiny untrained models. 0.6 separates "selection is mostly length" from a score with a length tilt.
 STRONG_RHO = 0.6
+# Under that many scored rows a rank correlation is too noisy to call (its spread with no relation is about
+# 1/sqrt(n-1): at 30 rows, 0.6 is three spreads out), so nothing is said.
+STRONG_MIN_ROWS = 30
 _AGAINST = {"length": ("longest", "shortest"), "loss": ("highest-loss", "lowest-loss")}
 REMEDY = {  # the option that takes each confound out of a selection
     "length": 'select with `stratify_by="length"` (CLI: `--stratify-by length`) to compare rows of similar length only',
@@ -78,11 +69,14 @@ REMEDY = {  # the option that takes each confound out of a selection
 
 
 def strong_confounds(report: Mapping[str, Mapping], score_column: str = "resonance") -> list[dict]:
-    """The strong entries of a confound report (|rho| >= `STRONG_RHO`), each as {"column", "against", "rho",
+    """The strong entries of a confound report (|rho| >= `STRONG_RHO` over `STRONG_MIN_ROWS` or more scored rows),
+    each as {"column", "against", "rho",
     "text", "remedy"}: `text` says in plain words what keeping by the column amounts to (its drop side from
     `columns`), `remedy` the option that addresses it."""
     found = []
     for column, entry in report.items():
+        if entry.get("n", 0) < STRONG_MIN_ROWS:
+            continue
         for against, (high, low) in _AGAINST.items():
             rho = entry.get(against)
             if rho is None or not abs(rho) >= STRONG_RHO:

@@ -5,13 +5,11 @@ survives `filter`, `select`, `sort`, `map` and `add_column`, so a card written l
 transform and selection rule produced the rows. The rest of the description is left as the user wrote it.
 """
 
-import contextlib
 import copy
 import functools
 import json
 import math
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from .engine.rows import COMPANION_COLUMNS, SCORES_ROW
+from .columns import describe
+from .engine.files import atomic_path, write_atomic  # noqa: F401  (write_atomic: re-exported for callers)
+from .engine.rows import SCORES_ROW
 
 
 MARKER = "resofilter-hf: "
@@ -101,30 +101,6 @@ def with_provenance(dataset: Dataset, **sections: Any) -> Dataset:
     return out
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path in `path`'s folder to write to; renamed onto `path` only if the block completes.
-
-    On any error (a full disk, an interrupt) the temporary file is removed and whatever `path` held before is left
-    as it was, so a reader never sees a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write `data` (text as UTF-8) to `path` atomically (see `atomic_path`)."""
-    with atomic_path(path) as partial:
-        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    return Path(path)
-
-
 def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
     """`dataset` as one parquet file with its features (the ``huggingface`` schema metadata, as `datasets` writes
     it) and `provenance` (JSON under ``resofilter-hf``). Streams in batches; never pickles; atomic."""
@@ -143,7 +119,12 @@ TABLE_SUFFIXES = (".parquet", ".jsonl", ".csv")  # what `write_table` writes, by
 
 
 def check_table_suffix(path: str | Path) -> str:
-    """The suffix of an output table path, or a ValueError listing the accepted ones."""
+    """The suffix of an output table path, or a ValueError listing the accepted ones (or saying the path is a
+    folder), checked before any compute."""
+    if Path(path).is_dir():
+        raise ValueError(
+            f"cannot write {path}: it is a folder; give a file path such as {Path(path) / 'scored.parquet'}."
+        )
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(
@@ -187,16 +168,17 @@ def _json_value(value):
     return value
 
 
-def score_columns(dataset: Dataset, column: str) -> list[str]:
-    """The score column, its variants (`<column>_epoch0`, ...) and the companion columns, in dataset order."""
-    return [c for c in dataset.column_names if c == column or c.startswith(f"{column}_") or c in COMPANION_COLUMNS]
+def written_columns(dataset: Dataset, column: str) -> list[str]:
+    """The columns this library wrote (`columns.describe`): the score column, its variants (`<column>_epoch0`, ...),
+    the companions and baselines, in dataset order."""
+    return [c for c in dataset.column_names if describe(c, column) is not None]
 
 
 def write_scores_file(scored: Dataset, folder: str | Path, column: str | None = None) -> Path:
     """`folder/resonance_scores.parquet`: `row` (the input row id) plus every score column of `scored`, with its
     provenance. The one writer of this file, for the trainer's checkpoints and the cards alike."""
     column = column or (read_provenance(scored).get("scoring") or {}).get("column") or "resonance"
-    keep = score_columns(scored, column)
+    keep = written_columns(scored, column)
     table = scored.select_columns(keep)
     table = table.add_column(SCORES_ROW, list(range(len(table)))).select_columns([SCORES_ROW, *keep])
     return write_parquet(table, Path(folder) / SCORES_FILE, read_provenance(scored))

@@ -29,8 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
+from .columns import DEFAULT_SCORE_COLUMN, drop_side
 from .engine.options import check_option
-from .provenance import with_provenance
+from .provenance import read_provenance, with_provenance
 
 
 DROPS = ("highest", "lowest")
@@ -44,8 +45,8 @@ def select_by_resonance(
     keep: float | None = None,
     *,
     threshold: float | None = None,
-    column: str = "resonance",
-    drop: str = "highest",
+    column: str | None = None,
+    drop: str | None = None,
     dedup_on: str | Sequence[str] | None = "prompt",
     order: str = "original",
     stratify_by: str | None = None,
@@ -57,9 +58,10 @@ def select_by_resonance(
     Args:
         keep: share of the scored rows to keep, 0 < keep <= 1 (``ceil(n * keep)`` rows). Give this or `threshold`.
         threshold: keep rows scoring ``<= threshold`` (``>=`` with ``drop="lowest"``) instead of a share.
-        column: the score column.
+        column: the score column (default: the one the provenance names, else ``resonance``).
         drop: "highest" (the paper: high resonance is dropped) or "lowest" (the mirror rule; ties still rank
-            the lower index first, so among equal scores the earlier row is dropped first).
+            the lower index first, so among equal scores the earlier row is dropped first). Default: the column's
+            own direction (`resofilter_hf.columns`): "lowest" for alignment, "highest" for every other score.
         dedup_on: "prompt" (the `prompt` column; without one, the non-assistant turns of `messages`;
             conversations compared as canonical JSON), None (no deduplication), or column name(s).
         order: "original" (input order) or "score" (kept rows from the most keepable: lowest score first with
@@ -79,6 +81,7 @@ def select_by_resonance(
     `threshold_value`: the score of the last kept row at the cut (None when stratified or nothing is kept).
     """
     check_option("select_by_resonance", "order", order, ORDERS)
+    column, drop = resolve_column(dataset, column, drop)
     plan = _plan(dataset, keep, threshold, column, drop, dedup_on, stratify_by, nan, seed, "select_by_resonance")
     kept = plan.kept
     if order == "score":
@@ -115,8 +118,8 @@ def resonance_threshold(
     dataset: Dataset,
     keep: float,
     *,
-    column: str = "resonance",
-    drop: str = "highest",
+    column: str | None = None,
+    drop: str | None = None,
     dedup_on: str | Sequence[str] | None = "prompt",
     nan: str = "drop",
 ) -> float:
@@ -127,6 +130,7 @@ def resonance_threshold(
     selection then splits a tie by row index, which no score threshold can do) or when no row is scored.
     With ``nan="keep"``, unscored rows are kept on top of the threshold's rows.
     """
+    column, drop = resolve_column(dataset, column, drop)
     plan = _plan(dataset, keep, None, column, drop, dedup_on, None, nan, None, "resonance_threshold")
     if len(plan.kept) == 0:
         raise ValueError(f"resonance_threshold: no scored rows in column {column!r}, so there is no threshold")
@@ -145,15 +149,25 @@ def resonance_threshold(
 def drop_order(
     dataset: Dataset,
     *,
-    column: str = "resonance",
-    drop: str = "highest",
+    column: str | None = None,
+    drop: str | None = None,
     dedup_on: str | Sequence[str] | None = "prompt",
 ) -> np.ndarray:
     """The scored rows that survive deduplication, as input indices in the order the rule drops them (first
     dropped first): `select_by_resonance(dataset, keep)` keeps the last ``ceil(n * keep)`` of them."""
+    column, drop = resolve_column(dataset, column, drop)
     plan = _plan(dataset, 1, None, column, drop, dedup_on, None, "drop", None, "drop_order")
     scores = plan.scores[plan.kept]
     return plan.kept[np.lexsort((plan.kept, -scores if drop == "highest" else scores))]
+
+
+def resolve_column(dataset: Dataset, column: str | None, drop: str | None) -> tuple[str, str]:
+    """(the score column, the end dropped): as given, else the provenance's column and that column's declared
+    direction (`columns.drop_side`)."""
+    provenance = read_provenance(dataset)
+    score_column = (provenance.get("scoring") or {}).get("column") or DEFAULT_SCORE_COLUMN
+    column = column or score_column
+    return column, drop or drop_side(column, score_column)
 
 
 @dataclass

@@ -22,27 +22,11 @@ from datasets import Dataset
 
 from .engine.rows import ROW_ID
 from .evaluation import final_answer_accuracy
+from .provenance import read_provenance
 from .selection import select_by_resonance
 
 
 INPUT_COLUMNS = ("prompt", "completion", "messages")
-
-# Which end of a score column is flagged: dropped by a selection, counted as "flawed" by AUROC and ROC curves.
-# Every score flags its highest values except alignment with a trusted reference set, where LOW means unlike the
-# reference. The lab's selections, tables and figures all read the direction from `drop_side`.
-ALIGNMENT = ("resonance_alignment", "resonance_alignment_grad")  # the lab's alignment columns (story_steps.SCORERS)
-DROP_LOWEST = frozenset(ALIGNMENT)
-
-
-def drop_side(column: str) -> str:
-    """`select_by_resonance`'s `drop` for `column`: "lowest" for the columns in `DROP_LOWEST`, else "highest"."""
-    return "lowest" if column in DROP_LOWEST else "highest"
-
-
-def flag_values(values: Sequence[float], column: str) -> np.ndarray:
-    """`values` of score `column` as float64, negated where low values are flagged, so higher = flagged."""
-    values = np.asarray(values, dtype=np.float64)
-    return -values if drop_side(column) == "lowest" else values
 
 
 @dataclass(frozen=True)
@@ -126,10 +110,17 @@ def proxy_trainer(
 
 def _bar_only_callback():
     """transformers' `ProgressCallback` minus its `on_log`, which writes each log dict below the bar: the lab's
-    tables report the losses, and a progress line per step is all a reader of the log needs."""
+    tables report the losses, and a progress line per step is all a reader of the log needs. One bar at a time:
+    it is erased when its training ends, and drawn only on a terminal (a log file gets no bar refreshes)."""
+    from tqdm.auto import tqdm
     from transformers.trainer_callback import ProgressCallback
 
     class BarOnly(ProgressCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, leave=False, disable=None)
+            self.current_step = 0
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             return None
 
@@ -272,8 +263,8 @@ def keep_ratio_sweep(
     select_kwargs: dict | None = None,
     cache: dict | None = None,
 ) -> list[dict[str, Any]]:
-    """Train a proxy from `model_dir` on `select_by_resonance(scored_dataset, keep, column=c, drop=drop_side(c))` for
-    every column and keep share, and evaluate each on `test_dataset`. Returns one dict per (column, keep), in that
+    """Train a proxy from `model_dir` on `select_by_resonance(scored_dataset, keep, column=c)` (each column in its
+    own direction, `resofilter_hf.columns`) for every column and keep share, and evaluate each on `test_dataset`. Returns one dict per (column, keep), in that
     order, with the end each selection dropped ("drop").
 
     A selection equal to one already trained (e.g. keep=1.0 under every column) is trained once; pass the same
@@ -285,7 +276,7 @@ def keep_ratio_sweep(
     table = []
     for column in columns:
         for keep in keeps:
-            options = {"drop": drop_side(column), **(select_kwargs or {})}
+            options = dict(select_kwargs or {})
             selected = select_by_resonance(indexed, keep=keep, column=column, **options)
             key = (seed, tuple(selected[ROW_ID]))
             if key not in cache:
@@ -293,7 +284,8 @@ def keep_ratio_sweep(
                 cache[key] = train_and_evaluate(
                     model_dir, selected.remove_columns(ROW_ID), test_dataset, settings, seed=seed, output_dir=folder
                 )
-            row = {"column": column, "keep": keep, "seed": seed, "drop": options["drop"], "n_input": len(indexed)}
+            drop = read_provenance(selected)["selection"]["drop"]
+            row = {"column": column, "keep": keep, "seed": seed, "drop": drop, "n_input": len(indexed)}
             table.append({**row, **cache[key]})
     return table
 

@@ -6,7 +6,7 @@ so a score is computed on exactly the tokens the trainer would train on, and ret
 column. Dedup and filtering belong to selection (`select_by_resonance`), not here: no row is ever dropped.
 """
 
-import hashlib
+import copy
 import json
 import math
 import os
@@ -20,20 +20,29 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import SFTTrainer
 
 from .config import as_resonance_config, validate_resonance_options
-from .engine.compat import check_private_symbols
-from .engine.deltas import ScoreSpec, StepTransform
-from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states
+from .confounds import loss_token_counts
+from .engine.compat import check_private_symbols, prepare_dataset
+from .engine.deltas import ScoreSpec
+from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states, scoring_collator
 from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
-from .engine.rows import ROW_ID, SCORES_ROW, check_train_rows
+from .engine.rows import ROW_ID, SCORES_ROW, check_no_row_id, check_train_rows
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, scored_tensors, unwrap_model
+from .engine.targets import Target, find_targets, unwrap_model
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
+from .pipeline import (
+    ScoringSettings,
+    ScoringSetup,
+    loss_on_prompt,
+    score_rows,
+    score_spec,
+    scoring_losses,
+    scoring_provenance,
+)
 from .provenance import (
     CITATION,
     SCORES_FILE,
-    library_versions,
     load_scored,
     read_provenance,
     with_provenance,
@@ -41,7 +50,6 @@ from .provenance import (
     write_scores_file,
 )
 from .reference import inflight_reference
-from .scoring import build_scorer, dataset_losses, prepare_for_scoring, score_dataset, scoring_collator
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -91,9 +99,12 @@ class ResonanceTrainer(SFTTrainer):
         check_private_symbols()
         args = as_resonance_config(args, model)
         validate_resonance_options(args)
-        if formatting_func is None:  # rows TRL's preparation would crash on fail here, by row index and field
-            check_train_rows(train_dataset, args.dataset_text_field)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
+        if isinstance(train_dataset, Dataset):
+            check_no_row_id(train_dataset.column_names)
+        train_dataset, eval_dataset = _with_trl_columns(args, formatting_func, train_dataset, eval_dataset)
+        # rows TRL's preparation would crash on fail here, by row index and field
+        check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
         self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
@@ -121,6 +132,9 @@ class ResonanceTrainer(SFTTrainer):
             formatting_func=formatting_func,
         )
         self._resonance_targets: list[Target] | None = None
+        if isinstance(train_dataset, Dataset) and "input_ids" in train_dataset.column_names:
+            vocab = getattr(unwrap_model(self.model).get_input_embeddings(), "num_embeddings", None)
+            check_train_rows(train_dataset, args.dataset_text_field, vocab_size=vocab)  # ids the model has
         if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
             _ = self.resonance_targets
         if inflight:
@@ -145,69 +159,49 @@ class ResonanceTrainer(SFTTrainer):
         return self._resonance_targets
 
     def _score_spec(self) -> ScoreSpec:
+        live = self.args.resonance_when == "inflight" and self.args.resonance_inflight_state == "live"
+        return score_spec(self.args, live)
+
+    def scoring_setup(self) -> ScoringSetup:
+        """What the scoring pipeline runs with, built here and handed down (the pipeline never calls back)."""
         args = self.args
-        live = args.resonance_when == "inflight" and args.resonance_inflight_state == "live"
-        transform = StepTransform(
-            optimizer="adamw_state" if live else args.resonance_optimizer,
-            lr=args.resonance_lr,
-            weight_decay=args.resonance_weight_decay,
-            eps=args.resonance_eps,
-            betas=tuple(args.resonance_betas),
-        )
-        return ScoreSpec(
-            transform=transform,
-            metric=args.resonance_metric,
-            anatomy=args.resonance_anatomy,
-            lora_delta=args.resonance_lora_delta,
-            chunk_mb=args.resonance_chunk_mb,
+        formatting = getattr(self, "_formatting_func", None)
+        completion_only = getattr(self, "completion_only_loss", None)
+        return ScoringSetup(
+            model=self.model,
+            processing_class=self.processing_class,
+            targets=self.resonance_targets,
+            spec=self._score_spec(),
+            collate_fn=scoring_collator(self.data_collator),
+            prepare=self.prepare_scoring_dataset,
+            settings=ScoringSettings.of(args, completion_only, formatting),
+            processes=self.accelerator,
+            provenance=self.resonance_provenance(),
+            formatting_func=formatting,
         )
 
     def scorer(self, batch_size: int | None = None) -> ResonanceScorer:
         """The batched scoring engine over this trainer's model, targets, collator and resonance settings."""
-        return build_scorer(self, batch_size)
+        return self.scoring_setup().scorer(batch_size)
 
-    def scoring_collator(self):
-        """The collator scoring batches go through: the trainer's own, padded (one row per sample)."""
-        return scoring_collator(self.data_collator)
-
-    def resonance_provenance(self, n_rows: int, n_scored: int) -> dict:
-        """What a score depends on, for dataset cards and reproducibility."""
-        args = self.args
-        base = unwrap_model(self.model)
+    def resonance_provenance(self) -> dict:
+        """What a score depends on, for dataset cards and reproducibility (a run adds its row counts)."""
         template = getattr(self, "chat_template", None) or getattr(self.processing_class, "chat_template", None)
-        revision = (args.model_init_kwargs or {}).get("revision") if isinstance(args.model_init_kwargs, dict) else None
-        targets = self.resonance_targets
-        return {
-            "model_id": getattr(base.config, "_name_or_path", None),
-            "model_revision": revision or getattr(base.config, "_commit_hash", None),
-            # target kind, modules and where they came from, layers, tensor names, shapes and slices
-            **scored_tensors(self.model, args.resonance_target, args.resonance_modules, targets),
-            "last_n_layers": args.resonance_last_n_layers,
-            "lora_delta": args.resonance_lora_delta,
-            "optimizer": args.resonance_optimizer,
-            "lr": args.resonance_lr,
-            "eps": args.resonance_eps,
-            "weight_decay": args.resonance_weight_decay,
-            "betas": list(args.resonance_betas),
-            "metric": args.resonance_metric,
-            "dtype": str(targets[0].weight.dtype).replace("torch.", ""),
-            "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template else None,
-            "max_length": args.max_length,
-            "completion_only_loss": getattr(self, "completion_only_loss", None),
-            "assistant_only_loss": args.assistant_only_loss,
-            "column": args.resonance_column,
-            "n_rows": n_rows,
-            "n_scored": n_scored,
-            "n_unscored": n_rows - n_scored,
-            "versions": library_versions(),
-        }
+        completion_only = getattr(self, "completion_only_loss", None)
+        return scoring_provenance(self.args, self.model, self.resonance_targets, template, completion_only)
 
     # ---- scoring ---------------------------------------------------------------------------------------------
 
     def prepare_scoring_dataset(self, dataset: Dataset, truncate: bool = True) -> Dataset:
-        """`dataset` through TRL's own preparation, never packed: the tokens a score is computed on (see
-        `resofilter_hf.scoring.prepare_for_scoring`)."""
-        return prepare_for_scoring(self, dataset, truncate)
+        """`dataset` through TRL's own preparation (chat template, loss masks, truncation), never packed: the tokens
+        a score is computed on. Fully masked rows are dropped, as TRL drops them; other columns are kept.
+        `truncate=False` skips the `max_length` cut (to tell truncated rows from rows without loss tokens)."""
+        args = self.args
+        if not truncate:
+            args = copy.copy(args)
+            args.max_length = None
+        formatting = getattr(self, "_formatting_func", None)
+        return prepare_dataset(self, dataset, self.processing_class, args, formatting, "resonance")
 
     def score(
         self,
@@ -220,19 +214,21 @@ class ResonanceTrainer(SFTTrainer):
         """Score every row of `dataset` (default: the train dataset) on the current model state.
 
         Returns the rows in input order with their columns plus the score column (float64, NaN when there is no
-        score), `resonance_loss`, `resonance_tokens`, `resonance_status` (and the anatomy columns with
-        `resonance_anatomy`; `resonance_alignment` with a `reference` set, default `resonance_reference`); the
-        model is left exactly as it was. Scores go to Parquet shards under
+        score), `resonance_loss`, `resonance_tokens`, `resonance_status`, `resonance_truncated` (and the anatomy
+        columns with `resonance_anatomy`; `resonance_alignment` with a `reference` set, default
+        `resonance_reference`); the model is left exactly as it was. Scores go to Parquet shards under
         `output_dir/resonance/<fingerprint>/` as they are made (a rerun resumes there); each process scores a
-        share and returns the full result. A stream (`IterableDataset`, capped at `max_rows`) comes back as a
-        stream over the Parquet parts written to `parts_dir` (default `output_dir/scored/`), one per window.
+        share and returns the full result. A stream (`IterableDataset`, capped at `max_rows`) goes through the
+        very same stages and comes back as a stream over the Parquet parts written to `parts_dir` (default
+        `output_dir/scored/`), one per window, with the same columns, statuses, warnings and provenance.
         """
-        return score_dataset(self, dataset, parts_dir=parts_dir, max_rows=max_rows, reference=reference)
+        rows = self._resonance_source if dataset is None else dataset
+        return score_rows(self.scoring_setup(), rows, parts_dir=parts_dir, max_rows=max_rows, reference=reference)
 
     def losses(self, dataset: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Forward only: (mean loss over each row's loss tokens, loss-token count), per input row, on the current
         model, through the same preparation and batches as `score`. A row the preparation drops gets NaN, 0."""
-        return dataset_losses(self, dataset, batch_size)
+        return scoring_losses(self.scoring_setup(), dataset, batch_size)
 
     # ---- training: when to score, in-flight capture, checkpoints ---------------------------------------------
 
@@ -272,7 +268,10 @@ class ResonanceTrainer(SFTTrainer):
             self.scored_dataset = self.score()
         recorder = self._resonance_recorder
         if recorder is not None:
-            self._resonance_reference_info = inflight_reference(self, recorder)  # R from the starting weights
+            # R from the starting weights
+            self._resonance_reference_info = inflight_reference(
+                self.scoring_setup(), recorder, args.resonance_optimizer
+            )
             recorder.attach(self.model)
         try:
             output = super().train(
@@ -286,7 +285,7 @@ class ResonanceTrainer(SFTTrainer):
                 recorder.detach()
         if recorder is not None:
             self._gather_inflight()
-            self.scored_dataset = self._inflight_dataset()
+            self.scored_dataset = self._inflight_dataset(warn=True)
         if args.resonance_when == "after_train":
             self.scored_dataset = self.score()
         if self.scored_dataset is not None and self.args.should_save:
@@ -300,10 +299,23 @@ class ResonanceTrainer(SFTTrainer):
         return int(nearest) if abs(epoch - nearest) < 1e-6 else math.floor(epoch)
 
     def _gather_inflight(self) -> None:
-        gather_inflight(self)
+        self._resonance_gathers = getattr(self, "_resonance_gathers", 0) + 1
+        gather_inflight(self._resonance_recorder, self.accelerator, self.args.output_dir, self._resonance_gathers)
 
-    def _inflight_dataset(self) -> Dataset:
-        return inflight_dataset(self)
+    def _inflight_dataset(self, warn: bool = False) -> Dataset:
+        """The train rows with their in-flight score columns (`inflight_scores.inflight_dataset`)."""
+        args, source = self.args, self._resonance_source
+        if self._resonance_lengths is None:  # tokenized once per trainer
+            self._resonance_lengths = loss_token_counts(self.prepare_scoring_dataset, source)
+        provenance = {**self.resonance_provenance(), "inflight_state": args.resonance_inflight_state}
+        on_prompt = loss_on_prompt(
+            source.column_names, args.dataset_text_field, getattr(self, "completion_only_loss", None),
+            args.assistant_only_loss,
+        )  # fmt: skip
+        return inflight_dataset(
+            self._resonance_recorder, source, args.resonance_column, provenance, self._resonance_lengths,
+            reference_info=self._resonance_reference_info, on_prompt=on_prompt, warn=warn,
+        )  # fmt: skip
 
     def save_scores(self, folder: str | os.PathLike) -> Path:
         """`folder/resonance_scores.parquet`: `row` and every score column of `scored_dataset`, with provenance."""
@@ -339,3 +351,18 @@ class ResonanceTrainer(SFTTrainer):
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
             self.save_scores(output_dir or self.args.output_dir)
+
+
+def _with_trl_columns(args, formatting_func, *datasets):
+    """Each dataset with TRL's columns (`schemas`: mapped or recognised layouts); None and dicts of splits too."""
+    settings = ScoringSettings.of(args, None, formatting_func)
+
+    def mapped(rows):
+        if isinstance(rows, dict):
+            return {name: mapped(split) for name, split in rows.items()}
+        if not isinstance(rows, (Dataset, IterableDataset)):
+            return rows
+        mapping = settings.column_map(rows, formatting_func)
+        return mapping.apply(rows) if mapping else rows
+
+    return [mapped(rows) for rows in datasets]

@@ -184,11 +184,15 @@ def test_values_that_post_init_derives_survive(tmp_path):
 
 
 def test_no_args_gives_the_stock_defaults(tmp_path):
-    """`args=None`: SFTTrainer's own default config (`<model>-SFT`), bf16 off on a machine without bf16 support."""
+    """`args=None`: SFTTrainer's own default config (`<model>-SFT`), bf16 off on a machine without bf16 support and
+    pinned memory off on a machine without an accelerator (ResonanceConfig's documented defaults)."""
     converted = as_resonance_config(None, "org/tiny-model")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # SFTConfig's default gradient_checkpointing is deprecated
-        stock = SFTConfig("tiny-model-SFT", bf16=None if is_torch_bf16_gpu_available() else False)
+        stock = SFTConfig(
+            "tiny-model-SFT", bf16=None if is_torch_bf16_gpu_available() else False,
+            dataloader_pin_memory=torch.accelerator.is_available(),
+        )  # fmt: skip
     assert_same_fields(converted, stock)
 
 

@@ -37,3 +37,13 @@ def test_use_cpu_without_bf16_set_trains_in_float32():
     """With `use_cpu=True` and bf16 unset, the default is fp32 (SFTConfig would autocast the CPU run in bf16)."""
     assert ResonanceConfig("unused", use_cpu=True, report_to="none").bf16 is False
     assert ResonanceConfig("unused", use_cpu=True, bf16=True, report_to="none").bf16 is True  # the user's choice
+
+
+def test_pinned_memory_unset_follows_the_machine_and_a_given_value_stays(tmp_path):
+    """Unset, `dataloader_pin_memory` is on only with an accelerator (torch warns at every epoch when there is
+    nothing to pin for); the README's `ResonanceConfig("out")` trains without that warning on a CPU-only machine."""
+    import torch
+
+    assert ResonanceConfig(str(tmp_path)).dataloader_pin_memory is torch.accelerator.is_available()
+    assert ResonanceConfig(str(tmp_path), use_cpu=True).dataloader_pin_memory is False
+    assert ResonanceConfig(str(tmp_path), dataloader_pin_memory=True).dataloader_pin_memory is True

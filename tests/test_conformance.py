@@ -75,6 +75,8 @@ CASES = {
     "data=input_ids": Case(data="input_ids"),
     "data=formatting_func": Case(data="question-answer", formatting_func=True),
     "data=iterable": Case(data="iterable"),
+    "data=tool-calls": Case(data="tool-calls"),  # an assistant turn with content None and tool_calls; a tool turn
+    "data=content-parts": Case(data="content-parts"),  # content as a list of typed parts
     "eval=one": Case(eval="one", kwargs=dict(eval_strategy="steps", eval_steps=2)),
     "eval=dict": Case(eval="dict", kwargs=dict(eval_strategy="steps", eval_steps=2)),
     # PEFT
@@ -123,9 +125,45 @@ CASES = {
 }
 
 
+# The toy template knows system/user/assistant string turns; TRL's tool-calling and multimodal tests use templates
+# that render tool calls, tool turns and content part lists, as this one does.
+TOOL_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% elif m['content'] %}"
+    "{% for p in m['content'] %}{% if p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% for c in m.get('tool_calls') or [] %}<call>{{ c['function']['name'] }}"
+    "{{ c['function']['arguments'] | tojson }}</call>{% endfor %}"
+    "<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+TEMPLATED = ("tool-calls", "content-parts")
+
+
+def tool_turns(prompt: str, completion: str) -> list[dict]:
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": prompt[:20]}}}
+    return [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "name": "calculator", "content": "42"},
+        {"role": "assistant", "content": completion},
+    ]
+
+
 def make_dataset(kind: str, tokenizer_dir, seed: int) -> Dataset:
     if kind in ("conversational", "messages"):
         return make_math_problems(N_ROWS, seed=seed, style=kind)
+    if kind in TEMPLATED:
+        rows = make_math_problems(N_ROWS, seed=seed)
+        if kind == "tool-calls":
+            return Dataset.from_dict(
+                {"messages": [tool_turns(p, c) for p, c in zip(rows["prompt"], rows["completion"])]}
+            )
+        parts = [
+            [{"role": "user", "content": [{"type": "text", "text": p}]},
+             {"role": "assistant", "content": [{"type": "text", "text": c}]}]
+            for p, c in zip(rows["prompt"], rows["completion"])
+        ]  # fmt: skip
+        return Dataset.from_dict({"messages": parts})
     rows = make_math_problems(N_ROWS, seed=seed)
     texts = [p + c for p, c in zip(rows["prompt"], rows["completion"])]
     if kind == "prompt-completion":
@@ -169,13 +207,19 @@ def run(trainer_cls, case: Case, out) -> dict:
         held_out = make_dataset(case.data, model_dir, seed=2).take(4)
         evaluation = held_out if case.eval == "one" else {"a": held_out, "b": held_out.select([1, 0])}
 
+    def tokenizer():
+        loaded = AutoTokenizer.from_pretrained(model_dir)
+        if case.data in TEMPLATED:
+            loaded.chat_template = TOOL_TEMPLATE
+        return loaded
+
     def make_trainer():
         return trainer_cls(
             model=str(model_dir) if case.model_as == "path" else AutoModelForCausalLM.from_pretrained(model_dir),
             args=make_args(case, trainer_cls is SFTTrainer, str(out)),
             train_dataset=make_dataset(case.data, model_dir, seed=1),
             eval_dataset=evaluation,
-            processing_class=AutoTokenizer.from_pretrained(model_dir) if case.tokenizer else None,
+            processing_class=tokenizer() if case.tokenizer else None,
             callbacks=[LogEveryStep()],
             peft_config=case.peft() if case.peft else None,
             formatting_func=formatting if case.formatting_func else None,

@@ -11,7 +11,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig
 
-from resofilter_hf import ResonanceConfig, ResonanceTrainer
+from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
+from resofilter_hf.provenance import check_table_suffix, write_atomic
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
@@ -182,3 +183,138 @@ def test_rows_cut_by_max_length_are_flagged_and_noticed(tmp_path):
     assert all(0 < tokens[i] <= max_length for i in partly)
     assert np.isfinite(np.array(scored["resonance"])[partly]).all()
     assert scored.features["resonance_truncated"].dtype == "bool"
+
+
+# ---- round 3: reference steps, row ids, pre-tokenized rows, settings, formatting functions, outputs -------------
+
+
+def test_a_nan_reference_row_is_left_out_of_the_step_and_named(tmp_path):
+    dataset, reference = make_math_problems(4, seed=1), make_math_problems(5, seed=2)
+    trainer = make(dataset, tmp_path, resonance_resume=False)
+    rows = [set(ids) for ids in trainer.prepare_scoring_dataset(reference)["input_ids"]]
+    scored_rows = set.union(*(set(ids) for ids in trainer.prepare_scoring_dataset(dataset)["input_ids"]))
+    token = next(t for t in sorted(set.union(*rows)) if sum(t in r for r in rows) == 1 and t not in scored_rows)
+    poisoned = next(i for i, r in enumerate(rows) if token in r)
+    clean = trainer.score(reference=reference.select([i for i in range(5) if i != poisoned]))
+    handle = trainer.model.get_input_embeddings().register_forward_hook(_poison_hook(token))
+    try:
+        with pytest.warns(UserWarning, match=rf"1 of the 5 usable `resonance_reference` rows have a non-finite step .*"
+                                             rf"rows \[{poisoned}\]"):  # fmt: skip
+            scored = trainer.score(reference=reference)
+    finally:
+        handle.remove()
+    assert scored["resonance_status"] == ["ok"] * 4
+    np.testing.assert_allclose(scored["resonance_alignment"], clean["resonance_alignment"], rtol=1e-5)
+    info = read_provenance(scored)["scoring"]["reference"]
+    assert info["n_used"] == 4 and info["n_nonfinite"] == 1 and info["n_rows"] == 5
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ({"input_ids": [[5, 6, 7]], "labels": [None]}, r"row 0: `labels` must be a list of ints \(-100 for no loss\)"),
+        (
+            {"input_ids": [[5, 6], [5, 99999]]},
+            r"row 1: `input_ids` holds token id 99999, outside the model's "
+            r"vocabulary \(0\.\.\d+\)",
+        ),
+        ({"input_ids": [[5, -1, 6]]}, r"row 0: `input_ids` holds token id -1, outside"),
+        ({"input_ids": [[5, 6, 7]], "labels": [[-100, 6, 123456]]}, r"row 0: `labels` holds 123456, neither -100"),
+    ],
+    ids=["labels-none", "id-beyond-vocab", "negative-id", "label-beyond-vocab"],
+)
+def test_bad_pre_tokenized_rows_are_named_at_construction_and_in_score(tmp_path, rows, message):
+    dataset = Dataset.from_dict(rows)
+    with pytest.raises(ValueError, match=message):
+        make(dataset, tmp_path)
+    trainer = make(Dataset.from_dict({"input_ids": [[5, 6, 7]]}), tmp_path, resonance_resume=False)
+    with pytest.raises(ValueError, match=message):
+        trainer.score(dataset)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("max_length", -5, r"`max_length` must be a whole number >= 1 \(tokens\) or None, got -5"),
+        ("max_length", 0, r"`max_length` must be a whole number >= 1"),
+        ("resonance_lr", 1e39, r"`resonance_lr` must be between 1e-12 and 100, got 1e\+39"),
+        ("resonance_lr", 1e-320, r"`resonance_lr` must be between 1e-12 and 100"),
+        ("resonance_eps", 5.0, r"`resonance_eps` must be between 1e-30 and 1"),
+    ],
+)
+def test_settings_outside_a_sane_range_are_refused_by_name(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ResonanceConfig(str(tmp_path), **QUIET, **{field: value})
+    if field == "max_length":  # a user's SFTConfig carries it into the trainer, as users call it
+        args = SFTConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False, max_length=value)
+        with pytest.raises(ValueError, match=message):
+            ResonanceTrainer(str(MODEL_DIR), args, train_dataset=make_math_problems(2))
+
+
+def test_formatting_func_datasets_score_the_tokens_they_train_on(tmp_path):
+    rows = make_math_problems(5, seed=3)
+    qa = Dataset.from_dict({"q": rows["prompt"], "a": rows["completion"]})
+
+    def formatting(example):
+        return f"Q: {example['q']}\nA: {example['a']}"
+
+    trainer = ResonanceTrainer(
+        AutoModelForCausalLM.from_pretrained(MODEL_DIR, dtype=torch.float64),
+        ResonanceConfig(str(tmp_path / "f"), **QUIET, resonance_resume=False),
+        train_dataset=qa,
+        processing_class=AutoTokenizer.from_pretrained(MODEL_DIR),
+        formatting_func=formatting,
+    )
+    scored = trainer.score()
+    assert scored.column_names[:2] == ["q", "a"] and scored["resonance_status"] == ["ok"] * 5
+    trained = trainer.train_dataset["input_ids"]  # what TRL prepared for training
+    assert scored["resonance_tokens"] == [len(ids) - 1 for ids in trained]
+    texts = Dataset.from_dict({"text": [formatting(r) for r in qa]})
+    expected = make(texts, tmp_path / "t", model=AutoModelForCausalLM.from_pretrained(MODEL_DIR, dtype=torch.float64),
+                    resonance_resume=False).score()  # fmt: skip
+    np.testing.assert_array_equal(scored["resonance"], expected["resonance"])
+    with pytest.raises(ValueError, match=r"row 1: `formatting_func` returned None, not a string"):
+        ResonanceTrainer(
+            str(MODEL_DIR), ResonanceConfig(str(tmp_path / "n"), **QUIET),
+            train_dataset=Dataset.from_dict({"q": ["x", "y"], "a": ["z", None]}), formatting_func=lambda e: e["a"],
+        )  # fmt: skip
+
+
+def test_an_output_path_that_is_a_folder_is_named_before_any_write(tmp_path):
+    folder = tmp_path / "scored.parquet"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=rf"cannot write {folder}: it is a folder"):
+        check_table_suffix(folder)
+    with pytest.raises(IsADirectoryError, match=rf"cannot write {folder}: it is a folder"):
+        write_atomic(folder, "x")
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_tool_call_and_content_part_rows_score(tmp_path):
+    call = {"type": "function", "function": {"name": "calc", "arguments": {"x": "2+2"}}}
+    tools = [
+        [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+         {"role": "tool", "content": "4"}, {"role": "assistant", "content": "It is 4."}],
+    ] * 2  # fmt: skip
+    parts = [
+        [{"role": "user", "content": [{"type": "text", "text": "3 + 1?"}]},
+         {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        for answer in ("It is 4.", "  ")
+    ]  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{% if m['content'] is string %}{{ m['content'] }}"
+        "{% elif m['content'] %}{% for p in m['content'] %}{{ p['text'] }}{% endfor %}{% endif %}"
+        "{% for c in m.get('tool_calls') or [] %}<call>{{ c['function']['name'] }}</call>{% endfor %}<|end|>"
+        "{% endfor %}"
+    )
+    trainer = ResonanceTrainer(
+        AutoModelForCausalLM.from_pretrained(MODEL_DIR),
+        ResonanceConfig(str(tmp_path), **QUIET, resonance_resume=False),
+        train_dataset=Dataset.from_dict({"messages": tools}),
+        processing_class=tokenizer,
+    )
+    assert trainer.score()["resonance_status"] == ["ok", "ok"]
+    with pytest.warns(UserWarning, match=r"1 of 2 rows have no resonance score .*'empty_completion': 1"):
+        scored = trainer.score(Dataset.from_dict({"messages": parts}))
+    assert scored["resonance_status"] == ["ok", "empty_completion"]

@@ -1,5 +1,7 @@
 """`dataset_name` as a local file or folder: one loader (`load_scored`) for the jobs and `resofilter select`."""
 
+from pathlib import Path
+
 import pytest
 from datasets import DatasetDict
 
@@ -31,3 +33,34 @@ def test_an_unreadable_file_is_named(tmp_path):
     empty.write_text("prompt,completion\n")
     with pytest.raises(ValueError, match=f"load_scored: {empty} could not be read as csv"):
         load_rows(DataArguments(dataset_name=str(empty)))
+
+
+def test_toy_dataset_options_take_text_values():
+    from resofilter_hf.toy import make_math_problems as reference
+
+    rows = load_rows(DataArguments(dataset_name="toy:math?n=7&seed=2&flaw_rate=0.5&level=basic&style=messages"))
+    assert rows.to_list() == reference(7, seed=2, flaw_rate=0.5, level="basic", style="messages").to_list()
+
+
+def test_toy_models_are_built_once_per_spec(tmp_path):
+    """Each `toy:` spec gets its own folder under output_dir (another seed is another model), built on first use."""
+    from resofilter_hf.jobs import resolve_model
+
+    first = Path(resolve_model("toy:llama?seed=1&num_layers=2", str(tmp_path)))
+    assert first == tmp_path / "toy-llama-num_layers2-seed1" and (first / "config.json").is_file()
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model("toy:llama?seed=1&num_layers=2", str(tmp_path)) == str(first)
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # not built again
+    other = Path(resolve_model("toy:llama?seed=2&num_layers=2", str(tmp_path)))
+    assert other != first and (other / "model.safetensors").read_bytes() != (first / "model.safetensors").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, other.name]  # no temporary folder left
+
+
+def test_unknown_toy_model_is_a_usage_error_before_any_build(tmp_path):
+    from resofilter_hf.jobs import UsageError, resolve_model
+
+    with pytest.raises(UsageError, match=r"unknown toy model 'lama'; choose from \[.*'llama', .*'llama-warm'\]"):
+        resolve_model("toy:lama", str(tmp_path))
+    with pytest.raises(UsageError, match=r"toy:llama-warm takes only seed=, got \['num_layers', 'seed'\]"):
+        resolve_model("toy:llama-warm?seed=0&num_layers=2", str(tmp_path))
+    assert list(tmp_path.iterdir()) == []

@@ -38,27 +38,40 @@ def test_unknown_recipe_key_is_an_error(tmp_path):
         jobs.parse(["--config", str(bad), *CPU])
 
 
+def _pairwise_auroc(scores, flawed) -> float:
+    """P(a flawed row scores above a clean one), ties counted half: every pair, no ranking shortcut."""
+    scores, flawed = np.asarray(scores, dtype=np.float64), np.asarray(flawed, dtype=bool)
+    diff = scores[flawed][:, None] - scores[~flawed][None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
 def test_toy_recipes_score_select_train_through_the_cli(tmp_path, capsys):
+    """The toy recipes as written (only the paths moved): the warmed model's scores find the flawed rows as the
+    demo's do (the demo's seed-0 pool, AUROC 0.80 there), and the kept half holds fewer of them than chance."""
     recipes = Path(__file__).resolve().parents[1] / "recipes" / "toy"
     scored, kept = tmp_path / "scored.parquet", tmp_path / "keep50.parquet"
-    small = ["--dataset_name", "toy:math?n=24&seed=0&flaw_rate=0.3", "--disable_tqdm", "true"]
-    assert main(["score", "--config", str(recipes / "score.yaml"), *small,
+    assert main(["score", "--config", str(recipes / "score.yaml"), "--disable_tqdm", "true",
                  "--output_dir", str(tmp_path), "--scores_path", str(scored)]) == 0  # fmt: skip
     table = load_scored(scored)
-    assert len(table) == 24 and np.isfinite(table["resonance"]).all()
+    flawed = np.array(table["flaw"]) != "none"
+    assert len(table) == 800 and flawed.sum() == 240 and np.isfinite(table["resonance"]).all()
     assert read_provenance(table)["scoring"]["lr"] == 1e-5
+    assert (tmp_path / "toy-llama-warm-seed0" / "config.json").is_file()
+    assert _pairwise_auroc(table["resonance"], flawed) > 0.75  # an untrained toy:llama gives about 0.5
 
     assert main(["select", str(scored), str(kept), "--keep", "0.5"]) == 0
-    assert "kept 12 of 24 rows" in capsys.readouterr().out
+    assert "kept 400 of 800 rows" in capsys.readouterr().out
     selected = load_scored(kept)
-    assert len(selected) == 12 and read_provenance(selected)["selection"]["keep"] == 0.5
+    assert len(selected) == 400 and read_provenance(selected)["selection"]["keep"] == 0.5
+    assert (np.array(selected["flaw"]) != "none").sum() / 240 < 0.35  # chance keeps half of the flawed rows
 
     out = tmp_path / "sft"
     assert main(["train", "--config", str(recipes / "train_keep50.yaml"), "--dataset_name", str(kept),
-                 "--output_dir", str(out), "--max_steps", "2", "--disable_tqdm", "true"]) == 0  # fmt: skip
+                 "--output_dir", str(out), "--max_steps", "2", "--max_rows", "24",
+                 "--disable_tqdm", "true"]) == 0  # fmt: skip
     assert (out / "model.safetensors").is_file()
     trained_scores = load_scored(out / "resonance_scores.parquet")
-    assert len(trained_scores) == 12 and "resonance_epoch0" in trained_scores.column_names
+    assert len(trained_scores) == 24 and "resonance_epoch0" in trained_scores.column_names
 
 
 def test_select_reports_bad_options_without_a_traceback(tmp_path, capsys):

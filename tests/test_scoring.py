@@ -18,9 +18,10 @@ import torch
 from datasets import Dataset, IterableDataset, load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from resofilter_hf import ResonanceConfig, ResonanceTrainer, scoring, streaming
+from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.engine.scorer import ResonanceScorer, RowTooLongError
 from resofilter_hf.engine.shards import ShardStore
+from resofilter_hf.pipeline import source as pipeline_source
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 
@@ -144,8 +145,7 @@ def test_a_finished_run_in_a_read_only_folder_reads_back_without_writing(model_d
 
 
 def test_a_stream_scores_like_the_dataset_and_reads_back_from_parquet(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(scoring, "WINDOW_ROWS", 8)
-    monkeypatch.setattr(streaming, "WINDOW_ROWS", 8)
+    monkeypatch.setattr(pipeline_source, "WINDOW_ROWS", 8)
     rows = make_math_problems(40, seed=6, flaw_rate=0.5).to_list()
     rows[3]["completion"] = ""  # an unscored row keeps its place
     source = tmp_path / "source.parquet"

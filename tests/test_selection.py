@@ -324,3 +324,26 @@ def test_public_exports():
 
     assert resofilter_hf.select_by_resonance is select_by_resonance
     assert resofilter_hf.resonance_threshold is resonance_threshold
+
+
+def test_each_column_is_selected_in_its_own_direction_by_default():
+    """One registry of directions (`resofilter_hf.columns`): alignment drops its lowest rows, the paper's score
+    and the baselines their highest; the default column is the one the provenance names."""
+    ds = Dataset.from_dict(
+        {
+            "prompt": [f"q{i}" for i in range(6)],
+            "paper": [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+            "resonance_alignment": [0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
+            "baseline_loss": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    ds = with_provenance(ds, scoring={"column": "paper"})
+    assert select_by_resonance(ds, keep=0.5)["prompt"] == ["q3", "q4", "q5"]  # column "paper", highest dropped
+    aligned = select_by_resonance(ds, keep=0.5, column="resonance_alignment")
+    assert aligned["prompt"] == ["q0", "q1", "q2"] and read_provenance(aligned)["selection"]["drop"] == "lowest"
+    assert select_by_resonance(ds, keep=0.5, column="baseline_loss")["prompt"] == ["q0", "q1", "q2"]
+    assert select_by_resonance(ds, keep=0.5, column="resonance_alignment", drop="highest")["prompt"] == [
+        "q3",
+        "q4",
+        "q5",
+    ]

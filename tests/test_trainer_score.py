@@ -132,7 +132,7 @@ def test_unknown_module_lists_candidates(model_dir, tmp_path):
     "field, value, message",
     [
         ("resonance_metric", "median", "resonance_metric='median' is not one of 'mean_abs', 'l2', 'max_abs', 'std'"),
-        ("resonance_lr", 0.0, r"`resonance_lr` must be > 0"),
+        ("resonance_lr", 0.0, r"`resonance_lr` must be between 1e-12 and 100, got 0.0"),
         ("resonance_last_n_layers", 0, r"`resonance_last_n_layers` must be >= 1"),
         ("resonance_column", "resonance_loss", r"`resonance_column` must be a non-empty name"),
         ("resonance_target", "lora", r"needs a PEFT model"),

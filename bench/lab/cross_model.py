@@ -9,8 +9,8 @@ The paper scores with one model and fine-tunes others on the kept data. For one 
    baseline);
 3. the kept sets of keep-`keep` (the paper's rule, `select_by_resonance`) are compared: Jaccard of the kept rows
    (chance for two independent random keep-p subsets: p / (2 - p), 1/3 at keep 50%) and Spearman of the scores;
-   the alignment score drops its lowest rows (`sweep.drop_side`), every other score its highest; and each
-   model's AUROC of each score against the flaw labels (`sweep.flag_values`: higher = flagged);
+   the alignment score drops its lowest rows (`columns.drop_side`), every other score its highest; and each
+   model's AUROC of each score against the flaw labels (`columns.flag_values`: higher = flagged);
 4. model B is retrained from its warm-up state on its own selection, on A's, on a seeded random share, on the full
    pool and on the clean pool (the same questions with correct solutions: the ceiling), and evaluated on clean
    held-out problems; per seed, the paired differences own - A's, A's - random and own - random. With the
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from resofilter_hf.columns import drop_side, flag_values
 from resofilter_hf.demo.stats import auroc, rank_correlation
 from resofilter_hf.demo.story import StorySettings, retraining_proxy
 from resofilter_hf.demo.story_steps import (
@@ -47,14 +48,7 @@ from resofilter_hf.demo.story_steps import (
 from resofilter_hf.engine.rows import ROW_ID
 from resofilter_hf.provenance import load_scored, read_provenance, write_parquet
 from resofilter_hf.selection import select_by_resonance
-from resofilter_hf.sweep import (
-    drop_side,
-    evaluate_proxy,
-    flag_values,
-    keep_ratio_sweep,
-    proxy_trainer,
-    train_and_evaluate,
-)
+from resofilter_hf.sweep import evaluate_proxy, keep_ratio_sweep, proxy_trainer, train_and_evaluate
 
 
 AGREEMENT_BASELINES = ("baseline_loss",)  # compared across the models too (free, from the scoring pass)
@@ -117,7 +111,7 @@ def chance_jaccard(keep: float) -> float:
 
 def kept_rows(scored: Dataset, column: str, keep: float, drop: str | None = None) -> list[int]:
     """Row indices of `scored` that keep-`keep` by `column` keeps (the paper's rule; `drop` defaults to
-    `sweep.drop_side(column)`), ascending."""
+    `columns.drop_side(column)`), ascending."""
     indexed = scored.add_column(ROW_ID, list(range(len(scored))))
     drop = drop or drop_side(column)
     return list(select_by_resonance(indexed, keep=keep, column=column, drop=drop)[ROW_ID])

@@ -30,16 +30,11 @@ def run_demo(
     `threads` is torch's thread count: the demo's models are tiny, so one thread is fastest, and more threads
     slow them down badly when other processes share the cores.
     """
-    import datasets
-    import transformers
-
     from ..hub.report import report
     from .story import run_story
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # keep the training and scoring bars, drop the per-map and weight-loading ones (dozens of them)
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_library_bars()
     out = Path(output_dir)
     started = time.perf_counter()
     print(
@@ -79,6 +74,16 @@ def run_demo(
     print(f"done in {summary['timings_s']['total']:.0f} s; everything is in {out.resolve()} (summary.json)")
     print(f"open the report: {Path(summary['report']).resolve()}")
     return summary
+
+
+def quiet_library_bars() -> None:
+    """Keep the training and scoring bars, drop the ones datasets and transformers draw for every map() pass and
+    every weight load (dozens per run): one bar per long step at most."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from ..columns import flag_sign
+from ..columns import flag_values
 from ..hub.analysis import axis_for
 from ..hub.figures import agg_figure, draw_distribution, save_figure
 from ..hub.tables import number, score_column, section
@@ -53,7 +53,7 @@ def plot_histograms(scored: Dataset, columns: Sequence[str], path: str | Path, f
 
 
 def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_column: str = "flaw") -> Path:
-    """ROC curves (score flags flawed rows, in its flagged direction: `columns.flag_sign`) of each column, AUROC in
+    """ROC curves (score flags flawed rows, in its flagged direction: `columns.flag_values`) of each column, AUROC in
     the legend: one panel for any flaw, one per flaw type."""
     from matplotlib import colormaps
 
@@ -70,7 +70,7 @@ def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_col
         flawed = ~clean if kind == "any" else flaws == kind
         subset = flawed | clean
         for k, column in enumerate(columns):
-            values = flag_sign(column, family) * np.asarray(scored[column], dtype=np.float64)[subset]
+            values = flag_values(scored[column], column, family)[subset]
             fpr, tpr = roc_curve(values, flawed[subset])
             label = f"{column} ({auroc(values, flawed[subset]):.2f})"
             ax.plot(fpr, tpr, label=label, linewidth=1, color=palette(k % 20))

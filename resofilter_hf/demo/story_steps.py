@@ -12,7 +12,7 @@ from typing import Any
 from datasets import Dataset
 
 from ..baselines import BASELINES, add_baseline_columns
-from ..sweep import ALIGNMENT, INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, save_proxy, train_proxy
+from ..sweep import INPUT_COLUMNS, ProxySettings, keep_ratio_sweep, save_proxy, train_proxy
 from .settings import StorySettings
 
 
@@ -20,7 +20,7 @@ from .settings import StorySettings
 # writes the anatomy columns (resonance_grad_norm, resonance_toward_zero, resonance_below_eps) and the loss the free
 # baselines come from. The ALIGNMENT columns need a reference set: each is the `resonance_alignment` its pass
 # writes (the paper's transform, from the paper's own pass; the raw gradient, from an SGD pass without weight
-# decay). Low alignment is flagged: `sweep.drop_side` is the one place a column's selection direction is decided.
+# decay). Low alignment is flagged: `resofilter_hf.columns` is the one place a column's direction is declared.
 SCORERS: dict[str, dict[str, Any]] = {
     "resonance": {},
     "resonance_sgd": {"resonance_optimizer": "sgd"},
@@ -30,6 +30,9 @@ SCORERS: dict[str, dict[str, Any]] = {
     "resonance_alignment": {},
     "resonance_alignment_grad": {"resonance_optimizer": "sgd", "resonance_weight_decay": 0.0},
 }
+
+
+ALIGNMENT = ("resonance_alignment", "resonance_alignment_grad")  # the scorers that need a reference set
 
 
 ANATOMY = ("resonance_grad_norm", "resonance_toward_zero", "resonance_below_eps")
@@ -190,7 +193,7 @@ def retrain_selections(
     work: str | Path,
     cache: dict | None = None,
 ) -> list[dict[str, Any]]:
-    """Keep-`keep` by each column (dropping the side `sweep.drop_side` names: the highest scores, the lowest for
+    """Keep-`keep` by each column (dropping the side `resofilter_hf.columns` declares: the highest scores, the lowest for
     alignment) and the full pool, each retrained from `model_dir` and evaluated on `test`. The full pool appears
     once, as column "full"."""
     cache = {} if cache is None else cache

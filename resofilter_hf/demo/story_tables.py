@@ -1,6 +1,6 @@
 """The story's tables: AUROC of each score against the flaw labels, the flaw share of each selection, paired
 differences between retrained selections, and the markdown summary the demo prints. Each score column is read in
-its flagged direction (`sweep.drop_side`: alignment flags its lowest values, every other score its highest)."""
+its flagged direction (`resofilter_hf.columns`: alignment flags its lowest values, every other score its highest)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from ..columns import flag_values
 from ..selection import select_by_resonance
-from ..sweep import drop_side, flag_values
 from .stats import auroc
 
 
@@ -49,7 +49,7 @@ def selection_makeup(scored: Dataset, columns: Sequence[str], keep: float, flaw_
     """For keep-`keep` by each column (dropping its flagged end): rows kept and the share of them that carry a flaw."""
     rows = []
     for column in columns:
-        kept = select_by_resonance(scored, keep=keep, column=column, drop=drop_side(column))
+        kept = select_by_resonance(scored, keep=keep, column=column)  # the column's own direction
         flaws = np.asarray(kept[flaw_column])
         rows.append(
             {

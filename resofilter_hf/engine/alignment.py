@@ -37,30 +37,43 @@ def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientC
     """R = the mean step of `rows` (tokenized {"input_ids", "labels"}) at the scorer's model state, per target.
 
     Runs inside `scoring_mode` with `capture` installed. Rows without loss tokens are left out (their step would
-    be the weight-decay term alone). In a multi-process run each process takes a share and the sums are reduced.
+    be the weight-decay term alone), and so are rows whose loss or step is not finite (one NaN row would make R,
+    and every alignment, NaN); their positions in `rows` are `ReferenceStep.nonfinite`. In a multi-process run
+    each process takes a share and the sums are reduced.
     """
     spec = scorer.spec
     dtype = compute_dtype(scorer.targets[0].weight.dtype)
     sums = {t.name: torch.zeros(t.matrix.shape, dtype=torch.float64, device=scorer.device) for t in scorer.targets}
     count = torch.zeros((), dtype=torch.float64, device=scorer.device)
-    mine = rows[scorer.process_index :: scorer.num_processes]
-    for start in range(0, len(mine), scorer.batch_size):
-        _, counts = scorer._forward_backward(mine[start : start + scorer.batch_size], capture)
+    bad = torch.zeros(len(rows), dtype=torch.float64, device=scorer.device)
+    positions = list(range(scorer.process_index, len(rows), scorer.num_processes))
+    for start in range(0, len(positions), scorer.batch_size):
+        batch = positions[start : start + scorer.batch_size]
+        loss, counts = scorer._forward_backward([rows[i] for i in batch], capture)
         has_tokens = (counts > 0).to(scorer.device)
+        finite = torch.isfinite(loss).to(scorer.device)
+        for record in capture.records:  # a first pass: which rows' steps are finite
+            for _, _, _, d in step_chunks(record, spec, dtype):
+                finite &= torch.isfinite(d).flatten(1).all(1)
+        use = has_tokens & finite
         for record in capture.records:
             total = sums[record.target.name]
             for out_rows, _, _, d in step_chunks(record, spec, dtype):
-                total[out_rows] += d[has_tokens].sum(0, dtype=torch.float64)
-        count += has_tokens.sum()
+                total[out_rows] += d[use].sum(0, dtype=torch.float64)
+        count += use.sum()
+        bad[torch.as_tensor(batch, device=scorer.device)[has_tokens & ~finite]] = 1.0
         capture.clear()
     if scorer.num_processes > 1 and torch.distributed.is_initialized():
-        for tensor in [*sums.values(), count]:
+        for tensor in [*sums.values(), count, bad]:
             torch.distributed.all_reduce(tensor)
-    n = int(count)
+    n, nonfinite = int(count), tuple(torch.nonzero(bad).flatten().tolist())
     if n == 0:
-        raise ValueError(f"`resonance_reference`: none of its {len(rows)} rows has a loss token to take a step on.")
+        why = f" ({len(nonfinite)} with a non-finite loss or step)" if nonfinite else ""
+        raise ValueError(
+            f"`resonance_reference`: none of its {len(rows)} rows has a finite step to take{why}: nothing to align to."
+        )
     steps = {name: (s / n).to(dtype) for name, s in sums.items()}  # summed in fp64, kept in the compute dtype
-    return ReferenceStep(steps, n_rows=n, fingerprint=_fingerprint(scorer, rows))
+    return ReferenceStep(steps, n_rows=n, fingerprint=_fingerprint(scorer, rows), nonfinite=nonfinite)
 
 
 def attach_reference(scorer: ResonanceScorer, reference_rows: list[dict]) -> ReferenceStep:

@@ -197,6 +197,7 @@ class ReferenceStep:
     steps: dict[str, torch.Tensor]
     n_rows: int
     fingerprint: str = ""
+    nonfinite: tuple[int, ...] = ()  # positions of the rows left out for a non-finite loss or step
     norm_sq: float = field(init=False)
 
     def __post_init__(self):

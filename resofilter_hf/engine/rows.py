@@ -15,25 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
+from ..columns import result_columns
+
 
 # One convention for row identity: a row's id is its position in the dataset the user passed. It rides through
 # TRL's preparation, collators, selection and sweeps as the ROW_ID column, and is written as `row` in scores files.
 ROW_ID = "__resonance_row_id__"
 SCORES_ROW = "row"
-# Columns written beside the score column; the score column may not take one of these names.
-COMPANION_COLUMNS = frozenset(
-    {
-        "resonance_loss",
-        "resonance_tokens",
-        "resonance_status",
-        "resonance_toward_zero",
-        "resonance_below_eps",
-        "resonance_grad_norm",
-        "resonance_alignment",
-        "resonance_truncated",
-    }
-)
-
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty_completion"  # prompt/completion or messages rows whose answer is empty or whitespace
 STATUS_EMPTY_TEXT = "empty_text"  # language-modeling rows whose text is empty or whitespace
@@ -43,6 +31,8 @@ STATUS_NONFINITE = "nonfinite"  # the model gave this row a non-finite loss or g
 
 
 def _check_messages(value, row: int, column: str) -> None:
+    """A list of chat turns as TRL's templates take them: each a dict with a string 'role' and a 'content' that is
+    a string, a list of typed parts (text, image, ...), or None on a turn that carries `tool_calls`."""
     if not isinstance(value, list) or not value:
         raise ValueError(f"row {row}: `{column}` must be a non-empty list of messages, got {_short(value)}.")
     for turn, message in enumerate(value):
@@ -50,10 +40,25 @@ def _check_messages(value, row: int, column: str) -> None:
             raise ValueError(
                 f"row {row}: `{column}[{turn}]` must be a dict with a string 'role', got {_short(message)}."
             )
-        if not isinstance(message.get("content"), str):
-            raise ValueError(
-                f"row {row}: `{column}[{turn}]['content']` must be a string, got {_short(message.get('content'))}."
-            )
+        content = message.get("content")
+        if isinstance(content, str) or (content is None and message.get("tool_calls")):
+            continue
+        if isinstance(content, list) and all(isinstance(part, dict) and "type" in part for part in content):
+            continue
+        raise ValueError(
+            f"row {row}: `{column}[{turn}]['content']` must be a string, a list of typed parts "
+            f"([{{'type': 'text', 'text': ...}}, ...]) or None on a turn with `tool_calls`; got {_short(content)}."
+        )
+
+
+def _text_of(message: dict) -> str:
+    """The text a turn carries: its content string, its text parts, or a marker for tool calls and non-text
+    parts (which are not empty)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    parts = [p.get("text") or "" if p.get("type") == "text" else "<part>" for p in content or []]
+    return "".join(parts) + ("<tool_calls>" if message.get("tool_calls") else "")
 
 
 def _short(value) -> str:
@@ -77,17 +82,22 @@ def dataset_kind(column_names: list[str], text_field: str) -> str:
     )
 
 
-def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
-    """Raise on the first malformed row; return a status per row ('ok' or 'empty_completion')."""
+def check_rows(
+    dataset: Dataset, text_field: str = "text", formatting_func=None, vocab_size: int | None = None
+) -> list[str]:
+    """Raise on the first malformed row; return a status per row ('ok', 'empty_completion' or 'empty_text').
+
+    With a `formatting_func` (TRL turns each row into the text it returns), the rows are checked on that text."""
+    if formatting_func is not None and "input_ids" not in dataset.column_names:
+        return _check_formatted(dataset, formatting_func)
     kind = dataset_kind(dataset.column_names, text_field)
     statuses = []
     if kind == "tokenized":
         labels = dataset["labels"] if "labels" in dataset.column_names else None
         for i, ids in enumerate(dataset["input_ids"]):
-            if not ids or not all(isinstance(t, int) for t in ids):
-                raise ValueError(f"row {i}: `input_ids` must be a non-empty list of ints, got {_short(ids)}.")
-            if labels is not None and len(labels[i]) != len(ids):
-                raise ValueError(f"row {i}: `labels` has {len(labels[i])} entries for {len(ids)} `input_ids`.")
+            _check_token_ids(ids, i, "input_ids", vocab_size)
+            if labels is not None:
+                _check_labels(labels[i], len(ids), i, vocab_size)
             statuses.append(STATUS_OK)
     elif kind == "prompt_completion":
         for i, (prompt, completion) in enumerate(zip(dataset["prompt"], dataset["completion"])):
@@ -97,7 +107,7 @@ def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
             if isinstance(prompt, list) and isinstance(completion, list):
                 _check_messages(prompt, i, "prompt")
                 _check_messages(completion, i, "completion")
-                empty = all(not m["content"].strip() for m in completion)
+                empty = all(not _text_of(m).strip() for m in completion)
                 statuses.append(STATUS_EMPTY if empty else STATUS_OK)
                 continue
             bad = "prompt" if not isinstance(prompt, (str, list)) else "completion"
@@ -108,7 +118,7 @@ def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
     elif kind == "messages":
         for i, messages in enumerate(dataset["messages"]):
             _check_messages(messages, i, "messages")
-            answers = [m["content"] for m in messages if m["role"] == "assistant"]
+            answers = [_text_of(m) for m in messages if m["role"] == "assistant"]
             statuses.append(STATUS_EMPTY if answers and not any(a.strip() for a in answers) else STATUS_OK)
     else:
         for i, text in enumerate(dataset[text_field]):
@@ -118,10 +128,43 @@ def check_rows(dataset: Dataset, text_field: str = "text") -> list[str]:
     return statuses
 
 
-def check_rows_at(window: Dataset, text_field: str, offset: int) -> list[str]:
+def _check_token_ids(ids, row: int, column: str, vocab_size: int | None) -> None:
+    if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        raise ValueError(f"row {row}: `{column}` must be a non-empty list of ints, got {_short(ids)}.")
+    if vocab_size is not None:
+        bad = next((t for t in ids if not 0 <= t < vocab_size), None)
+        if bad is not None:
+            raise ValueError(
+                f"row {row}: `{column}` holds token id {bad}, outside the model's vocabulary (0..{vocab_size - 1})."
+            )
+
+
+def _check_labels(labels, n: int, row: int, vocab_size: int | None) -> None:
+    if not isinstance(labels, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in labels):
+        raise ValueError(f"row {row}: `labels` must be a list of ints (-100 for no loss), got {_short(labels)}.")
+    if len(labels) != n:
+        raise ValueError(f"row {row}: `labels` has {len(labels)} entries for {n} `input_ids`.")
+    bad = next((t for t in labels if t != -100 and not (0 <= t < (vocab_size or 2**63))), None)
+    if bad is not None:
+        raise ValueError(f"row {row}: `labels` holds {bad}, neither -100 nor a token id of the model's vocabulary.")
+
+
+def _check_formatted(dataset: Dataset, formatting_func) -> list[str]:
+    statuses = []
+    for i, row in enumerate(dataset):
+        text = formatting_func(row)
+        if not isinstance(text, str):
+            raise ValueError(f"row {i}: `formatting_func` returned {_short(text)}, not a string.")
+        statuses.append(STATUS_EMPTY_TEXT if not text.strip() else STATUS_OK)
+    return statuses
+
+
+def check_rows_at(
+    window: Dataset, text_field: str, offset: int, formatting_func=None, vocab_size: int | None = None
+) -> list[str]:
     """`check_rows` on a window of a larger dataset, its errors naming the row by its index in the whole."""
     try:
-        return check_rows(window, text_field)
+        return check_rows(window, text_field, formatting_func, vocab_size)
     except ValueError as err:
         message = str(err)
         found = re.match(r"row (\d+)", message)
@@ -130,15 +173,18 @@ def check_rows_at(window: Dataset, text_field: str, offset: int) -> list[str]:
         raise type(err)(message) from None
 
 
-def check_rows_windowed(dataset: Dataset, text_field: str, window_rows: int = 16384) -> list[str]:
+def check_rows_windowed(
+    dataset: Dataset, text_field: str, window_rows: int = 16384, formatting_func=None, vocab_size: int | None = None
+) -> list[str]:
     """`check_rows` a window at a time, so a large dataset's columns never sit in Python lists all at once."""
     n, statuses = len(dataset), []
     for start in range(0, n, window_rows):
-        statuses += check_rows_at(dataset.select(range(start, min(n, start + window_rows))), text_field, start)
+        window = dataset.select(range(start, min(n, start + window_rows)))
+        statuses += check_rows_at(window, text_field, start, formatting_func, vocab_size)
     return statuses
 
 
-def check_train_rows(dataset, text_field: str = "text") -> None:
+def check_train_rows(dataset, text_field: str = "text", formatting_func=None, vocab_size: int | None = None) -> None:
     """Fail at trainer construction on a train set TRL's preparation would crash on, naming the row and field.
 
     Only a `datasets.Dataset` of a recognised shape is checked (a stream, or columns that a `formatting_func`
@@ -150,11 +196,21 @@ def check_train_rows(dataset, text_field: str = "text") -> None:
         raise ValueError(
             f"`train_dataset` has 0 rows (columns {dataset.column_names}): there is nothing to train on or score."
         )
-    try:
-        dataset_kind(dataset.column_names, text_field)
-    except ValueError:
-        return
-    check_rows_windowed(dataset, text_field)
+    if formatting_func is None:
+        try:
+            dataset_kind(dataset.column_names, text_field)
+        except ValueError:
+            return
+    check_rows_windowed(dataset, text_field, formatting_func=formatting_func, vocab_size=vocab_size)
+
+
+def check_no_row_id(column_names: Sequence[str]) -> None:
+    """A column of the user's named like the row-id column would be lost: refuse it by name."""
+    if ROW_ID in column_names:
+        raise ValueError(
+            f"the dataset has a column named {ROW_ID!r}, which resofilter-hf uses to follow rows through TRL's "
+            "preparation; rename that column."
+        )
 
 
 def claim_result_columns(column_names: Sequence[str], column: str, earlier_column: str | None = None) -> list[str]:
@@ -170,12 +226,11 @@ def claim_result_columns(column_names: Sequence[str], column: str, earlier_colum
             f"`resonance_column={column!r}` is already a column of the dataset: scoring would overwrite it. "
             "Choose another `resonance_column` (e.g. 'resonance') or rename the dataset's column."
         )
-    result_columns = {column, *COMPANION_COLUMNS, ROW_ID}
-    replaced = [c for c in column_names if c in result_columns]
-    shown = [c for c in replaced if c != ROW_ID]
-    if shown:
+    written = result_columns(column)
+    replaced = [c for c in column_names if c in written]
+    if replaced:
         warnings.warn(
-            f"the dataset already has result columns {shown} (an earlier scoring?); they are replaced by this one.",
+            f"the dataset already has result columns {replaced} (an earlier scoring?); they are replaced by this one.",
             UserWarning,
             stacklevel=3,
         )
@@ -196,9 +251,9 @@ def truncated_rows(rows: Dataset, offset: int, prepared: pa.Table, max_length: i
     return {r[ROW_ID] for r in again if len(r["input_ids"]) > max_length}
 
 
-def with_row_flags(table: pa.Table, column: str, cut: set[int], max_length: int | None) -> pa.Table:
-    """The joined result `table` with `nonfinite` for scored rows whose loss or score is NaN/inf (score NaN) and a
-    `resonance_truncated` column (rows in `cut`, or `truncated`); one notice for the rows scored cut short."""
+def with_row_flags(table: pa.Table, column: str, cut: set[int], offset: int = 0) -> pa.Table:
+    """A window's joined result `table` (rows `offset`, `offset + 1`, ...) with `nonfinite` for scored rows whose
+    loss or score is NaN/inf (score NaN) and a `resonance_truncated` column (rows in `cut`, or `truncated`)."""
     status = table.column("resonance_status").to_pylist()
     score = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
     mark_nonfinite(status, score, table.column("resonance_loss").to_numpy(zero_copy_only=False))
@@ -206,14 +261,7 @@ def with_row_flags(table: pa.Table, column: str, cut: set[int], max_length: int 
     table = table.set_column(
         table.column_names.index("resonance_status"), "resonance_status", pa.array(status, pa.string())
     )
-    if cut:
-        warnings.warn(
-            f"{len(cut)} rows are longer than max_length={max_length} tokens and are scored on their first "
-            f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {sorted(cut)[:5]}.",
-            UserWarning,
-            stacklevel=4,
-        )
-    flags = [i in cut or s == STATUS_TRUNCATED for i, s in enumerate(status)]
+    flags = [offset + i in cut or s == STATUS_TRUNCATED for i, s in enumerate(status)]
     return table.append_column("resonance_truncated", pa.array(flags, pa.bool_()))
 
 

@@ -169,6 +169,7 @@ class ResonanceScorer:
             "metric": spec.metric,
             "anatomy": spec.anatomy,
             "lora_delta": spec.lora_delta,
+            "chunk_mb": spec.chunk_mb,
             "targets": [
                 (
                     t.tensor_name,

@@ -9,7 +9,6 @@ error naming the file, because it was changed after it was written; a marker mad
 stale and its shard is redone.
 """
 
-import contextlib
 import json
 import os
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .files import atomic_path, remove_stale_partials
 
 
 ID = "id"
@@ -37,12 +38,8 @@ def shard_schema(anatomy: bool, alignment: bool = False) -> pa.Schema:
 
 
 def _atomic_write(path: Path, write) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as partial:
         write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 class ShardStore:
@@ -128,10 +125,8 @@ class ShardStore:
         return out
 
     def remove_partials(self) -> None:
-        """Temporary files left by a process killed mid-write (harmless; removed when the folder is writable)."""
-        for path in self.folder.glob(".*.partial"):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        """Temporary files left by a process killed mid-write (only once that process is gone)."""
+        remove_stale_partials(self.folder)
 
 
 def write_arrow(table: pa.Table, path: Path) -> None:

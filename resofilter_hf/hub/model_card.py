@@ -12,7 +12,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from ..columns import DEFAULT_SCORE_COLUMN
 from ..provenance import CITATION, SCORES_FILE, read_provenance, write_atomic, write_scores_file
-from ..provenance import score_columns as stored_columns
+from ..provenance import written_columns
 from .merge import merge_card
 from .tables import (
     markdown_table,
@@ -63,7 +63,7 @@ def render_model_card(
         library_name=library_name,
         tags=list(dict.fromkeys([*TAGS, *tags])),
     )
-    score_cols = stored_columns(scored_dataset, column) if scored_dataset is not None else []  # the scores file's
+    score_cols = written_columns(scored_dataset, column) if scored_dataset is not None else []  # the scores file's
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path("model_card.md")),

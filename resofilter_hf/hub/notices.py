@@ -69,4 +69,5 @@ def _confound_report(report) -> dict[str, dict]:
     for column, entry in report.items():
         if isinstance(column, str) and isinstance(entry, Mapping):
             clean[column] = {key: number(entry.get(key)) for key in ("length", "loss")}
+            clean[column]["n"] = number(entry.get("n")) or 0  # strong_confounds says nothing over too few rows
     return clean

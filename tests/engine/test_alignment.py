@@ -222,7 +222,7 @@ def test_toy_alignment_recipe_through_the_cli(tmp_path):
     alignment = np.array(table["resonance_alignment"])
     assert len(table) == 12 and np.isfinite(alignment).all() and (np.abs(alignment) <= 1).all()
     info = read_provenance(table)["scoring"]["reference"]
-    assert info["n_rows"] == info["n_used"] == 32
+    assert info["n_rows"] == info["n_used"] == 128
     assert info["source"] == str(tmp_path / "resonance_reference.parquet")
 
 

@@ -8,7 +8,6 @@ import pytest
 from datasets import Dataset
 
 from resofilter_hf.engine.rows import (
-    ROW_ID,
     check_rows,
     check_train_rows,
     claim_result_columns,
@@ -70,10 +69,10 @@ def test_score_column_may_not_take_a_user_column():
 
 
 def test_earlier_result_columns_are_replaced_with_a_warning_naming_them():
-    columns = ["prompt", "completion", "resonance", "resonance_loss", "resonance_status", ROW_ID, "resonance_note"]
+    columns = ["prompt", "completion", "resonance", "resonance_loss", "resonance_status", "resonance_note"]
     with pytest.warns(UserWarning, match=r"\['resonance', 'resonance_loss', 'resonance_status'\]") as caught:
         replaced = claim_result_columns(columns, "resonance")
-    assert replaced == ["resonance", "resonance_loss", "resonance_status", ROW_ID]
+    assert replaced == ["resonance", "resonance_loss", "resonance_status"]  # a user's `resonance_note` stays
     assert len(caught) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")

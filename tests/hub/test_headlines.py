@@ -6,7 +6,7 @@ from publishing_data import scored_dataset, scoring_provenance
 from report_page import ReportPage
 
 import resofilter_hf
-from resofilter_hf.confounds import STRONG_RHO
+from resofilter_hf.confounds import STRONG_MIN_ROWS, STRONG_RHO
 from resofilter_hf.provenance import with_provenance
 
 
@@ -15,7 +15,7 @@ def scored_with(confounds: dict, **extra):
     return with_provenance(scored_dataset(40), scoring=scoring)
 
 
-STRONG = {"resonance": {"length": -0.76, "loss": 0.2, "n": 38}, "resonance_grad_norm": {"length": 0.1, "loss": 0.81}}
+STRONG = {"resonance": {"length": -0.76, "loss": 0.2, "n": 38}, "resonance_grad_norm": {"length": 0.1, "loss": 0.81, "n": 38}}
 WEAK = {"resonance": {"length": -(STRONG_RHO - 0.01), "loss": 0.3, "n": 38}}
 
 
@@ -45,7 +45,10 @@ def test_a_strong_confound_is_a_headline_in_the_report_and_the_card(tmp_path):
     assert '`stratify_by="length"`' in top and "`resonance_grad_norm` (loss, +0.81)" in top
 
 
-@pytest.mark.parametrize("confounds", [WEAK, {}, "not a report", {"resonance": {"length": "strong"}}])
+FEW_ROWS = {"resonance": {"length": -0.9, "loss": 0.9, "n": STRONG_MIN_ROWS - 1}}  # too few rows to call
+
+
+@pytest.mark.parametrize("confounds", [WEAK, FEW_ROWS, {}, "not a report", {"resonance": {"length": "strong"}}])
 def test_weak_or_missing_confounds_stay_quiet(confounds, tmp_path):
     ds = scored_with(confounds)
     assert "Read this first" not in header_of(resofilter_hf.report(ds, tmp_path / "r.html"))

@@ -61,7 +61,7 @@ def build(case) -> tuple[Dataset, str, str]:
     }
     model, module, section, value = case["provenance"]
     scoring = {"column": score, "model_id": model, "modules": [module], "lr": 1e-5, "optimizer": value,
-               "reference": {section: value}, "confounds": {score: {"length": 0.9, "loss": -0.7}}}  # fmt: skip
+               "reference": {section: value}, "confounds": {score: {"length": 0.9, "loss": -0.7, "n": 40}}}  # fmt: skip
     return with_provenance(Dataset.from_dict(data), scoring=scoring, **{section: {value: [model, 1.5]}}), score, label
 
 

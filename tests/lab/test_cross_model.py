@@ -9,6 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets import Dataset
+from transformers import AutoTokenizer
+
+import resofilter_hf.demo.story_steps as story_steps
+import resofilter_hf.sweep as sweep
+from resofilter_hf.demo.story import StorySettings, full_pool_steps, retraining_proxy
+from resofilter_hf.demo.story_steps import make_world
+
 from lab.cross_model import (
     CrossModelSettings,
     ModelSpec,
@@ -19,12 +26,6 @@ from lab.cross_model import (
     run_cross_model_seed,
     warmed_model,
 )
-from transformers import AutoTokenizer
-
-import resofilter_hf.demo.story_steps as story_steps
-import resofilter_hf.sweep as sweep
-from resofilter_hf.demo.story import StorySettings, full_pool_steps, retraining_proxy
-from resofilter_hf.demo.story_steps import make_world
 
 
 def test_jaccard_by_hand_and_chance_level_by_simulation():

@@ -6,11 +6,12 @@ from fractions import Fraction
 
 import pytest
 from datasets import Dataset
-from lab.gsm8k_calc import annotations, evaluate, propagate
-from lab.gsm8k_flaws import MAKERS, inject_flaws
 
 from resofilter_hf.evaluation import extract_final_answer
 from resofilter_hf.evaluation.gsm8k import load_gsm8k
+
+from lab.gsm8k_calc import annotations, evaluate, propagate
+from lab.gsm8k_flaws import MAKERS, inject_flaws
 
 
 # GSM8K-format rows (question, worked solution with calculator annotations, "#### answer")

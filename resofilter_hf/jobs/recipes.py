@@ -1,4 +1,4 @@
-"""The jobs behind `resofilter score | select | train` and the YAML recipes.
+"""The jobs behind `resofilter score | train` and the YAML recipes.
 
 Arguments are TRL's own dataclasses (`ScriptArguments`, `ModelConfig`) plus `ResonanceConfig`, parsed by TRL's
 `TrlParser`, so a recipe is the same YAML a `trl sft --config` run takes, with `resonance_*` keys added. Two
@@ -8,9 +8,11 @@ the Hub or its offline cache, or from the folder RESOFILTER_GSM8K_DIR names. Any
 folder (parquet, JSON Lines or `save_to_disk`), or a Hub id loaded as usual.
 """
 
+import contextlib
 import dataclasses
-import difflib
 import os
+import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
@@ -18,24 +20,18 @@ from urllib.parse import parse_qsl, urlparse
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
-from .cli import UsageError
-from .config import ResonanceConfig
-from .hub.model_card import write_checkpoint_card
-from .provenance import check_table_suffix, load_scored, read_provenance, write_parquet, write_table
-from .selection import select_by_resonance
-from .trainer import ResonanceTrainer
+from ..config import ResonanceConfig
+from ..hub.model_card import write_checkpoint_card
+from ..provenance import check_table_suffix, load_scored, read_provenance, write_parquet, write_table
+from ..trainer import ResonanceTrainer
+from .usage import UsageError, check_not_input, closest, read_recipe, unknown_arguments
 
 
 @dataclass
 class DataArguments(ScriptArguments):
-    """TRL's `ScriptArguments` plus column mapping, a row cap and where scores go."""
+    """TRL's `ScriptArguments` plus a row cap and where scores go (columns are mapped by `ResonanceConfig`'s
+    `prompt_column`/`completion_column`)."""
 
-    prompt_column: str | None = field(
-        default=None, metadata={"help": "Column renamed to 'prompt' (e.g. 'query' for MetaMathQA)."}
-    )
-    completion_column: str | None = field(
-        default=None, metadata={"help": "Column renamed to 'completion' (e.g. 'response' for MetaMathQA)."}
-    )
     max_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows of the split."})
     scores_path: str | None = field(
         default=None,
@@ -53,13 +49,15 @@ class _RecipeParser(TrlParser):
         raise UsageError(message)
 
 
-def parser() -> TrlParser:
-    return _RecipeParser((DataArguments, ResonanceConfig, ModelConfig))
+def parser(prog: str | None = None) -> TrlParser:
+    """TRL's parser over every field of `DataArguments`, `ResonanceConfig` and `ModelConfig` (`--help-all`)."""
+    usage = None if prog is None else "%(prog)s --config RECIPE.yaml [--FIELD VALUE ...]"
+    return _RecipeParser((DataArguments, ResonanceConfig, ModelConfig), prog=prog, usage=usage)
 
 
 def parse(argv: list[str]) -> tuple[DataArguments, ResonanceConfig, ModelConfig]:
     """Parse `--config recipe.yaml` plus command-line overrides, as `trl sft` does. A missing config, an unknown
-    key (with the closest known one) or a bad value is a `UsageError` naming the file, key or field."""
+    key or flag (with the closest known one) or a bad value is a `UsageError` naming the file, key or field."""
     recipe_parser = parser()
     argv = list(argv)
     if "--config" in argv:
@@ -68,29 +66,22 @@ def parse(argv: list[str]) -> tuple[DataArguments, ResonanceConfig, ModelConfig]
             raise UsageError("--config needs a path to a YAML recipe")
         check_recipe(argv[at + 1], {action.dest for action in recipe_parser._actions})
     try:
-        return recipe_parser.parse_args_and_config(args=argv)
+        *parsed, extra = recipe_parser.parse_args_and_config(args=argv, return_remaining_strings=True)
     except UsageError:
         raise
     except (ValueError, TypeError) as err:  # a field's own check (__post_init__), named in the message
         raise UsageError(str(err)) from err
+    if extra:
+        raise unknown_arguments(extra, [o for action in recipe_parser._actions for o in action.option_strings])
+    return tuple(parsed)
 
 
 def check_recipe(path: str, known: set[str]) -> None:
     """The recipe file exists, is a YAML mapping, and has only known keys (else the closest one is suggested)."""
-    import yaml
-
-    if not Path(path).is_file():
-        raise UsageError(f"--config {path}: no such file")
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as err:
-        raise UsageError(f"--config {path}: not valid YAML ({' '.join(str(err).split())})") from err
-    if not isinstance(config, dict):
-        raise UsageError(f"--config {path}: must be a YAML mapping of field names to values")
-    unknown = sorted(set(config) - known - {"env"})
+    unknown = sorted(set(read_recipe(path)) - known - {"env"})
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = closest(unknown[0], known)
+        hint = f"; did you mean {close!r}?" if close else ""
         raise UsageError(f"--config {path}: unknown key {unknown[0]!r}{hint}")
 
 
@@ -98,21 +89,28 @@ def check_recipe(path: str, known: set[str]) -> None:
 
 
 def _toy_options(uri: str) -> tuple[str, dict]:
+    """`toy:<kind>?a=1&b=0.3&c=text` as ("<kind>", {"a": 1, "b": 0.3, "c": "text"})."""
     parsed = urlparse(uri)
-    options = {}
-    for key, value in parse_qsl(parsed.query):
-        options[key] = value if key == "style" else (float(value) if "." in value else int(value))
-    return parsed.path, options
+    return parsed.path, {key: _number_or_text(value) for key, value in parse_qsl(parsed.query)}
+
+
+def _number_or_text(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
 
 
 def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
-    """The rows of `args.dataset_name` (`split`, default the train split), columns mapped, capped at max_rows."""
+    """The rows of `args.dataset_name` (`split`, default the train split), capped at max_rows."""
     name = args.dataset_name
     if not name:
-        raise ValueError("`dataset_name` is required: a Hub id, a local file or folder, 'gsm8k' or 'toy:math?n=...'.")
+        raise UsageError("`dataset_name` is required: a Hub id, a local file or folder, 'gsm8k' or 'toy:math?n=...'.")
     split = split or args.dataset_train_split
     if name.startswith("toy:"):
-        from .toy import make_math_problems, make_test_problems
+        from ..toy import make_math_problems, make_test_problems
 
         kind, options = _toy_options(name)
         if kind != "math":
@@ -120,7 +118,7 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
         n = int(options.pop("n", 200))
         dataset = make_test_problems(n, **options) if split == "test" else make_math_problems(n, **options)
     elif name == "gsm8k":
-        from .evaluation.gsm8k import load_gsm8k
+        from ..evaluation.gsm8k import load_gsm8k
 
         dataset = load_gsm8k(split)
     elif Path(name).exists():
@@ -130,9 +128,6 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
         raise FileNotFoundError(f"`dataset_name` {name}: no such file or folder")
     else:
         dataset = load_dataset(name, name=args.dataset_config, split=split)
-    renames = _renames(args)
-    if renames:
-        dataset = dataset.rename_columns(renames)
     if args.max_rows is not None:
         dataset = dataset.select(range(min(args.max_rows, len(dataset))))
     return dataset
@@ -145,11 +140,11 @@ def _looks_like_path(name: str) -> bool:
 
 
 def load_stream(args: DataArguments, split: str | None = None) -> IterableDataset:
-    """The rows of `args.dataset_name` as a stream (`load_dataset(..., streaming=True)`), columns mapped; a local
+    """The rows of `args.dataset_name` as a stream (`load_dataset(..., streaming=True)`); a local
     .parquet/.json/.jsonl file streams through the matching builder. `max_rows` is applied by the scoring."""
     name, split = args.dataset_name, split or args.dataset_train_split
     if not name:
-        raise ValueError("`dataset_name` is required: a Hub id, a local file or folder, or 'toy:math?n=...'.")
+        raise UsageError("`dataset_name` is required: a Hub id, a local file or folder, or 'toy:math?n=...'.")
     if name.startswith("toy:") or name == "gsm8k":  # built in: loaded whole, then streamed
         return load_rows(dataclasses.replace(args, max_rows=None), split).to_iterable_dataset()
     elif Path(name).is_file() and Path(name).suffix in (".parquet", ".json", ".jsonl"):
@@ -157,30 +152,58 @@ def load_stream(args: DataArguments, split: str | None = None) -> IterableDatase
         stream = load_dataset(builder, data_files=name, split="train", streaming=True)
     else:
         stream = load_dataset(name, name=args.dataset_config, split=split, streaming=True)
-    renames = _renames(args)
-    return stream.rename_columns(renames) if renames else stream
-
-
-def _renames(args: DataArguments) -> dict[str, str]:
-    renames = {args.prompt_column: "prompt", args.completion_column: "completion"}
-    return {old: new for old, new in renames.items() if old and old != new}
+    return stream
 
 
 def resolve_model(name: str | None, output_dir: str) -> str:
-    """`toy:<arch>?seed=..&num_layers=..` builds the tiny model into <output_dir>/toy-<arch>; anything else as is."""
+    """A built-in tiny model (`toy:<arch>?seed=..&num_layers=..`, or `toy:llama-warm?seed=..`) built once into
+    <output_dir>/toy-<arch>-<options>; anything else as is."""
     if not name:
-        raise ValueError("`model_name_or_path` is required (a Hub id, a local folder, or 'toy:llama').")
+        raise UsageError("`model_name_or_path` is required (a Hub id, a local folder, or 'toy:llama').")
     if not name.startswith("toy:"):
         if _looks_like_path(name) and not Path(name).expanduser().is_dir():
             raise FileNotFoundError(f"`model_name_or_path` {name}: no such model folder")
         return name
-    from .toy import build_tiny_model
-
     arch, options = _toy_options(name)
-    folder = Path(output_dir) / f"toy-{arch}"
+    folder = Path(output_dir) / "-".join(["toy", arch, *(f"{k}{v}" for k, v in sorted(options.items()))])
     if not (folder / "config.json").is_file():
-        build_tiny_model(folder, arch=arch, **{k: int(v) for k, v in options.items()})
+        building = folder.with_name(f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            _build_toy_model(arch, options, building)
+            if not (folder / "config.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder, not a build of this code
+            with contextlib.suppress(OSError):  # another process may have put its (identical) build there first
+                os.replace(building, folder)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"`model_name_or_path` {name}: building it into {folder} failed")
     return str(folder)
+
+
+def _build_toy_model(arch: str, options: dict, folder: Path) -> None:
+    """`llama-warm`: the demo's base model for `seed`, warmed up on clean problems of the basic world that are not
+    in that seed's pool (`toy:math?n=800&seed=..&level=basic`), so its scores mean something; any other arch: an
+    untrained `build_tiny_model` (its scores rank rows by chance)."""
+    from ..toy import ARCHITECTURES, build_tiny_model
+
+    if arch != "llama-warm":
+        if arch not in ARCHITECTURES:
+            raise UsageError(f"unknown toy model {arch!r}; choose from {[*sorted(ARCHITECTURES), 'llama-warm']}")
+        build_tiny_model(folder, arch=arch, **{k: int(v) for k, v in options.items()})
+        return
+    from ..demo.settings import StorySettings
+    from ..demo.story_steps import build_base, make_world, warm_up
+
+    if set(options) - {"seed"}:
+        raise UsageError(f"toy:llama-warm takes only seed=, got {sorted(options)}")
+    seed, settings = int(options.get("seed", 0)), StorySettings.basic()
+    base = build_base(settings, seed, folder / "base")
+    warmed = warm_up(base, make_world(settings, seed)[0], settings.warmup, seed, folder / "work")
+    for path in warmed.iterdir():
+        os.replace(path, folder / path.name)
+    shutil.rmtree(folder / "base")
+    shutil.rmtree(folder / "work")
 
 
 def resolve_reference(data_args: DataArguments, training_args: ResonanceConfig) -> None:
@@ -241,23 +264,6 @@ def run_score(data_args: DataArguments, training_args: ResonanceConfig, model_ar
     if trainer.accelerator.is_main_process:
         write_table(scored, path, read_provenance(scored))
     return path
-
-
-def check_not_input(source: str | os.PathLike, output: str | os.PathLike) -> None:
-    """Refuse to write the output over its own input (a failed or partial run would lose the input)."""
-    source, output = Path(source).expanduser().resolve(), Path(output).expanduser().resolve()
-    if source == output or (source.is_dir() and source in output.parents):
-        raise ValueError(f"the output {output} would overwrite the input {source}; write to another path.")
-
-
-def run_select(source: str | os.PathLike, output: str | os.PathLike, **options) -> tuple[Path, dict]:
-    """Select from a scored file with `select_by_resonance(**options)` into `output` (.parquet with the selection
-    in its metadata, .jsonl or .csv); returns the path and the counts."""
-    check_table_suffix(output)
-    check_not_input(source, output)
-    selected = select_by_resonance(load_scored(source), **options)
-    provenance = read_provenance(selected)
-    return write_table(selected, output, provenance), provenance["selection"]
 
 
 def run_train(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> ResonanceTrainer:

@@ -1,0 +1,159 @@
+"""Writing files that other processes (and threads) may be writing or reading at the same moment.
+
+Every file goes to a temporary name in its own folder and is renamed into place when complete, so a reader never
+sees half a file and a failed write (a full disk, a kill) leaves the earlier file intact. A temporary name is unique
+per writer: host, process, thread and a random part, so two processes or two threads writing the same path never
+share one. A writer's leftovers (it was killed mid-write) are removed only once that writer is gone, and a folder
+is claimed by one job at a time through an exclusive lock file that names its holder.
+"""
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<thread>\d+)\.[0-9a-f]+\.partial$")
+
+
+def temporary_path(path: Path) -> Path:
+    """A fresh temporary name beside `path`, unique to this host, process, thread and call."""
+    tag = f"{_HOST}-{os.getpid()}-{threading.get_ident()}"
+    return path.with_name(f".{path.name}.{tag}.{secrets.token_hex(4)}.partial")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write to; renamed onto `path` only if the block completes.
+
+    On any error (a full disk, an interrupt) the temporary file is removed and whatever `path` held before is left
+    as it was, so a reader never sees a half-written file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder, not a file.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = temporary_path(path)
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write `data` (text as UTF-8) to `path` atomically (see `atomic_path`)."""
+    with atomic_path(path) as partial:
+        partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+def process_alive(host: str, pid: int) -> bool:
+    """Whether process `pid` on `host` may still run: only a process of this host can be known to be gone."""
+    if host != _HOST:
+        return True
+    if pid <= 0:  # never signal a process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files in `folder` whose writer is gone (killed mid-write); returns them. Files of a
+    writer that may still run, and names this scheme did not make, are left alone."""
+    removed = []
+    for path in Path(folder).glob(".*.partial"):
+        found = _PARTIAL.match(path.name)
+        if found and not process_alive(found["host"], int(found["pid"])):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+class FolderBusyError(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+class FolderLock:
+    """An exclusive claim on a folder: `folder/.lock` made with O_EXCL, holding the owner's host, pid and start.
+
+    A lock whose owner is gone (same host, process ended) is taken over; a live owner's lock is an error naming the
+    folder and the owner. Released on exit; a process killed while holding it leaves a lock the next run takes over.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | os.PathLike, purpose: str = "scoring"):
+        self.path = Path(folder) / self.NAME
+        self.purpose = purpose
+        self.held = False
+
+    def acquire(self) -> "FolderLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"host": _HOST, "pid": os.getpid(), "since": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except PermissionError:  # a read-only folder: nothing can be written there, by us or another run
+                return self
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and process_alive(owner["host"], owner["pid"]):
+                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
+                    raise FolderBusyError(
+                        f"{self.path.parent} is in use: process {owner['pid']} on {owner['host']} has been "
+                        f"{self.purpose} there since {since}. Wait for it to finish, or use another `output_dir`; "
+                        f"if that process is gone for good, delete {self.path}."
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):  # its owner is gone: take it over
+                    self.path.unlink()
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump(me, handle)
+            self.held = True
+            return self
+        raise FolderBusyError(f"could not lock {self.path.parent}: other processes keep claiming it.")
+
+    def _owner(self) -> dict | None:
+        try:
+            owner = json.loads(self.path.read_text())
+            return {"host": str(owner["host"]), "pid": int(owner["pid"]), "since": float(owner.get("since", 0))}
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, OSError):  # half-written by a killed owner: treat as gone
+            return {"host": _HOST, "pid": -1, "since": 0.0}
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            self.held = False
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_not_input(output: str | os.PathLike, inputs) -> None:
+    """Refuse to write `output` over its own input: the same file, a folder holding an input file, or a path inside
+    an input folder (paths resolved, through symlinks), since a failed or partial run would lose the input."""
+    target = Path(os.path.realpath(Path(output).expanduser()))
+    for source in inputs:
+        source = Path(os.path.realpath(Path(source).expanduser()))
+        if source == target or target in source.parents or source in target.parents:
+            raise ValueError(f"the output {output} would overwrite the input {source}; write to another path.")

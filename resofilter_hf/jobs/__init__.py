@@ -1,0 +1,73 @@
+"""The jobs behind `resofilter score | select | train` and the YAML recipes.
+
+`recipes` parses a recipe with TRL's parser and runs `score` and `train` (it imports TRL and torch); `select` runs
+`resofilter select` with the datasets stack alone; `usage` holds `UsageError` and the checks the command line runs
+before importing anything heavy; `fields` the short `--help` of `score` and `train`. Names are imported on first
+use, so `resofilter_hf.jobs.usage` costs nothing.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+
+_EXPORTS = {
+    "DataArguments": "recipes",
+    "check_recipe": "recipes",
+    "load_rows": "recipes",
+    "load_stream": "recipes",
+    "make_trainer": "recipes",
+    "parse": "recipes",
+    "parser": "recipes",
+    "resolve_model": "recipes",
+    "resolve_reference": "recipes",
+    "run_score": "recipes",
+    "run_train": "recipes",
+    "run_select": "select",
+    "UsageError": "usage",
+    "check_not_input": "usage",
+}
+
+__all__ = [
+    "DataArguments",
+    "UsageError",
+    "check_not_input",
+    "check_recipe",
+    "load_rows",
+    "load_stream",
+    "make_trainer",
+    "parse",
+    "parser",
+    "resolve_model",
+    "resolve_reference",
+    "run_score",
+    "run_select",
+    "run_train",
+]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .recipes import (
+        DataArguments,
+        check_recipe,
+        load_rows,
+        load_stream,
+        make_trainer,
+        parse,
+        parser,
+        resolve_model,
+        resolve_reference,
+        run_score,
+        run_train,
+    )
+    from .select import run_select
+    from .usage import UsageError, check_not_input

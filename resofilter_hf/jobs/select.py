@@ -1,0 +1,18 @@
+"""The job behind `resofilter select`: a scored file in, the kept rows out. Needs the datasets stack, not TRL."""
+
+import os
+from pathlib import Path
+
+from ..provenance import check_table_suffix, load_scored, read_provenance, write_table
+from ..selection import select_by_resonance
+from .usage import check_not_input
+
+
+def run_select(source: str | os.PathLike, output: str | os.PathLike, **options) -> tuple[Path, dict]:
+    """Select from a scored file with `select_by_resonance(**options)` into `output` (.parquet with the selection
+    in its metadata, .jsonl or .csv); returns the path and the counts."""
+    check_table_suffix(output)
+    check_not_input(source, output)
+    selected = select_by_resonance(load_scored(source), **options)
+    provenance = read_provenance(selected)
+    return write_table(selected, output, provenance), provenance["selection"]

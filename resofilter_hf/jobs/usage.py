@@ -1,0 +1,76 @@
+"""What the command line accepts, checked before anything heavy is imported.
+
+`cli` and `jobs` both raise `UsageError` (exit code 2); keeping it here, with the checks that need nothing but the
+standard library, lets `cli` answer a bad option or a missing file in a fraction of a second and keeps `jobs` from
+importing `cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import errno
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+class UsageError(ValueError):
+    """A bad command line or config: reported in one line, exit code 2."""
+
+
+def closest(word: str, known: Iterable[str]) -> str | None:
+    """The known name closest to `word` (a misspelt option or key), or None when none is close."""
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return close[0] if close else None
+
+
+def unknown_arguments(extra: list[str], known_options: Iterable[str]) -> UsageError:
+    """The error for arguments no parser took, naming the first unknown option and the closest known one."""
+    flags = [arg.split("=", 1)[0] for arg in extra if arg.startswith("-")]
+    if not flags:
+        return UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    suggestion = closest(flags[0], known_options)
+    hint = f"; did you mean {suggestion}?" if suggestion else ""
+    return UsageError(f"unrecognized argument {flags[0]}{hint}")
+
+
+def keep_share(text: str) -> float:
+    """argparse type of a keep share: a number with 0 < share <= 1, else an error that quotes what was given."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a share with 0 < keep <= 1 (0.5 keeps half), got {text!r}")
+    return value
+
+
+def check_source(path: str | os.PathLike) -> None:
+    """An input file or folder exists (a failure, exit code 1, not a usage error)."""
+    if not Path(path).expanduser().exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file or folder", str(path))
+
+
+def check_not_input(source: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Refuse to write the output over its own input (a failed or partial run would lose the input)."""
+    source, output = Path(source).expanduser().resolve(), Path(output).expanduser().resolve()
+    if source == output or (source.is_dir() and source in output.parents):
+        raise UsageError(f"the output {output} would overwrite the input {source}; write to another path.")
+
+
+def read_recipe(path: str) -> dict[str, Any]:
+    """The recipe file's YAML mapping; a missing file, invalid YAML or another shape is a `UsageError` naming it."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise UsageError(f"--config {path}: not valid YAML ({' '.join(str(err).split())})") from err
+    if not isinstance(config, dict):
+        raise UsageError(f"--config {path}: must be a YAML mapping of field names to values")
+    return config
