@@ -82,7 +82,12 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--keep", type=keep_share, action="append", help="add a config keeping this share (0.5 -> keep50); repeatable"
     )
-    parser.add_argument("--local-dir", help="only stage the repo into this folder; upload nothing")
+    parser.add_argument(
+        "--local-dir",
+        help="only stage the repo into this folder (new, empty, or staged before); upload nothing. Staging writes "
+        "README.md, data/ and images/, and replaces or removes only files an earlier staging wrote there (listed in "
+        "its .resofilter-staged.json); your own files in the folder are left alone and never uploaded",
+    )
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--commit-message", help="message of the upload commit")
     parser.add_argument("--label-column", action="append", help="column to break scores down by; repeatable")
@@ -254,7 +259,12 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-column", help="column to break scores down by (default: flaw/label/bool columns)")
     parser.add_argument("--keep", type=keep_share, default=0.5, help="keep share whose cut is shown (default: 0.5)")
     parser.add_argument("--column", help="score column (default: the file's, else resonance)")
-    parser.add_argument("--drop", choices=["highest", "lowest"], help="which end the rule drops (default: highest)")
+    parser.add_argument(
+        "--drop",
+        choices=["highest", "lowest"],
+        help="which end of the score column the rule drops (default: the file's own rule, else the column's "
+        "declared end: lowest for alignment, else highest)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         import time

@@ -71,11 +71,23 @@ SCORING_FIELDS = (
 
 
 def read_provenance(dataset: Dataset) -> dict[str, Any]:
-    """The provenance dict stored on `dataset` ({} when there is none)."""
+    """The provenance dict stored on `dataset` ({} when there is none). A provenance line that is not a JSON
+    object is a ValueError saying so."""
     for line in reversed((dataset.info.description or "").splitlines()):
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER) :])
+            return _provenance_object(line[len(MARKER) :], "the dataset's info.description")
     return {}
+
+
+def _provenance_object(text: str | bytes, where: str) -> dict[str, Any]:
+    """`text` parsed as the provenance JSON object, or a ValueError naming `where` it was read from."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"the resofilter-hf provenance in {where} is not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"the resofilter-hf provenance in {where} is a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def with_provenance(dataset: Dataset, **sections: Any) -> Dataset:
@@ -184,7 +196,13 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
     is an error naming it."""
     path = Path(path)
     if path.is_dir():
-        return load_from_disk(str(path))
+        loaded = load_from_disk(str(path))
+        for split in loaded.values() if isinstance(loaded, DatasetDict) else [loaded]:
+            try:
+                read_provenance(split)
+            except ValueError as err:
+                raise ValueError(f"load_scored: {path}: {err}") from err
+        return loaded
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".jsonl", ".json", ".csv"):
         raise ValueError(f"load_scored: {path} is not a save_to_disk folder, .parquet, .jsonl, .json or .csv file")
@@ -192,9 +210,13 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
         raise FileNotFoundError(f"{path}: no such file or folder")
     if suffix == ".parquet":
         try:
-            provenance = parquet_provenance(path)  # reads the footer: a truncated or corrupt file fails here
+            metadata = pq.read_schema(path).metadata or {}  # reads the footer: a truncated or corrupt file fails here
         except (pa.ArrowException, OSError) as err:
             raise ValueError(f"{path} is not a readable parquet file ({err})") from err
+        provenance = {}
+        if PARQUET_KEY in metadata:
+            where = f"{path} (parquet metadata key {PARQUET_KEY.decode()!r})"
+            provenance = _provenance_object(metadata[PARQUET_KEY], where)
         return with_provenance(Dataset.from_parquet(str(path)), **provenance)
     try:
         return Dataset.from_json(str(path)) if suffix in (".jsonl", ".json") else Dataset.from_csv(str(path))

@@ -8,22 +8,25 @@ scales other columns to a power of 1000, so every tick reads as a plain number w
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset
 
+from ..columns import DEFAULT_SCORE_COLUMN, DROPS, LOSS, TOKENS, drop_side
+from ..columns import score_columns as ranked_columns
 from ..confounds import spearman as confound_spearman
 from ..selection import _completion_lengths, drop_order
 
 
-BASELINE_PREFIX = "baseline_"
 CLEAN_LABELS = frozenset({"", "none", "clean", "ok", "false", "0", "no", "(none)", "null"})
-MEASURED = frozenset({"resonance_loss", "resonance_tokens", "resonance_status"})  # inputs, not scores
 SPREAD_PPM = 1e-3  # a column whose 0.5-99.5% range is under this share of its median is shown in ppm
 LONG_TAIL = 8.0  # a positive column whose 99.5th percentile exceeds this many medians is drawn on a log axis
+DISPLAY_MAX = 1e300  # display values are clipped here: a score near the float64 limit stays a finite number
+LONG_NUMBER = 1e9  # display values this large are written in exponent form
 
 
 def numbers(dataset: Dataset, column: str) -> np.ndarray:
@@ -32,21 +35,21 @@ def numbers(dataset: Dataset, column: str) -> np.ndarray:
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64) if len(values) else np.empty(0)
 
 
-def score_columns(dataset: Dataset, primary: str, base: str | None = None) -> list[str]:
-    """`primary` first, then the numeric variants of `base` (default `primary`; ``<base>_*``: epochs, anatomy,
-    transforms) and the ``baseline_*`` columns, in dataset order; the loss, token count and status are what scores
-    are compared with, not scores."""
-    base = base or primary
-    found = [primary] if primary in dataset.column_names else []
-    for name, feature in dataset.features.items():
-        if name == primary or name in MEASURED or name in found:
-            continue
-        numeric = getattr(feature, "dtype", "").startswith(("float", "int", "uint")) and not isinstance(
-            feature, ClassLabel
-        )
-        if numeric and (name.startswith(f"{base}_") or name.startswith(BASELINE_PREFIX)):
-            found.append(name)
-    return found
+def is_numeric(feature) -> bool:
+    """A float or integer column (a ClassLabel is a label, not a number)."""
+    dtype = getattr(feature, "dtype", "")
+    return (
+        isinstance(dtype, str) and dtype.startswith(("float", "int", "uint")) and not isinstance(feature, ClassLabel)
+    )
+
+
+def score_columns(dataset: Dataset, primary: str, score_column: str = DEFAULT_SCORE_COLUMN) -> list[str]:
+    """`primary` first, then every other numeric column a selection may rank by (`columns.score_columns`: the
+    paper's score and its variants, alignment, anatomy, transforms, baselines; never loss, token counts or
+    status), for the score column `score_column` of the provenance."""
+    numeric = [name for name, feature in dataset.features.items() if is_numeric(feature)]
+    ranked = [name for name in ranked_columns(numeric, score_column) if name != primary]
+    return [primary, *ranked] if primary in dataset.column_names else ranked
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,19 @@ class Axis:
     log: bool = False
 
     def show(self, values) -> np.ndarray:
-        return (np.asarray(values, dtype=np.float64) - self.offset) * self.scale
+        """`values` in display units; a finite value whose display would overflow is clipped to +-`DISPLAY_MAX`."""
+        values = np.asarray(values, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            shown = (values - self.offset) * self.scale
+        return np.where(np.isfinite(values), np.clip(shown, -DISPLAY_MAX, DISPLAY_MAX), shown)
 
     def text(self, value: float) -> str:
         """One value in display units, e.g. ``-170.3 ppm``; ``-`` when not finite."""
         if value is None or not math.isfinite(value):
             return "-"
         shown = float(self.show(value))
+        if abs(shown) >= LONG_NUMBER:
+            return f"{shown:.4g}" + (f" {self.unit}" if self.unit else "")
         if self.unit == "ppm":  # one resolution for all, so values compare digit by digit
             return f"{'+' if shown > 0 else ''}{shown:,.{self.decimals}f} ppm"
         digits = self.decimals if shown == 0 else max(self.decimals, 2 - math.floor(math.log10(abs(shown))))
@@ -79,34 +88,45 @@ class Axis:
 def axis_for(column: str, values: np.ndarray, lr: float | None = None) -> Axis:
     """The readable axis for `values`: ppm from `lr` when they sit within 1% of it (the paper's fresh-AdamW score),
     ppm from the median when their spread is tiny, else the values scaled by a power of 1000 (on a log axis when
-    positive with a long right tail)."""
+    positive with a long right tail). Any finite values, up to the float64 limits, give a finite axis."""
     finite = values[np.isfinite(values)]
     if not len(finite):
         return Axis(column, column)
-    lo, median, hi = np.quantile(finite, [0.005, 0.5, 0.995])
-    spread = hi - lo
-    if lr and abs(median / lr - 1) < 0.01 and spread < 0.01 * lr:
+    lo, median, hi = _quantiles(finite)
+    spread = hi - lo  # inf when the values span most of the float64 range
+    if lr is not None and lr > 0 and math.isfinite(1e6 / lr) and abs(median / lr - 1) < 0.01 and spread < 0.01 * lr:
         return Axis(
             column, f"{column}: deviation from lr = {lr:g}, parts per million", lr, 1e6 / lr, "ppm",
             _decimals(spread * 1e6 / lr),
         )  # fmt: skip
-    if median != 0 and spread < SPREAD_PPM * abs(median):
+    if median != 0 and math.isfinite(1e6 / abs(median)) and spread < SPREAD_PPM * abs(median):
         return Axis(
             column, f"{column}: deviation from its median {median:.7g}, ppm", median, 1e6 / abs(median), "ppm",
             _decimals(spread * 1e6 / abs(median)),
         )  # fmt: skip
     size = max(abs(lo), abs(hi), abs(median))
-    power = 0 if size == 0 else 3 * math.floor(math.log10(size) / 3)
+    power = 0 if size == 0 else min(300, max(-300, 3 * math.floor(math.log10(size) / 3)))  # 10**-power is finite
+    scale = 10.0**-power
     log = bool(finite.min() > 0 and hi > LONG_TAIL * median)
+    decimals = _decimals(hi * scale - lo * scale)
     if -3 <= power <= 3:  # 0.001 .. 999,999: plain numbers read fine
-        return Axis(column, column + (" (log scale)" if log else ""), decimals=_decimals(spread), log=log)
+        return Axis(column, column + (" (log scale)" if log else ""), decimals=decimals, log=log)
     label = f"{column} (x 1e{power}{', log scale' if log else ''})"
-    return Axis(column, label, 0.0, 10.0**-power, decimals=_decimals(spread * 10.0**-power), log=log)
+    return Axis(column, label, 0.0, scale, decimals=decimals, log=log)
+
+
+def _quantiles(finite: np.ndarray) -> tuple[float, float, float]:
+    """The 0.5%, 50% and 99.5% quantiles, interpolated on the values scaled down by a power of two (exact), so
+    that values near the float64 limit cannot overflow in between."""
+    exponent = math.frexp(float(np.max(np.abs(finite))))[1]
+    scale = 2.0 ** -max(0, exponent)
+    lo, median, hi = np.quantile(finite * scale, [0.005, 0.5, 0.995])
+    return float(lo) / scale, float(median) / scale, float(hi) / scale
 
 
 def _decimals(spread: float) -> int:
     """Decimals that resolve about a thousandth of `spread` (0 to 6)."""
-    if not spread > 0:
+    if not (spread > 0 and math.isfinite(spread)):
         return 3
     return int(min(6, max(0, 3 - math.floor(math.log10(spread)))))
 
@@ -159,6 +179,7 @@ class ScoreView:
     """One score column, ready to show."""
 
     column: str
+    drop: str  # the end its selection drops: "highest" or "lowest"
     scores: np.ndarray
     axis: Axis
     order: np.ndarray  # scored, deduplicated rows, first dropped first (`selection.drop_order`)
@@ -175,16 +196,35 @@ class ScoreView:
         return float(self.scores[kept[0]]) if len(kept) else math.nan
 
 
+def drop_sides(
+    names: Sequence[str],
+    score_column: str,
+    selection: Mapping[str, Any],
+    primary: str | None = None,
+    drop: str | None = None,
+) -> dict[str, str]:
+    """The end each column in `names` drops: `drop` for `primary` when given, else a file's own selection rule
+    (its "selection" provenance names a column and a drop) for that column, else the column's declared direction
+    (`columns.drop_side`; the paper's rule, highest dropped, for a column of the user's own)."""
+    sides = {name: drop_side(name, score_column) for name in names}
+    rule_column, rule_drop = selection.get("column"), selection.get("drop")
+    if rule_column in sides and rule_drop in DROPS:
+        sides[rule_column] = rule_drop
+    if primary in sides and drop is not None:
+        sides[primary] = drop
+    return sides
+
+
 def compared_with(dataset: Dataset) -> dict[str, np.ndarray]:
     """What scores are compared with: completion length (loss tokens, else characters) and the loss."""
     out = {}
-    if "resonance_tokens" in dataset.column_names:
-        out["completion tokens"] = numbers(dataset, "resonance_tokens")
+    if TOKENS in dataset.column_names:
+        out["completion tokens"] = numbers(dataset, TOKENS)
     else:
         with contextlib.suppress(ValueError):  # no completion column: nothing to compare with
             out["completion characters"] = _completion_lengths(dataset, "report").astype(np.float64)
-    if "resonance_loss" in dataset.column_names:
-        out["loss (mean per token)"] = numbers(dataset, "resonance_loss")
+    if LOSS in dataset.column_names:
+        out["loss (mean per token)"] = numbers(dataset, LOSS)
     return out
 
 
@@ -198,10 +238,10 @@ def score_view(
     flags: np.ndarray | None,
     against: dict[str, np.ndarray],
 ) -> ScoreView:
-    """Everything the report and the card figures show of one score column."""
+    """Everything the report and the card figures show of one score column, ranked by dropping its `drop` end."""
     values = numbers(dataset, column)
     order = drop_order(dataset, column=column, drop=drop, dedup_on=dedup)
     rho = {name: spearman(values, x) for name, x in against.items()}
     return ScoreView(
-        column, values, axis_for(column, values, lr), order, keep_curve(column, order, values, flags), rho
+        column, drop, values, axis_for(column, values, lr), order, keep_curve(column, order, values, flags), rho
     )

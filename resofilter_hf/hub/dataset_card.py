@@ -6,6 +6,7 @@ per-label statistics when the data carries labels. Each generated section sits b
 markers, so `merge_card` can refresh it in a card a person has since edited.
 """
 
+import keyword
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,20 +18,25 @@ from huggingface_hub import DatasetCard
 from huggingface_hub.repocard_data import DatasetCardData
 
 from ..provenance import CITATION, read_provenance
+from .analysis import drop_sides
+from .notices import also_line, headlines
 from .report import card_figures
 from .tables import (
     label_columns_of,
     label_table,
     markdown_table,
+    number,
     score_column,
     score_summary,
     scores_of,
     scoring_table,
+    section,
     selection_rule,
     selection_summary,
     selection_table,
 )
 from .templates import TAGS, template_path
+from .text import Code, Md, Sentence, md_code, md_text, py_string, to_markdown
 
 
 IMAGE_DIR = "images"
@@ -45,11 +51,16 @@ def render_dataset_card(
     label_columns: Sequence[str] | None = None,
     pretty_name: str | None = None,
     license: str | None = None,
+    load_path: str | None = None,
 ) -> DatasetCard:
     """The dataset card for `configs` (config name -> splits) stored at `data_files` (config -> split -> paths
     in the repo). With `folder` (the repo folder being staged), the HTML report's figures of each scored config
     (distribution by label with the cuts, score against length and loss, keep-share curve) are written to
-    ``folder/images/`` as PNGs and shown in the card.
+    ``folder/images/`` as PNGs and shown in the card. The card's loading snippets name `repo_id`, else
+    `load_path`, else `folder`.
+
+    A strong confound of the score (`confounds.strong_confounds`) and a loss that covers the prompt are shown
+    at the top of the card, with the option that addresses each.
 
     A config whose provenance has no "selection" section is a scored set; when there is exactly one, the other
     configs are read as selections from it: their cuts are drawn on its histogram and the label table says
@@ -70,20 +81,35 @@ def render_dataset_card(
     for name in family.bases or list(configs):
         histograms.append(_histogram_block(family, name, folder, label_columns))
         label_blocks += _label_blocks(family, name, label_columns)
-    scoring = next((p["scoring"] for p in family.provenance.values() if p.get("scoring")), {})
+    provenance = next((p for p in family.provenance.values() if section(p, "scoring")), {})
+    column = score_column(family.first[family.default])
     return DatasetCard.from_template(
         card_data,
         template_path=str(template_path("dataset_card.md")),
-        pretty_name=card_data.pretty_name,
-        load_path=repo_id or (str(folder) if folder is not None else "path/to/this/folder"),
+        pretty_name=md_text(card_data.pretty_name),
+        headlines=_headlines(provenance, column),
+        load_path=py_string(repo_id or load_path or (str(folder) if folder is not None else "path/to/this/folder")),
         config_rows=_config_rows(family),
-        scoring_table=scoring_table(scoring),
+        scoring_table=scoring_table(section(provenance, "scoring")),
         selection_blocks=_selection_blocks(configs),
         histograms=histograms,
-        score_column=score_column(family.first[family.default]),
+        score_column=md_code(column),
         label_blocks=label_blocks,
         citation=CITATION,
     )
+
+
+def _headlines(provenance, column: str) -> list[Md]:
+    """The card's "read this first" lines (markdown), from `notices.headlines`."""
+    notices = headlines(provenance, column)
+    out = []
+    for notice in (n for n in notices if n.primary):
+        lead = f"{md_code(notice.column)} " if notice.column is not None else ""
+        out.append(Md(f"{lead}{notice.sentence.rstrip('.')}. What to do: {notice.remedy}."))
+    also = also_line(notices)
+    if also:
+        out.append(Md(f"{also[0]} " + ", ".join(f"{md_code(c)} ({md_text(what)})" for c, what in also[1]) + "."))
+    return out
 
 
 class _Family:
@@ -116,7 +142,7 @@ def _size_category(n: int) -> str:
 
 def _python_name(config: str) -> str:
     name = re.sub(r"\W", "_", config)
-    return name if name.isidentifier() and not name[0].isdigit() else f"ds_{name}"
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"ds_{name}"
 
 
 def _yaml_configs(configs, data_files, default: str) -> list[dict[str, Any]]:
@@ -143,11 +169,12 @@ def _config_rows(family: _Family) -> list[dict[str, Any]]:
         selection = family.provenance[name].get("selection") or {}
         rows.append(
             {
-                "name": name,
+                "name": md_code(name),
+                "name_literal": py_string(name),
                 "var": _python_name(name),
-                "splits": ", ".join(f"{s} ({len(ds)})" for s, ds in splits.items()),
+                "splits": md_text(", ".join(f"{s} ({len(ds)})" for s, ds in splits.items())),
                 "rows": sum(len(ds) for ds in splits.values()),
-                "rule": "all scored rows" if not selection else selection_rule(selection),
+                "rule": to_markdown(selection_rule(selection) if selection else Sentence("all scored rows")),
             }
         )
     return rows
@@ -158,36 +185,31 @@ def _selection_blocks(configs: Mapping[str, DatasetDict]) -> list[dict[str, str]
     blocks = []
     for name, splits in configs.items():
         for split, ds in splits.items():
-            selection = read_provenance(ds).get("selection")
+            selection = section(read_provenance(ds), "selection")
             if selection:
                 blocks.append(
                     {
-                        "name": name,
-                        "split": split if len(splits) > 1 else "",
-                        "summary": selection_summary(selection),
+                        "name": md_code(name),
+                        "split": md_text(split) if len(splits) > 1 else "",
+                        "summary": to_markdown(selection_summary(selection)),
                         "table": selection_table(selection),
                     }
                 )
     return blocks
 
 
-def _cuts(family: _Family, name: str, split: str) -> tuple[dict[str, float], str]:
-    """The score at each selection's cut to draw on `name`'s histogram, and which side those selections drop."""
+def _cuts(family: _Family, name: str, split: str, column: str) -> tuple[dict[str, float], str]:
+    """The score at each selection's cut to draw on `name`'s histogram, and which side those selections drop (the
+    first selection's rule, else the column's declared direction)."""
     children = family.children(name)
-    cuts = {}
+    cuts, rules = {}, []
     for child in children if name in family.bases else [name]:
-        sel = read_provenance(family.configs[child].get(split, family.first[child])).get("selection") or {}
-        if sel.get("threshold_value") is not None:
-            cuts[child] = float(sel["threshold_value"])
-    drop = next(
-        iter(
-            family.provenance[c]["selection"].get("drop", "highest")
-            for c in children or [name]
-            if c not in family.bases
-        ),
-        "highest",
-    )
-    return cuts, drop
+        sel = section(read_provenance(family.configs[child].get(split, family.first[child])), "selection")
+        if number(sel.get("threshold_value")) is not None:
+            cuts[child] = number(sel["threshold_value"])
+        rules.append(sel)
+    rule = next((sel for sel in rules if sel.get("column") == column), {})
+    return cuts, drop_sides([column], column, rule)[column]
 
 
 def _histogram_block(
@@ -198,18 +220,22 @@ def _histogram_block(
     ds = family.configs[name][split]
     column = score_column(ds)
     scores = scores_of(ds, column)
-    cuts, drop = _cuts(family, name, split)
+    cuts, drop = _cuts(family, name, split, column)
     n_scored = int(np.isfinite(scores).sum())
+    caption = Sentence("Split {}: {} scored rows of {}.", (Code(split), n_scored, len(scores)))
+    if cuts:
+        caption = Sentence(caption.template + " Vertical lines: the score at each config's cut ({} scores dropped).",
+                           (*caption.values, drop))  # fmt: skip
     entry = {
-        "name": name,
-        "caption": f"Split `{split}`: {n_scored} scored rows of {len(scores)}."
-        + (f" Vertical lines: the score at each config's cut ({drop} scores dropped)." if cuts else ""),
+        "name": md_code(name),
+        "caption": to_markdown(caption),
         "table": markdown_table(["statistic", "value"], score_summary(scores)),
         "image": None,
     }
     if folder is not None:  # the HTML report's figures: distribution (by label, cuts marked), confounds, keep curve
         labels = label_columns_of(ds, label_columns)
-        images = card_figures(ds, folder, f"{column}_{name}", IMAGE_DIR, column=column, cuts=cuts, drop=drop,
+        stem = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', column)}_{name}"  # a file name whatever the column is called
+        images = card_figures(ds, folder, stem, IMAGE_DIR, column=column, cuts=cuts, drop=drop,
                               label_column=labels[0] if labels else None)  # fmt: skip
         entry.update(
             image=images.get("distribution"), confounds=images.get("confounds"), keep=images.get("keep_curve")
@@ -224,6 +250,7 @@ def _label_blocks(family: _Family, name: str, label_columns: Sequence[str] | Non
     column = score_column(ds)
     kept = {child: family.configs[child][split] for child in family.children(name) if split in family.configs[child]}
     return [
-        {"name": name, "column": label_column, "table": label_table(ds, label_column, column=column, kept=kept)}
+        {"name": md_code(name), "column": md_code(label_column),
+         "table": label_table(ds, label_column, column=column, kept=kept)}
         for label_column in label_columns_of(ds, label_columns)
-    ]
+    ]  # fmt: skip

@@ -8,6 +8,7 @@ with the offset formatter turned off.
 
 import io
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from .analysis import Axis, KeepCurve, flagged
 
 CLEAN_COLOR = "#4c72b0"
 FLAG_COLORS = ["#dd8452", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd", "#55a868"]
-LINE_COLORS = ["#1f4e99", "#c44e52", "#55a868", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
+# The keep-share chart draws at most len(LINE_COLORS) lines (report_sections.DRAWN_CURVES), each its own colour
+# and, after the first, alternately dashed, so no two lines look alike.
+LINE_COLORS = ["#1f4e99", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+LINE_STYLES = ["-", "--"]
 CUT_COLOR = "#b0303a"
 MAX_GROUPS = 8  # label values drawn apart; the rarer ones are pooled as "other"
 DPI = 110
@@ -34,6 +38,16 @@ def agg_figure(figsize: tuple[float, float], dpi: float | None = None):
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
+
+
+def literal_text(fig) -> None:
+    """Draw every text of `fig` as written: column names and labels are user text, and a ``$`` in them must not
+    start mathtext (which fails on ``$x^$`` and renders ``$a$`` as math) or TeX."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+        text.set_usetex(False)
 
 
 def _style(ax) -> None:
@@ -106,20 +120,38 @@ def distribution_figure(
 ):
     """Histogram of the finite scores in `axis` units, stacked by label; each cut a line, the side the first one
     drops shaded. The 0.5-99.5% range is drawn; rows beyond it land in the end bins. `legend` names the labels."""
-    values = axis.show(scores)
-    finite = np.isfinite(values)
     fig = agg_figure(size, DPI)
     ax = fig.add_subplot()
+    draw_distribution(ax, scores, axis, labels=labels, cuts=cuts, drop=drop, title=title, legend=legend)
+    _margins(fig, right=1.45 if legend and labels is not None else 0.2)
+    return fig
+
+
+def draw_distribution(
+    ax,
+    scores: np.ndarray,
+    axis: Axis,
+    *,
+    labels: Sequence[str] | None = None,
+    cuts: Mapping[str, float] | None = None,
+    drop: str = "highest",
+    title: str | None = None,
+    legend: bool = True,
+    fontsize: float = 8.5,
+) -> None:
+    """`distribution_figure`'s histogram, drawn on `ax` (the report, the cards and the demo's panels alike)."""
     _style(ax)
+    values = axis.show(scores)
+    finite = np.isfinite(values)
+    ax.set_title(title or axis.column, fontsize=fontsize + 1.5, loc="left")
     if not finite.any():
         ax.text(0.5, 0.5, "no scored rows", ha="center", va="center", transform=ax.transAxes)
-        return fig
+        return
     lo, hi = np.quantile(values[finite], [0.005, 0.995])
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     bins = np.geomspace(lo, hi, 41) if axis.log and lo > 0 else np.linspace(lo, hi, 41)
-    clipped = np.clip(values, lo, hi)
-    drawn = clipped[finite]
+    drawn = np.clip(values, lo, hi)[finite]
     sub = None if labels is None else np.asarray(labels, dtype=object)[finite]  # legend counts: drawn rows only
     groups = label_groups(sub) or [("rows", np.ones(len(drawn), dtype=bool), CLEAN_COLOR)]
     below = np.zeros(len(bins) - 1)
@@ -130,26 +162,29 @@ def distribution_figure(
     ax.set_ylim(0, max(1.0, below.max()) * 1.08)
     ax.yaxis.set_major_locator(_integer_ticks())
     if legend and len(groups) > 1:
-        ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    for k, (name, value) in enumerate((cuts or {}).items()):
+        ax.legend(fontsize=fontsize - 1, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _draw_cuts(ax, axis, cuts or {}, drop, (lo, hi), fontsize - 1)
+    ax.set_xlim(lo, hi)
+    if axis.log and lo > 0:
+        _log_scale(ax, "x")
+    ax.set_xlabel(axis.label, fontsize=fontsize)
+    ax.set_ylabel("rows", fontsize=fontsize)
+
+
+def _draw_cuts(ax, axis: Axis, cuts: Mapping[str, float], drop: str, span: tuple[float, float], fontsize: float):
+    """Each cut a line with its value; the side the first one drops shaded."""
+    lo, hi = span
+    for k, (name, value) in enumerate(cuts.items()):
         x = float(np.clip(axis.show(value), lo, hi))
         ax.axvline(x, color=CUT_COLOR, linestyle="--" if k == 0 else ":", linewidth=1.5)
         ax.annotate(
             f"{name}: cut {axis.text(value)}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -2 - 11 * k),
-            textcoords="offset points", fontsize=7.5, color=CUT_COLOR, va="top",
+            textcoords="offset points", fontsize=fontsize, color=CUT_COLOR, va="top",
             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1},
             ha="left" if x < (lo + hi) / 2 else "right",
         )  # fmt: skip
         if k == 0:
             ax.axvspan(*((x, hi) if drop == "highest" else (lo, x)), color=CUT_COLOR, alpha=0.07)
-    ax.set_xlim(lo, hi)
-    if axis.log and lo > 0:
-        _log_scale(ax, "x")
-    ax.set_xlabel(axis.label, fontsize=8.5)
-    ax.set_ylabel("rows", fontsize=8.5)
-    ax.set_title(title or axis.column, fontsize=10, loc="left")
-    _margins(fig, right=1.45 if legend and labels is not None else 0.2)
-    return fig
 
 
 def _trend(x: np.ndarray, y: np.ndarray, bins: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -224,8 +259,9 @@ def keep_curve_figure(
         if p == 0 and with_labels:
             ax.plot([0, 100], [0, 100], color="#aaa", linestyle="--", linewidth=1, label="random")
             for k, curve in enumerate(with_labels):
+                style = LINE_STYLES[0] if k == 0 else LINE_STYLES[(k - 1) % len(LINE_STYLES)]
                 ax.plot(curve.shares * 100, curve.flagged_kept * 100, color=LINE_COLORS[k % len(LINE_COLORS)],
-                        linewidth=2.2 if k == 0 else 1.1, label=curve.column)  # fmt: skip
+                        linestyle=style, linewidth=2.4 if k == 0 else 1.3, label=curve.column)  # fmt: skip
             ax.set_ylabel("flagged rows kept (%)", fontsize=8.5)
             ax.set_ylim(0, 100)
             fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=ncol, fontsize=7.5, frameon=False)
@@ -248,8 +284,17 @@ def keep_curve_figure(
 
 def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    save_figure(fig, buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+def save_figure(fig, target, **options) -> None:
+    """`fig.savefig(target, **options)` with every text literal (`literal_text`) and without matplotlib's warning
+    for each character of a user's text that its fonts lack (a box is drawn in its place)."""
+    literal_text(fig)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        fig.savefig(target, **options)
 
 
 def save_png(fig, path: str | Path) -> Path:

@@ -10,7 +10,9 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.repocard_data import ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
+from ..columns import DEFAULT_SCORE_COLUMN
 from ..provenance import CITATION, SCORES_FILE, read_provenance, write_atomic, write_scores_file
+from ..provenance import written_columns
 from .merge import merge_card
 from .tables import (
     markdown_table,
@@ -18,10 +20,12 @@ from .tables import (
     score_summary,
     scores_of,
     scoring_table,
+    section,
     selection_summary,
     selection_table,
 )
 from .templates import TAGS, template_path
+from .text import md_code, md_text, py_string, to_markdown
 
 
 def is_repo_id(name: str | None) -> bool:
@@ -50,32 +54,37 @@ def render_model_card(
     """The card of a checkpoint trained on resonance-selected data: the dataset it links, the selection rule and
     counts, the scores file beside the weights and the scoring provenance (all read from `scored_dataset`)."""
     provenance = read_provenance(scored_dataset) if scored_dataset is not None else {}
-    scoring = provenance.get("scoring") or {}
-    selection = provenance.get("selection") or {}
-    base_model = base_model or scoring.get("model_id")
-    column = score_column(scored_dataset) if scored_dataset is not None else "resonance"
+    scoring, selection = section(provenance, "scoring"), section(provenance, "selection")
+    base_model = base_model or (str(scoring["model_id"]) if scoring.get("model_id") else None)
+    column = score_column(scored_dataset) if scored_dataset is not None else DEFAULT_SCORE_COLUMN
     card_data = ModelCardData(
         base_model=base_model if is_repo_id(base_model) else None,  # the Hub rejects a local path here
         datasets=[dataset_repo_id] if dataset_repo_id else None,
         library_name=library_name,
         tags=list(dict.fromkeys([*TAGS, *tags])),
     )
-    score_cols = []
-    if scored_dataset is not None:
-        score_cols = [c for c in scored_dataset.column_names if c == column or c.startswith(f"{column}_")]
+    score_cols = written_columns(scored_dataset, column) if scored_dataset is not None else []  # the scores file's
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path("model_card.md")),
-        model_name=model_name or (model_repo_id.split("/")[-1] if model_repo_id else "Resonance-filtered fine-tune"),
+        model_name=md_text(
+            model_name or (model_repo_id.split("/")[-1] if model_repo_id else "Resonance-filtered fine-tune")
+        ),
         base_model=base_model,
+        base_model_code=md_code(base_model) if base_model else "",
         base_model_link=is_repo_id(base_model),
         model_repo_id=model_repo_id,
+        model_repo_literal=py_string(model_repo_id) if model_repo_id else "",
         dataset_repo_id=dataset_repo_id,
-        dataset_config=dataset_config,
-        selection_summary=selection_summary(selection) if selection else "",
+        dataset_repo_code=md_code(dataset_repo_id) if dataset_repo_id else "",
+        dataset_repo_link=is_repo_id(dataset_repo_id),
+        dataset_literal=py_string(dataset_repo_id) if dataset_repo_id else "",
+        dataset_config=md_code(dataset_config) if dataset_config else "",
+        dataset_config_literal=py_string(dataset_config) if dataset_config else "",
+        selection_summary=to_markdown(selection_summary(selection)) if selection else "",
         selection_table=selection_table(selection) if selection else "",
         scores_file=scores_file,
-        score_columns=", ".join(f"`{c}`" for c in score_cols) or f"`{column}`",
+        score_columns=", ".join(md_code(c) for c in score_cols) or md_code(column),
         score_table=(
             markdown_table(["statistic", "value"], score_summary(scores_of(scored_dataset, column)))
             if scored_dataset is not None

@@ -11,14 +11,14 @@ Every parquet file carries its rows' provenance (JSON under the schema metadata 
 `load_scored` gets it back from a downloaded file.
 """
 
-import contextlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,10 +34,13 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..columns import drop_side
 from ..provenance import library_versions, read_provenance, write_atomic, write_parquet
 from ..selection import select_by_resonance
+from . import staging
 from .dataset_card import render_dataset_card
 from .merge import merge_card
+from .tables import score_column
 
 
 logger = logging.getLogger(__name__)
@@ -46,7 +49,6 @@ SHARD_BYTES = 500 * 1024**2
 TRIES = 4  # attempts per Hub call; waits of BACKOFF_S, 2x, 4x ... between them
 BACKOFF_S = 2.0
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_STAGED_MARK = "<!-- resofilter-hf:begin configs -->"  # a README with this was staged by us: safe to restage over
 _sleep = time.sleep  # module attribute so tests can record the backoff instead of waiting
 
 T = TypeVar("T")
@@ -92,11 +94,15 @@ def publish_dataset(
         repo_id: the Hub dataset repo. None stages only (then `local_dir` is required).
         configs: selections to add as configs, each `select_by_resonance` applied to every split of the
             "default" config (or of the only config): a list of keep shares (``[0.5, 0.25]`` adds "keep50" and
-            "keep25"), or a dict name -> keep share or name -> `select_by_resonance` keyword arguments.
+            "keep25"), or a dict name -> keep share or name -> `select_by_resonance` keyword arguments (without
+            ``drop``, the column's declared direction: alignment drops its lowest).
         private: visibility of a repo this call creates; an existing repo's visibility is left as it is.
         token: Hub token; passed to the Hub client only.
-        local_dir: where to stage. Must be new, empty, or a folder staged here before (then it is emptied first).
-            Without it a temporary folder is used and removed after a successful upload.
+        local_dir: where to stage: a new or empty folder, or one staged before. Staging writes README.md,
+            ``data/`` and ``images/`` and replaces (or removes) only the files an earlier staging there wrote, as
+            its record (``.resofilter-staged.json``) lists them; other files in the folder are left alone and are
+            not uploaded, and a non-empty folder with no record is refused. Without `local_dir` a temporary
+            folder is used and removed after a successful upload.
         commit_message: the commit's message (a default names the configs and this library's version).
         push: False stages only, with `repo_id` in the card's loading snippets.
         label_columns: columns to break scores down by in the card (default: ClassLabel/bool columns and
@@ -114,9 +120,10 @@ def publish_dataset(
     if local_dir is None and not upload:
         raise ValueError("publish_dataset: staging only (repo_id=None or push=False) needs local_dir=")
     folder = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix="resofilter-publish-"))
-    _check_folder(folder)
-    with _staging(folder) as staging:  # an earlier staging is kept aside until this one is complete
-        data_files = stage_dataset(all_configs, staging, repo_id=repo_id, label_columns=label_columns)
+    owned = staging.prepare(folder)
+    with staging.stage(folder, owned) as work:  # built aside, then moved into place: a failure changes nothing
+        data_files = stage_dataset(all_configs, work, repo_id=repo_id, label_columns=label_columns,
+                                   load_path=os.path.abspath(folder))  # fmt: skip
     counts = {name: {split: len(ds) for split, ds in splits.items()} for name, splits in all_configs.items()}
     logger.info("Staged %s (configs: %s) in %s", repo_id or "dataset", ", ".join(all_configs), folder)
     if not upload:
@@ -126,7 +133,8 @@ def publish_dataset(
     message = commit_message or (
         f"Publish resonance-scored configs {', '.join(all_configs)} (resofilter-hf {library_versions().get('resofilter-hf', 'dev')})"
     )
-    info = _upload(api, folder, repo_id, data_files, private=private, token=token, message=message)
+    files = sorted(staging.recorded(folder) or ())
+    info = _upload(api, folder, repo_id, data_files, files, private=private, token=token, message=message)
     if local_dir is None:
         shutil.rmtree(folder, ignore_errors=True)
     url = getattr(info, "commit_url", None) or str(info)
@@ -134,9 +142,13 @@ def publish_dataset(
     return Published(folder=folder if local_dir is not None else None, repo_id=repo_id, configs=counts, commit_url=url)
 
 
-def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool, token: str | None, message: str):
-    """Create the repo if needed, merge the staged card into its README.md, and upload `folder` in one commit
-    (removing stale shards of the configs staged). Any failure left after retries is a `PublishError`."""
+def _upload(
+    api: HfApi, folder: Path, repo_id: str, data_files, files: list[str], *, private: bool, token: str | None,
+    message: str,
+):  # fmt: skip
+    """Create the repo if needed, merge the staged card into its README.md, and upload the staged `files` of
+    `folder` in one commit (removing stale shards of the configs staged). Any failure left after retries is a
+    `PublishError`."""
     try:
         _retry(
             f"create_repo({repo_id})",
@@ -154,6 +166,7 @@ def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool
                 repo_type="dataset",
                 commit_message=message,
                 token=token,
+                allow_patterns=[_literal(f) for f in files],  # what staging wrote, never a file of the user's
                 delete_patterns=[f"data/{name}/*" for name in data_files],  # stale shards of these configs
             ),
         )
@@ -161,7 +174,7 @@ def _upload(api: HfApi, folder: Path, repo_id: str, data_files, *, private: bool
         detail = _scrub(f"{type(err).__name__}: {err}", token)
         raise PublishError(
             f"publishing dataset {repo_id} failed ({detail}). Nothing is lost: the staged repo is in {folder}; "
-            f"upload it later with `hf upload {repo_id} {folder} --repo-type dataset`",
+            f"upload it later with `hf upload {repo_id} {folder} --repo-type dataset --exclude '.resofilter-*'`",
             folder,
         ) from err
 
@@ -172,10 +185,11 @@ def stage_dataset(
     *,
     repo_id: str | None = None,
     label_columns: Sequence[str] | None = None,
+    load_path: str | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Write `configs` as a dataset repo in `folder`: ``data/<config>/<split>-0000i-of-0000n.parquet``, README.md
-    (the card, whose YAML lists those files per config and split) and ``images/``. Returns config -> split ->
-    file paths relative to `folder`."""
+    (the card, whose YAML lists those files per config and split, and whose snippets load `repo_id`, else
+    `load_path`, else `folder`) and ``images/``. Returns config -> split -> file paths relative to `folder`."""
     folder = Path(folder)
     data_files: dict[str, dict[str, list[str]]] = {}
     for name, splits in configs.items():
@@ -189,7 +203,8 @@ def stage_dataset(
                 write_parquet(shard, folder / path, provenance=read_provenance(ds))
                 paths.append(path)
             data_files[name][split] = paths
-    card = render_dataset_card(configs, data_files, repo_id=repo_id, folder=folder, label_columns=label_columns)
+    card = render_dataset_card(configs, data_files, repo_id=repo_id, folder=folder, label_columns=label_columns,
+                               load_path=load_path)  # fmt: skip
     write_atomic(folder / "README.md", str(card))
     return data_files
 
@@ -262,15 +277,21 @@ def _derive_configs(configs: Mapping[str, DatasetDict], spec) -> dict[str, Datas
         _check_config_name(name)
         if name in configs:
             raise ValueError(f"publish_dataset: config {name!r} is given and also asked for in configs=")
-        out[name] = DatasetDict({split: select_by_resonance(ds, **rule) for split, ds in configs[base].items()})
+        out[name] = DatasetDict({split: _select(ds, rule) for split, ds in configs[base].items()})
     return out
+
+
+def _select(dataset: Dataset, rule: Mapping[str, Any]) -> Dataset:
+    """`select_by_resonance` by `rule`, dropping the column's declared end unless the rule names one."""
+    column = rule.get("column", score_column(dataset))
+    return select_by_resonance(dataset, **{"column": column, "drop": drop_side(column, score_column(dataset)), **rule})
 
 
 def _check_scored(configs: Mapping[str, DatasetDict]) -> None:
     """Refuse to publish rows that carry no score: the card would describe a scoring that never happened."""
     for name, splits in configs.items():
         for split, ds in splits.items():
-            column = (read_provenance(ds).get("scoring") or {}).get("column") or "resonance"
+            column = score_column(ds)
             if column not in ds.column_names:
                 raise ValueError(
                     f"publish_dataset: config {name!r} split {split!r} has no score column {column!r} (columns "
@@ -283,40 +304,9 @@ def _check_scored(configs: Mapping[str, DatasetDict]) -> None:
                 )
 
 
-def _check_folder(folder: Path) -> None:
-    """Refuse a staging folder that holds anything but an earlier staging (which is replaced when done)."""
-    if folder.exists():
-        if not folder.is_dir():
-            raise NotADirectoryError(f"publish_dataset: local_dir {folder} is a file")
-        readme = folder / "README.md"
-        if any(folder.iterdir()) and not (
-            readme.is_file() and _STAGED_MARK in readme.read_text(encoding="utf-8", errors="replace")
-        ):
-            raise FileExistsError(
-                f"publish_dataset: local_dir {folder} is not empty and was not staged by resofilter-hf; "
-                "give a new or empty folder"
-            )
-
-
-@contextlib.contextmanager
-def _staging(folder: Path) -> Iterator[Path]:
-    """Stage into `folder` with an earlier staging moved aside: it is deleted when the new one is complete and put
-    back if staging fails, so a failure leaves the earlier staging as it was and no half-staged repo behind. (The
-    card names the folder it was staged in, so the repo is built at its final path; each file in it is written
-    atomically.)"""
-    aside = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-    shutil.rmtree(aside, ignore_errors=True)
-    if folder.exists():
-        folder.rename(aside)
-    folder.mkdir(parents=True)
-    try:
-        yield folder
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        if aside.exists():
-            aside.rename(folder)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+def _literal(path: str) -> str:
+    """An upload pattern (fnmatch) that matches exactly `path`."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def _nbytes(ds: Dataset) -> float:

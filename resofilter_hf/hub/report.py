@@ -13,13 +13,15 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from ..columns import DROPS, describe
 from ..engine.options import check_option
 from ..provenance import library_versions, load_scored, read_provenance, write_atomic
 from . import figures
 from . import report_html as H
 from . import report_sections as S
-from .analysis import compared_with, flagged, score_columns, score_view
-from .tables import label_columns_of, label_values, score_column
+from .analysis import compared_with, drop_sides, flagged, score_columns, score_view
+from .notices import headlines
+from .tables import label_columns_of, label_values, number, score_column, section
 
 
 SHOWN_ROWS = 10
@@ -41,35 +43,18 @@ def report(
 
     Args:
         label_column: a column to break the scores down by (default: a ClassLabel/bool column or one named
-            ``flaw`` or ``label``, when there is one). Rows whose label is not clean-looking (``none``, ``clean``,
-            ``ok``, ``false``, ``0``, empty) count as flagged.
+            ``flaw`` or ``label``, never a column this library wrote). Rows whose label is not clean-looking
+            (``none``, ``clean``, ``ok``, ``false``, ``0``, empty) count as flagged.
         keep: the keep share whose cut is marked and whose neighbourhood of rows is shown (0 < keep <= 1).
         column: the score column (default: the provenance's, else ``resonance``).
-        drop: "highest" or "lowest" (default: the file's selection rule, else "highest", as the paper).
+        drop: "highest" or "lowest" for `column`. Default: the file's own selection rule for the column it
+            names, else each column's declared direction (`resofilter_hf.columns`: alignment drops its lowest,
+            the paper's score and the others their highest).
         title: the page title (default: names the file).
     """
     started = time.perf_counter()
     dataset, source = _load(scored)
-    if not (isinstance(keep, (int, float)) and not isinstance(keep, bool) and 0 < keep <= 1):
-        raise ValueError(f"report: keep={keep!r} must be a number with 0 < keep <= 1")
-    provenance = read_provenance(dataset)
-    drop = drop or (provenance.get("selection") or {}).get("drop", "highest")
-    check_option("report", "drop", drop, ("highest", "lowest"))
-    primary = _primary_column(dataset, column)
-    labels, label_name = _labels(dataset, label_column)
-    flags = flagged(labels) if labels is not None else None
-    against = compared_with(dataset)
-    lr = (provenance.get("scoring") or {}).get("lr")
-    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
-    family = score_column(dataset) if primary.startswith(score_column(dataset)) else primary
-    views = [
-        score_view(dataset, name, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
-        for name in score_columns(dataset, primary, base=family)
-    ]
-    context = S.Context(
-        dataset=dataset, source=source, provenance=provenance, views=views, keep=keep, drop=drop,
-        labels=labels, label_name=label_name, flags=flags, against=against, dedup=dedup,
-    )  # fmt: skip
+    context = report_context(dataset, source, keep=keep, column=column, drop=drop, label_column=label_column)
     sections = [
         S.distribution(context),
         S.confounds(context),
@@ -87,8 +72,43 @@ def report(
         sections,
         f"resofilter-hf {library_versions().get('resofilter-hf', 'dev')} \u00b7 {len(dataset):,} rows \u00b7 "
         f"built in {elapsed:.1f} s \u00b7 {stamp}",
+        notices=headlines(context.provenance, score_column(dataset)),
     )
     return write_atomic(out, html)
+
+
+def report_context(
+    dataset: Dataset,
+    source: str = "dataset",
+    *,
+    keep: float = 0.5,
+    column: str | None = None,
+    drop: str | None = None,
+    label_column: str | None = None,
+) -> S.Context:
+    """Everything the report shows of `dataset`, computed (`report`'s arguments): each score column's view with
+    the end it drops, the labels, and what the scores are compared with."""
+    if not (isinstance(keep, (int, float)) and not isinstance(keep, bool) and 0 < keep <= 1):
+        raise ValueError(f"report: keep={keep!r} must be a number with 0 < keep <= 1")
+    if drop is not None:
+        check_option("report", "drop", drop, DROPS)
+    provenance = read_provenance(dataset)
+    family = score_column(dataset)
+    primary = _primary_column(dataset, column, family)
+    labels, label_name = _labels(dataset, label_column)
+    flags = flagged(labels) if labels is not None else None
+    against = compared_with(dataset)
+    lr = number(section(provenance, "scoring").get("lr"))
+    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
+    names = score_columns(dataset, primary, family)
+    sides = drop_sides(names, family, section(provenance, "selection"), primary, drop)
+    views = [
+        score_view(dataset, name, lr=lr, drop=sides[name], dedup=dedup, flags=flags, against=against) for name in names
+    ]
+    return S.Context(
+        dataset=dataset, source=source, provenance=provenance, views=views, keep=keep, labels=labels,
+        label_name=label_name, flags=flags, against=against, dedup=dedup,
+    )  # fmt: skip
 
 
 def _load(scored) -> tuple[Dataset, str]:
@@ -107,12 +127,12 @@ def _load(scored) -> tuple[Dataset, str]:
     return scored, source
 
 
-def _primary_column(dataset: Dataset, column: str | None) -> str:
+def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
     """The score column: given, else the provenance's; an in-flight file's first epoch when only epochs exist."""
-    name = column or score_column(dataset)
+    name = column or family
     if name in dataset.column_names:
         return name
-    variants = [c for c in score_columns(dataset, name) if c.startswith(f"{name}_epoch")]
+    variants = [c for c in dataset.column_names if c.startswith(f"{name}_epoch") and describe(c, name) is not None]
     if column is None and variants:
         return variants[0]
     raise ValueError(
@@ -142,18 +162,21 @@ def card_figures(
     *,
     column: str,
     cuts: dict[str, float],
-    drop: str = "highest",
+    drop: str | None = None,
     label_column: str | None = None,
     keep: float | None = None,
 ) -> dict[str, str]:
     """The report's figures for a dataset card, as PNGs in the repo `folder` under `image_dir`: ``<stem>.png`` (the
     distribution with each cut in `cuts`), ``<stem>_confounds.png`` (score vs length and loss, when the file has
-    them) and ``<stem>_keep.png`` (the keep-share curve, `keep` marked). Returns kind -> path in the repo."""
+    them) and ``<stem>_keep.png`` (the keep-share curve, `keep` marked). Returns kind -> path in the repo. `drop`
+    defaults as in `report`."""
     labels = label_values(dataset, label_column) if label_column else None
     flags = flagged(labels) if labels is not None else None
     against = compared_with(dataset)
     dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
-    lr = (read_provenance(dataset).get("scoring") or {}).get("lr")
+    provenance = read_provenance(dataset)
+    lr = number(section(provenance, "scoring").get("lr"))
+    drop = drop_sides([column], score_column(dataset), section(provenance, "selection"), column, drop)[column]
     view = score_view(dataset, column, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
     title = f"{column}" + (f" by {label_column}" if labels is not None else "")
     made = {"distribution": figures.distribution_figure(view.scores, view.axis, labels=labels, cuts=cuts, drop=drop,

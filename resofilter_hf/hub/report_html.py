@@ -1,22 +1,26 @@
 """HTML pieces of the report: one static page, inline CSS, figures as inline base64 PNG, no script at all.
 
-Everything that comes from the data is escaped: a cell is escaped unless it is `Raw` (HTML this module built).
-The page's Content-Security-Policy allows no script, no network and no frames, so even a cell that slipped
-through could not run or fetch anything; long texts fold into ``<details>``, which needs no script.
+One escaping rule: every string is escaped unless it is `Raw`, and `Raw` is only made here, from this module's
+own tags with escaped values filled in (`markup`). The page's Content-Security-Policy allows no script, no
+network, no frames and no style but the page's own stylesheet (by its hash), so even markup that slipped through
+could neither run, fetch, nor restyle the page; long texts fold into ``<details>``, which needs no script.
 """
 
 import base64
+import hashlib
 import html
 import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .notices import Notice, also_line
+from .text import Code, Sentence, fmt
+
 
 PREVIEW_CHARS = 150
 FOLD_CHARS = 240  # texts longer than this (or over FOLD_LINES lines) are folded
 FOLD_LINES = 4
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 CSS = """
 :root { --ink:#1d2433; --muted:#5f6b7a; --line:#e3e7ee; --bg:#f5f7fa; --card:#fff; --accent:#1f4e99; --cut:#b0303a; }
@@ -62,7 +66,14 @@ details summary .more { color:var(--accent); font-family:system-ui,sans-serif; f
 code { background:#f0f2f6; border-radius:4px; padding:0 4px; font-size:12px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:10px 0 30px; }
 .note { color:var(--muted); font-size:12px; }
+.headline { margin-top:16px; background:#fff4d6; color:#3d2c00; border-left:5px solid #e0a100; border-radius:8px;
+  padding:10px 16px; max-width:1100px; }
+.headline p { margin:4px 0; } .headline b { color:#7a4b00; }
+.headline code { background:rgba(0,0,0,.07); }
+table.kv td { white-space:pre-line; }
 """
+STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode("ascii")
+CSP = f"default-src 'none'; img-src data:; style-src 'sha256-{STYLE_HASH}'; base-uri 'none'; form-action 'none'"
 
 
 class Raw(str):
@@ -73,25 +84,57 @@ def esc(value: Any) -> str:
     return value if isinstance(value, Raw) else html.escape("" if value is None else str(value), quote=True)
 
 
+def markup(template: str, *values: Any) -> Raw:
+    """`template` (this module's tags, with ``{}`` where values go) with each value escaped unless `Raw`: the way
+    every piece of the page that mentions data is built."""
+    return Raw(template.format(*(esc(v) for v in values)))
+
+
 def code_spans(text: str) -> Raw:
-    """`text` escaped, with its backtick spans shown as ``<code>`` (for the selection rule sentences)."""
+    """`text` (this library's words) escaped, with its backtick spans shown as ``<code>``."""
     return Raw(re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text)))
 
 
-def table(header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = (), row_class=None) -> Raw:
-    """A table; columns whose index is in `numeric` align right. `row_class(k)` may give a row a class."""
+def sentence(s: Sentence) -> Raw:
+    """A `Sentence`: its words with their code spans, each value escaped (`Code` values as ``<code>``)."""
+    values = [markup("<code>{}</code>", fmt(v)) if isinstance(v, Code) else esc(fmt(v)) for v in s.values]
+    return Raw(code_spans(s.template).format(*values))
 
-    def cls(j: int) -> str:
+
+def headline(notices: Sequence[Notice]) -> Raw:
+    """The notices a reader must see first, as one block for the page's header ('' when there are none)."""
+    if not notices:
+        return Raw("")
+    items = []
+    for notice in (n for n in notices if n.primary):
+        lead = markup("<code>{}</code> ", notice.column) if notice.column is not None else ""
+        items.append(markup("<p>{}{} What to do: {}.</p>", Raw(lead), code_spans(notice.sentence.rstrip(".") + "."),
+                            code_spans(notice.remedy)))  # fmt: skip
+    also = also_line(notices)
+    if also:
+        listed = ", ".join(markup("<code>{}</code> ({})", column, what) for column, what in also[1])
+        items.append(markup("<p>{} {}.</p>", also[0], Raw(listed)))
+    return markup('<div class="headline" id="read-first"><b>Read this first.</b>{}</div>', Raw("".join(items)))
+
+
+def table(
+    header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = (), row_class=None, cls: str = ""
+) -> Raw:
+    """A table; columns whose index is in `numeric` align right. `row_class(k)` may give a row a class, `cls` the
+    table (``kv``: line breaks in cells shown)."""
+
+    def align(j: int) -> str:
         return ' class="num"' if j in numeric else ""
 
-    head = "".join(f"<th{cls(j)}>{esc(h)}</th>" for j, h in enumerate(header))
+    head = "".join(f"<th{align(j)}>{esc(h)}</th>" for j, h in enumerate(header))
     body = []
     for k, row in enumerate(rows):
         extra = row_class(k) if row_class else ""
         attr = f' class="{esc(extra)}"' if extra else ""
-        cells = "".join(f"<td{cls(j)}>{esc(v)}</td>" for j, v in enumerate(row))
+        cells = "".join(f"<td{align(j)}>{esc(v)}</td>" for j, v in enumerate(row))
         body.append(f"<tr{attr}>{cells}</tr>")
-    return Raw(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    attr = f' class="{esc(cls)}"' if cls else ""
+    return Raw(f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 def image(png: bytes, alt: str) -> Raw:
@@ -146,8 +189,16 @@ def section(anchor: str, title: str, lead: str, *body: str) -> Raw:
     return Raw(f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{intro}{"".join(esc(b) for b in body)}</section>')
 
 
-def page(title: str, subtitle: str, tiles: Sequence[str], nav: Sequence[tuple[str, str]], sections, footer: str):
-    """The whole document."""
+def page(
+    title: str,
+    subtitle: str,
+    tiles: Sequence[str],
+    nav: Sequence[tuple[str, str]],
+    sections,
+    footer: str,
+    notices: Sequence[Notice] = (),
+):
+    """The whole document; `notices` are shown in the header, under the tiles."""
     links = "".join(f'<a href="#{esc(anchor)}">{esc(name)}</a>' for anchor, name in nav)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -155,7 +206,7 @@ def page(title: str, subtitle: str, tiles: Sequence[str], nav: Sequence[tuple[st
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{CSS}</style></head>\n<body>'
         f'<header id="summary"><h1>{esc(title)}</h1><div class="sub">{esc(subtitle)}</div>'
-        f'<div class="tiles">{"".join(esc(t) for t in tiles)}</div></header>'
+        f'<div class="tiles">{"".join(esc(t) for t in tiles)}</div>{headline(notices)}</header>'
         f"<nav>{links}</nav><main>{''.join(esc(s) for s in sections)}</main>"
         f"<footer>{esc(footer)}</footer></body></html>\n"
     )

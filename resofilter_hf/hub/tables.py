@@ -1,57 +1,59 @@
-"""Markdown for cards: table cells, score summaries, per-label breakdowns, and the provenance and selection tables.
+"""What cards and the report say about a dataset: its score column, label columns, score summaries, per-label
+breakdowns, the scoring provenance (each field where it applies) and the selection rule as sentences.
 
-Every table is GitHub-flavoured markdown, built from the dataset's columns and its provenance; nothing here
-writes a file.
+Markdown tables escape every user string (`text.markdown_table`); sentences are `text.Sentence`s, rendered as
+markdown here and as HTML by the report. Nothing here writes a file.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset, Value
 
+from ..columns import DEFAULT_SCORE_COLUMN, describe
 from ..provenance import SCORING_FIELDS, read_provenance
+from .text import Code, Md, Sentence, fmt, markdown_table, md_code, md_value
 
+
+__all__ = ["fmt", "markdown_table"]  # re-exported: the cards and the report format cells alike
 
 LABEL_COLUMNS = ("flaw", "label")  # looked for by name when no label column is given (ClassLabel/bool always are)
+APART = ("versions", "confounds")  # provenance entries with tables of their own
+APPLIES: dict[str, Callable[[Mapping], bool]] = {  # scoring fields shown only where they change the score
+    "lora_delta": lambda s: s.get("target") == "lora",
+    "eps": lambda s: s.get("optimizer") != "sgd",
+    "betas": lambda s: s.get("optimizer") == "adamw_state",  # a fresh AdamW's first step does not depend on them
+}
 
 
-def fmt(value: Any) -> str:
-    """A table cell: floats to 7 significant digits (scores differ in the 4th to 6th), lists comma-joined."""
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.7g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(fmt(v) for v in value) if value else "-"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    return "-" if value is None else str(value)
+def section(provenance: Mapping, name: str) -> dict:
+    """One section of a provenance ("scoring", "selection") as a dict; {} when missing or not a mapping."""
+    value = provenance.get(name) if isinstance(provenance, Mapping) else None
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured markdown table; `|` and newlines in cells are escaped."""
-
-    def cell(value: Any) -> str:
-        return fmt(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _code(value: Any) -> str:
-    """Identifiers in backticks so the Hub renders them literally; numbers and None as `fmt` writes them."""
-    if isinstance(value, str):
-        return f"`{value}`"
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return ", ".join(f"`{v}`" for v in value)
-    return fmt(value)
+def provenance_column(provenance: Mapping) -> str:
+    """The score column a provenance names (scoring, else selection), else the default ``resonance``."""
+    for name in ("scoring", "selection"):
+        column = section(provenance, name).get("column")
+        if isinstance(column, str) and column:
+            return column
+    return DEFAULT_SCORE_COLUMN
 
 
 def score_column(dataset: Dataset) -> str:
-    """The score column named by the provenance (scoring, else selection), else the default ``resonance``."""
-    prov = read_provenance(dataset)
-    return (prov.get("scoring") or {}).get("column") or (prov.get("selection") or {}).get("column") or "resonance"
+    """The score column named by `dataset`'s provenance, else the default ``resonance``."""
+    return provenance_column(read_provenance(dataset))
+
+
+def number(value: Any) -> float | None:
+    """`value` as a finite float when it is a real number (not a bool), else None: provenance is read, not
+    trusted."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def scores_of(dataset: Dataset, column: str) -> np.ndarray:
@@ -71,24 +73,29 @@ def score_summary(scores: np.ndarray) -> list[tuple[str, Any]]:
     ]
     if len(finite):
         q = np.quantile(finite, [0.0, 0.25, 0.5, 0.75, 1.0])
-        rows += [("mean", float(finite.mean())), ("std", float(finite.std()))]
+        with np.errstate(over="ignore"):  # scores near the float64 limit: an inf mean, not an error
+            rows += [("mean", float(finite.mean())), ("std", float(finite.std()))]
         rows += [(name, float(v)) for name, v in zip(("min", "25%", "median", "75%", "max"), q)]
     return rows
 
 
 def label_columns_of(dataset: Dataset, label_columns: Sequence[str] | None = None) -> list[str]:
     """The columns to break scores down by: those given, else ClassLabel and bool columns and any column named
-    ``flaw`` or ``label``."""
+    ``flaw`` or ``label``, never one this library wrote (`resonance_truncated` is no label)."""
     if label_columns is not None:
         missing = [c for c in label_columns if c not in dataset.column_names]
         if missing:
             raise ValueError(f"label_columns {missing} not in the dataset; columns present: {dataset.column_names}")
         return list(label_columns)
+    scored = score_column(dataset)
     return [
         name
         for name, feature in dataset.features.items()
-        if isinstance(feature, ClassLabel)
-        or (isinstance(feature, Value) and (feature.dtype == "bool" or name in LABEL_COLUMNS))
+        if describe(name, scored) is None
+        and (
+            isinstance(feature, ClassLabel)
+            or (isinstance(feature, Value) and (feature.dtype == "bool" or name in LABEL_COLUMNS))
+        )
     ]
 
 
@@ -117,69 +124,95 @@ def label_table(base: Dataset, label_column: str, *, column: str, kept: Mapping[
         mask = labels_arr == label
         s = scores[mask]
         finite = s[np.isfinite(s)]
-        row = [label, int(mask.sum()), int(len(s) - len(finite)), float(finite.mean()) if len(finite) else None]
+        with np.errstate(over="ignore"):
+            row = [label, int(mask.sum()), int(len(s) - len(finite)), float(finite.mean()) if len(finite) else None]
         row += [f"{kept_counts[name].get(label, 0) / mask.sum():.1%}" for name in kept]
         rows.append(row)
-    header = [label_column, "rows", "unscored", f"mean {column}"] + [f"kept in `{name}`" for name in kept]
+    header = [label_column, "rows", "unscored", Md(f"mean {md_code(column)}")]
+    header += [Md(f"kept in {md_code(name)}") for name in kept]
     return markdown_table(header, rows)
 
 
+def scoring_rows(scoring: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(label, value) of each scoring field that applies to this run (known fields first, in a fixed order, then
+    any others by their key); the library versions and confounds are left to tables of their own."""
+    labels = dict(SCORING_FIELDS)
+    keys = [key for key, _ in SCORING_FIELDS if key in scoring] + [key for key in scoring if key not in labels]
+    return [
+        (labels.get(key, key), scoring[key])
+        for key in keys
+        if key not in APART and APPLIES.get(key, lambda _: True)(scoring)
+    ]
+
+
 def scoring_table(scoring: Mapping[str, Any]) -> str:
-    """The scoring provenance as a markdown table (known fields first, in a fixed order, then any others), and the
-    library versions as a second one. Empty when there is no provenance."""
+    """The scoring provenance as a markdown table, the confound report and the library versions as tables of
+    their own. Empty when there is no provenance."""
     if not scoring:
         return ""
-    known, apart = dict(SCORING_FIELDS), ("versions", "confounds")  # these two get tables of their own
-    rows = [(label, scoring[key]) for key, label in SCORING_FIELDS if key in scoring and key not in apart]
-    rows += [(key, value) for key, value in scoring.items() if key not in known and key not in apart]
-    text = markdown_table(["setting", "value"], [(label, _code(value)) for label, value in rows])
-    if scoring.get("confounds"):
+    text = markdown_table(["setting", "value"], [(label, md_value(value)) for label, value in scoring_rows(scoring)])
+    if isinstance(scoring.get("confounds"), Mapping) and scoring["confounds"]:
         text += "\n\n" + confound_table(scoring["confounds"], scoring.get("column"))
-    versions = scoring.get("versions") or {}
-    if versions:
-        text += "\n\nLibrary versions:\n\n" + markdown_table(["package", "version"], sorted(versions.items()))
+    versions = scoring.get("versions")
+    if isinstance(versions, Mapping) and versions:
+        rows = sorted((str(k), v) for k, v in versions.items())
+        text += "\n\nLibrary versions:\n\n" + markdown_table(["package", "version"], rows)
     return text
 
 
-def confound_table(confounds: Mapping[str, Mapping[str, Any]], column: str | None = None) -> str:
+def confound_table(confounds: Mapping[str, Any], column: str | None = None) -> str:
     """Each score column's Spearman correlation with completion length and with loss (the score column first)."""
-    names = sorted(confounds, key=lambda name: (name != column, name))
-    rows = [(f"`{n}`", confounds[n].get("length"), confounds[n].get("loss"), confounds[n].get("n")) for n in names]
+    entries = {str(name): entry for name, entry in confounds.items() if isinstance(entry, Mapping)}
+    names = sorted(entries, key=lambda name: (name != column, name))
+    rows = [(md_code(n), entries[n].get("length"), entries[n].get("loss"), entries[n].get("n")) for n in names]
     header = ["score", "Spearman with length (loss tokens)", "Spearman with loss", "rows"]
     return "Confounds (near +-1: the score mostly ranks rows by length or by loss):\n\n" + markdown_table(header, rows)
 
 
-def selection_rule(selection: Mapping[str, Any]) -> str:
-    """One line saying which rows a selection kept, e.g. ``keep 50% (drop highest), dedup on prompt``."""
+def selection_rule(selection: Mapping[str, Any]) -> Sentence:
+    """Which rows a selection kept, e.g. ``keep 50% of the scored rows (highest dropped), dedup on prompt``."""
     if not selection:
-        return "all rows"
+        return Sentence("all rows")
+    drop = selection.get("drop") or "highest"
     if selection.get("keep") is not None:
-        rule = f"keep {selection['keep'] * 100:.4g}% of the scored rows ({selection.get('drop', 'highest')} dropped)"
+        keep = number(selection["keep"])
+        template, values = (
+            "keep {} of the scored rows ({} dropped)",
+            [
+                f"{keep * 100:.4g}%" if keep is not None else selection["keep"],
+                drop,
+            ],
+        )
     elif selection.get("threshold") is not None:
-        op = "<=" if selection.get("drop", "highest") == "highest" else ">="
-        rule = f"keep {selection.get('column', 'resonance')} {op} {fmt(selection['threshold'])}"
+        op = "<=" if drop == "highest" else ">="
+        template, values = (
+            f"keep {{}} {op} {{}}",
+            [Code(selection.get("column", DEFAULT_SCORE_COLUMN)), selection["threshold"]],
+        )
     else:
-        rule = "selected"
+        template, values = "selected", []
     if selection.get("dedup_on"):
-        rule += f", dedup on {fmt(selection['dedup_on'])}"
+        template, values = template + ", dedup on {}", [*values, selection["dedup_on"]]
     if selection.get("stratify_by"):
-        rule += f", stratified by {selection['stratify_by']}"
-    return rule
+        template, values = template + ", stratified by {}", [*values, selection["stratify_by"]]
+    return Sentence(template, tuple(values))
 
 
-def selection_summary(selection: Mapping[str, Any]) -> str:
+def selection_summary(selection: Mapping[str, Any]) -> Sentence:
     """A sentence with the row accounting of a selection."""
-    counts = {k: selection.get(k) for k in ("n_input", "n_duplicates", "n_unscored", "n_kept", "n_dropped")}
-    text = (
-        f"Rule: {selection_rule(selection)}. Of {fmt(counts['n_input'])} input rows, "
-        f"{fmt(counts['n_duplicates'])} were duplicates, {fmt(counts['n_unscored'])} unscored "
-        f"(`nan={selection.get('nan', 'drop')}`), {fmt(counts['n_kept'])} kept and {fmt(counts['n_dropped'])} dropped."
-    )
+    rule = selection_rule(selection)
+    counts = [selection.get(k) for k in ("n_input", "n_duplicates", "n_unscored")]
+    text = Sentence(
+        f"Rule: {rule.template}. Of {{}} input rows, {{}} were duplicates, {{}} unscored ({{}}), {{}} kept and {{}} "
+        "dropped.",
+        (*rule.values, *counts, Code(f"nan={fmt(selection.get('nan', 'drop'))}"), selection.get("n_kept"),
+         selection.get("n_dropped")),
+    )  # fmt: skip
     if selection.get("threshold_value") is not None:
-        text += f" Score at the cut: {fmt(selection['threshold_value'])}."
+        text = Sentence(text.template + " Score at the cut: {}.", (*text.values, selection["threshold_value"]))
     return text
 
 
 def selection_table(selection: Mapping[str, Any]) -> str:
     """Every recorded selection option and count, as a markdown table."""
-    return markdown_table(["option", "value"], [(k, _code(v)) for k, v in selection.items()])
+    return markdown_table(["option", "value"], [(k, md_value(v)) for k, v in selection.items()])

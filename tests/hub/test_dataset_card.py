@@ -2,7 +2,9 @@
 
 Expected numbers are computed here from the raw columns (Counter, numpy), not read back from the card code."""
 
+import html
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -11,13 +13,15 @@ from publishing_data import FLAWS
 
 
 def table_after(text: str, heading: str) -> list[list[str]]:
-    """The cells of the first markdown table after `heading` (header row included, separator row left out)."""
+    """The cells of the first markdown table after `heading` (header row included, separator row left out), as a
+    renderer reads them: backslash escapes and entities decoded (code spans kept with their backticks)."""
     start = text.index(heading)
     rows = []
     for line in text[start:].splitlines()[1:]:
         if line.startswith("|"):
             if not line.startswith("|---"):
-                rows.append([c.strip() for c in line.strip("|").split("|")])
+                cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+                rows.append([html.unescape(re.sub(r"\\(.)", r"\1", c.strip())) for c in cells])
         elif rows:
             break
     return rows
@@ -62,7 +66,7 @@ def test_dataset_card_label_table(card_and_folder, data):
     card, _ = card_and_folder
     ds, keep50 = data
     rows = table_after(card.text, "### `flaw` in `default`")
-    assert rows[0] == ["flaw", "rows", "unscored", "mean resonance", "kept in `keep50`"]
+    assert rows[0] == ["flaw", "rows", "unscored", "mean `resonance`", "kept in `keep50`"]
     flaws, scores = np.array(ds["flaw"]), np.array(ds["resonance"], dtype=float)
     counts, kept = Counter(ds["flaw"]), Counter(keep50["flaw"])
     assert sorted(r[0] for r in rows[1:]) == sorted(FLAWS)

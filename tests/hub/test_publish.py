@@ -14,6 +14,7 @@ import logging
 import shutil
 import urllib.error
 import urllib.request
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -104,7 +105,7 @@ def test_staged_card_yaml_matches_the_files(two_splits, tmp_path):
     files = staged_files(folder)
     assert sorted(listed) == [f for f in files if f.endswith(".parquet")]
     images = {f"images/resonance_default{kind}.png" for kind in ("", "_confounds", "_keep")}  # the report's figures
-    assert set(files) - set(listed) == {"README.md", *images}
+    assert set(files) - set(listed) == {"README.md", *images, ".resofilter-staged.json"}  # and the staging record
     assert "(images/resonance_default.png)" in card.text
 
 
@@ -214,7 +215,9 @@ class RecordingHfApi:
     def upload_folder(self, **kwargs):
         self._call("upload_folder", (), kwargs)
         folder = Path(kwargs["folder_path"])
-        self.uploaded = {f: (folder / f).read_bytes() for f in staged_files(folder)}
+        allowed = kwargs.get("allow_patterns")  # as the real client filters: fnmatch on the relative paths
+        chosen = [f for f in staged_files(folder) if allowed is None or any(fnmatchcase(f, p) for p in allowed)]
+        self.uploaded = {f: (folder / f).read_bytes() for f in chosen}
         return SimpleNamespace(commit_url=f"https://huggingface.co/datasets/{kwargs['repo_id']}/commit/abc")
 
     def names(self):
@@ -242,6 +245,7 @@ def test_upload_is_one_create_repo_and_one_upload_folder(sleeps):
     assert kwargs["repo_id"] == "me/demo" and kwargs["repo_type"] == "dataset"
     assert kwargs["commit_message"] == "v1" and kwargs["token"] == TOKEN
     assert kwargs["delete_patterns"] == ["data/default/*", "data/keep50/*"]
+    assert sorted(kwargs["allow_patterns"]) == sorted(api.uploaded)  # exactly the files staging wrote
     # what was uploaded is the whole staged repo; the temporary staging folder is gone afterwards
     assert set(api.uploaded) == {
         "README.md",

@@ -17,4 +17,4 @@ def test_label_columns_detected_or_checked():
         label_columns_of(ds, ["topic"])
     # a ClassLabel column is tabulated by name, not code
     table = label_table(coded, "kind", column="resonance")
-    assert "| wrong_answer | 4 |" in table
+    assert "| wrong\\_answer | 4 |" in table  # the label as text: its underscore escaped
