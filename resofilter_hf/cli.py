@@ -213,8 +213,11 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
     rule = parser.add_mutually_exclusive_group(required=True)
     rule.add_argument("--keep", type=keep_share, help="share of the scored rows kept, e.g. 0.5")
     rule.add_argument("--threshold", type=float, help="keep rows scoring at most this (at least, with --drop lowest)")
-    parser.add_argument("--column", default="resonance", help="score column (default: %(default)s)")
-    parser.add_argument("--drop", default="highest", choices=["highest", "lowest"])
+    parser.add_argument("--column", default=None, help="score column (default: the one the file's provenance names)")
+    parser.add_argument(
+        "--drop", default=None, choices=["highest", "lowest"],
+        help="the end dropped (default: the column's own: lowest for alignment, highest for the others)",
+    )  # fmt: skip
     parser.add_argument("--dedup-on", default="prompt", help="column(s), comma-separated, or 'none' (default: prompt)")
     parser.add_argument("--order", default="original", choices=["original", "score"])
     parser.add_argument("--stratify-by", default=None, help="'length' or a column name")
@@ -237,8 +240,9 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
             drop=args.drop, dedup_on=dedup, order=args.order, stratify_by=args.stratify_by, nan=args.nan,
         )  # fmt: skip
         print(
-            f"kept {counts['n_kept']} of {counts['n_input']} rows ({counts['n_dropped']} dropped, "
-            f"{counts['n_duplicates']} duplicates, {counts['n_unscored']} unscored) -> {path}"
+            f"kept {counts['n_kept']} of {counts['n_input']} rows by {counts['column']} ({counts['n_dropped']} "
+            f"dropped at the {counts['drop']} end, {counts['n_duplicates']} duplicates, {counts['n_unscored']} "
+            f"unscored) -> {path}"
         )
         return 0
 

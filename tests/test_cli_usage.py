@@ -142,3 +142,23 @@ def test_warnings_are_one_plain_line(monkeypatch, capsys):
         assert capsys.readouterr().err == "resofilter warn: warning: 63 rows are longer than max_length\n"
         shown = warnings.showwarning
     assert cli.main(["warn"]) == 0 and warnings.showwarning is shown
+
+
+def test_select_drops_each_columns_own_end_by_default(tmp_path):
+    """`resofilter select --column resonance_alignment` drops the lowest alignment without being told (the
+    registry's direction), and says which end it dropped."""
+    from datasets import Dataset
+
+    from resofilter_hf.provenance import write_parquet
+
+    rows = Dataset.from_dict({"prompt": [f"q{i}" for i in range(4)], "resonance": [4.0, 3.0, 2.0, 1.0],
+                              "resonance_alignment": [0.4, 0.3, 0.2, 0.1]})  # fmt: skip
+    write_parquet(rows, tmp_path / "scored.parquet", {"scoring": {"column": "resonance"}})
+    done = subprocess.run(
+        [sys.executable, "-m", "resofilter_hf.cli", "select", str(tmp_path / "scored.parquet"),
+         str(tmp_path / "kept.parquet"), "--keep", "0.5", "--column", "resonance_alignment"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "kept 2 of 4 rows by resonance_alignment (2 dropped at the lowest end" in done.stdout
+    assert Dataset.from_parquet(str(tmp_path / "kept.parquet"))["prompt"] == ["q0", "q1"]

@@ -11,8 +11,7 @@ from huggingface_hub.repocard_data import ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
 from ..columns import DEFAULT_SCORE_COLUMN
-from ..provenance import CITATION, SCORES_FILE, read_provenance, write_atomic, write_scores_file
-from ..provenance import written_columns
+from ..provenance import CITATION, SCORES_FILE, read_provenance, write_atomic, write_scores_file, written_columns
 from .merge import merge_card
 from .tables import (
     markdown_table,
