@@ -180,11 +180,21 @@ def _run_job(job: str, data_args, training_args, model_args) -> int:
 
     quiet_library_bars()
     if job == "score":
-        path = jobs.run_score(data_args, training_args, model_args)
+        import warnings
+
+        from .confounds import ConfoundWarning
+        from .hub.notices import headline_lines
+        from .provenance import scored_provenance
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConfoundWarning)  # said once, as the closing headline below
+            path = jobs.run_score(data_args, training_args, model_args)
         if path.is_dir():
             print(f"scored rows written to {path} ({len(list(path.glob('*.parquet')))} parquet parts)")
         else:
             print(f"scores written to {path}")
+        for line in headline_lines(scored_provenance(path), training_args.resonance_column):
+            print(line)
         return 0
     trainer = jobs.run_train(data_args, training_args, model_args)
     print(f"model saved to {training_args.output_dir}")

@@ -53,6 +53,23 @@ def loss_token_counts(prepare, dataset) -> np.ndarray:
     return counts
 
 
+class ConfoundWarning(UserWarning):
+    """What a score measures on these rows: it mostly follows length or loss, or its loss covers the prompt too.
+    (Filter this category to silence the verdicts; the CLI prints them as its closing headline instead.)"""
+
+
+# What the loss covers when it falls on the prompt too, and the way out: the one wording of the warning, the
+# report's and the card's headline.
+LOSS_ON_PROMPT = (
+    "The loss, and so every score, falls on the prompt's tokens too, not only on the answer's: these rows were "
+    "scored as a whole (`messages` without an assistant mask, or `completion_only_loss=False`), so a score measures "
+    "the question as much as the answer."
+)
+ANSWERS_ONLY = (
+    "score the answers only: prompt/completion rows, or `messages` with a chat template that has generation "
+    "markers (`{% generation %}`) and `assistant_only_loss=True`"
+)
+
 # |Spearman rho| at which a score is said to mostly rank rows by length (or loss). Measured: the paper's score on
 # real model-written GSM8K solutions scored by SmolLM2-135M-Instruct, -0.76 with length (prompt/completion rows)
 # and -0.95 (messages rows, loss on every token); on the toy demo's data about -0.25, and -0.5 on GSM8K text scored

@@ -25,6 +25,7 @@ from .engine.rows import SCORES_ROW
 MARKER = "resofilter-hf: "
 PARQUET_KEY = b"resofilter-hf"  # parquet schema-metadata key holding the provenance JSON
 SCORES_FILE = "resonance_scores.parquet"  # the scores beside a saved model or checkpoint
+PARTS_MANIFEST = ".resofilter-parts.json"  # names a stream's scored parts (hidden: `load_dataset(folder)` skips it)
 
 CITATION = """@inproceedings{tu-etal-2025-resofilter,
   title = {{ResoFilter}: Fine-grained Synthetic Data Filtering for Large Language Models through Data-Parameter Resonance Analysis},
@@ -185,16 +186,45 @@ def write_scores_file(scored: Dataset, folder: str | Path, column: str | None = 
 
 
 def parquet_provenance(path: str | Path) -> dict[str, Any]:
-    """The provenance a parquet file written by `write_parquet` carries ({} when none)."""
-    metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata[PARQUET_KEY]) if PARQUET_KEY in metadata else {}
+    """The provenance a parquet file written by `write_parquet` carries ({} when none); reads the footer only."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}  # a truncated or corrupt file fails here
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path} is not a readable parquet file ({err})") from err
+    if PARQUET_KEY not in metadata:
+        return {}
+    return _provenance_object(metadata[PARQUET_KEY], f"{path} (parquet metadata key {PARQUET_KEY.decode()!r})")
+
+
+def parts_manifest(folder: str | Path) -> dict[str, Any] | None:
+    """The manifest of a folder of scored parts (`score()` on a stream), or None when the folder has none."""
+    path = Path(folder) / PARTS_MANIFEST
+    if not path.is_file():
+        return None
+    manifest = _provenance_object(path.read_bytes(), str(path))
+    if not isinstance(manifest.get("parts"), list):
+        raise ValueError(f"{path}: not a parts manifest (no list of parts)")
+    return manifest
+
+
+def scored_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance of a scored file or parts folder, without reading its rows ({} when it carries none)."""
+    path = Path(path)
+    if path.is_dir():
+        manifest = parts_manifest(path)
+        return {"scoring": manifest.get("scoring") or {}} if manifest else {}
+    return parquet_provenance(path) if path.suffix.lower() == ".parquet" else {}
 
 
 def load_scored(path: str | Path) -> Dataset | DatasetDict:
-    """A scored dataset from a `save_to_disk` folder or a .parquet, .jsonl/.json or .csv file, with its provenance
-    (parquet files written by this library carry it; other files come back without). A missing or unreadable file
-    is an error naming it."""
+    """A scored dataset from a folder of scored parts (a stream's), a `save_to_disk` folder, or a .parquet,
+    .jsonl/.json or .csv file, with its provenance (parquet files and parts folders written by this library carry
+    it; other files come back without). A missing or unreadable file is an error naming it."""
     path = Path(path)
+    manifest = parts_manifest(path) if path.is_dir() else None
+    if manifest is not None:  # a stream's scored parts: exactly the parts its manifest names, in order
+        parts = [str(path / name) for name in manifest["parts"]]
+        return with_provenance(Dataset.from_parquet(parts), scoring=manifest.get("scoring") or {})
     if path.is_dir():
         loaded = load_from_disk(str(path))
         for split in loaded.values() if isinstance(loaded, DatasetDict) else [loaded]:
@@ -209,15 +239,7 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if suffix == ".parquet":
-        try:
-            metadata = pq.read_schema(path).metadata or {}  # reads the footer: a truncated or corrupt file fails here
-        except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"{path} is not a readable parquet file ({err})") from err
-        provenance = {}
-        if PARQUET_KEY in metadata:
-            where = f"{path} (parquet metadata key {PARQUET_KEY.decode()!r})"
-            provenance = _provenance_object(metadata[PARQUET_KEY], where)
-        return with_provenance(Dataset.from_parquet(str(path)), **provenance)
+        return with_provenance(Dataset.from_parquet(str(path)), **parquet_provenance(path))
     try:
         return Dataset.from_json(str(path)) if suffix in (".jsonl", ".json") else Dataset.from_csv(str(path))
     except Exception as err:  # datasets' reader errors name the builder, not the file

@@ -83,3 +83,20 @@ def test_on_the_demo_world_length_stays_quiet_and_loss_is_said_once(tmp_path):
         f"`resonance` has Spearman {rho['loss']:+.2f} with loss: keeping the lowest is close to keeping the "
         "lowest-loss rows; compare with the loss baseline (`baseline_loss`) before trusting the score over it."
     ]
+
+
+def test_the_cli_says_the_verdict_once_as_its_closing_headline(tmp_path):
+    """`resofilter score` as a subprocess on `messages` rows: the loss-on-prompt note is printed once, as the last
+    words on stdout, and not also as a warning on stderr."""
+    import subprocess
+    import sys
+
+    make_math_problems(6, seed=2, style="messages").to_parquet(str(tmp_path / "rows.parquet"))
+    command = [sys.executable, "-m", "resofilter_hf.cli", "score", "--model_name_or_path", "toy:llama",
+               "--dataset_name", str(tmp_path / "rows.parquet"), "--output_dir", str(tmp_path / "out"),
+               "--use_cpu", "true", "--report_to", "none"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[-2] == "Read this first:" and "falls on the prompt's tokens too" in lines[-1]
+    assert "`assistant_only_loss=True`" in lines[-1] and "prompt's tokens" not in done.stderr

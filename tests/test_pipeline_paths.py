@@ -359,3 +359,15 @@ def test_threads_writing_one_path_never_collide(tmp_path):
     assert len(set(back["who"])) == 1 and back.num_rows == 500
     assert len(set((tmp_path / "note.txt").read_text().splitlines())) == 1
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_a_parts_folder_loads_back_with_its_provenance(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline_source, "WINDOW_ROWS", 3)
+    from resofilter_hf.provenance import load_scored, scored_provenance
+
+    trainer = make(tmp_path, resonance_resume=False)
+    rows = make_math_problems(7, seed=3)
+    trainer.score(as_stream(rows, tmp_path / "in"), parts_dir=str(tmp_path / "parts"))
+    back = load_scored(tmp_path / "parts")
+    assert back["prompt"] == rows["prompt"] and read_provenance(back)["scoring"]["n_rows"] == 7
+    assert scored_provenance(tmp_path / "parts") == {"scoring": read_provenance(back)["scoring"]}

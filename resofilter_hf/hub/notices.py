@@ -6,18 +6,8 @@ prompt's tokens too. The report shows these in its header, the dataset card at i
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..confounds import strong_confounds
+from ..confounds import ANSWERS_ONLY, LOSS_ON_PROMPT, strong_confounds
 from .tables import number, section
-
-
-LOSS_ON_PROMPT = (
-    "The loss, and so every score, falls on the prompt's tokens too, not only on the answer's: these rows were "
-    "scored as a whole (no completion or assistant mask)."
-)
-ANSWERS_ONLY = (
-    "score the answers only: prompt/completion rows, or `messages` with a chat template that has generation "
-    "markers (`{% generation %}`) and `assistant_only_loss=True`"
-)
 
 
 @dataclass(frozen=True)
@@ -71,3 +61,12 @@ def _confound_report(report) -> dict[str, dict]:
             clean[column] = {key: number(entry.get(key)) for key in ("length", "loss")}
             clean[column]["n"] = number(entry.get("n")) or 0  # strong_confounds says nothing over too few rows
     return clean
+
+
+def headline_lines(provenance: Mapping, score_column: str) -> list[str]:
+    """The headlines as plain lines for a terminal (the CLI's closing words after `resofilter score`)."""
+    lines = []
+    for notice in headlines(provenance, score_column):
+        lead = f"`{notice.column}` " if notice.column else ""
+        lines.append(f"  {lead}{notice.sentence.rstrip('.')}; {notice.remedy}.")
+    return ["Read this first:", *lines] if lines else []

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import LOSS, STATUS, TOKENS, TRUNCATED, score_columns
-from ..confounds import confound_report, strong_confounds
+from ..confounds import ANSWERS_ONLY, LOSS_ON_PROMPT, ConfoundWarning, confound_report, strong_confounds
 from ..engine.rows import STATUS_OK, STATUS_TRUNCATED, dataset_kind
 
 
@@ -101,15 +101,9 @@ def warn_confounds(confounds: dict, column: str, stacklevel: int) -> None:
     """One warning per strong confound (`confounds.strong_confounds`), naming the column, rho, what it means and
     the option that addresses it; weak ones stay quiet."""
     for entry in strong_confounds(confounds, column):
-        warnings.warn(f"{entry['text']}; {entry['remedy']}.", UserWarning, stacklevel=stacklevel)
+        warnings.warn(f"{entry['text']}; {entry['remedy']}.", ConfoundWarning, stacklevel=stacklevel)
 
 
 def warn_loss_on_prompt(column: str, stacklevel: int) -> None:
-    warnings.warn(
-        f"The loss, and so `{column}`, falls on the prompt's tokens too (rows as `messages` without an assistant "
-        "mask, or `completion_only_loss=False`): a score then measures the question as much as the answer. To "
-        "score the answers only, give prompt/completion rows, or set `assistant_only_loss=True` with a chat "
-        "template that marks the assistant's tokens ({% generation %}).",
-        UserWarning,
-        stacklevel=stacklevel,
-    )
+    """The loss-on-prompt note (`confounds.LOSS_ON_PROMPT`), once."""
+    warnings.warn(f"{LOSS_ON_PROMPT} To {ANSWERS_ONLY}.", ConfoundWarning, stacklevel=stacklevel)

@@ -15,12 +15,11 @@ from datasets.table import InMemoryTable
 from ..engine.files import FolderLock, check_not_input, write_atomic
 from ..engine.fingerprint import json_digest
 from ..engine.shards import write_arrow
-from ..provenance import with_provenance, write_parquet
+from ..provenance import PARTS_MANIFEST, parts_manifest, with_provenance, write_parquet
 from .job import ScoringJob, logger
 from .source import RowSource
 
 
-MANIFEST = ".resofilter-parts.json"  # hidden: `load_dataset(folder)` and `data_dir=` read only the parts
 PART_PREFIX = "part-"
 
 
@@ -116,7 +115,7 @@ class PartsSink:
         stream carrying the provenance."""
         if self.job.is_main:
             manifest = {"run": self.run, "rows": self.n, "parts": [p.name for p in self.parts], "scoring": scoring}
-            write_atomic(self.folder / MANIFEST, json.dumps(manifest, sort_keys=True, default=str))
+            write_atomic(self.folder / PARTS_MANIFEST, json.dumps(manifest, sort_keys=True, default=str))
             for name in self.old:
                 if name not in manifest["parts"]:
                     (self.folder / name).unlink(missing_ok=True)
@@ -133,12 +132,11 @@ def previous_parts(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise ValueError(f"`parts_dir` {folder} is a file, not a folder: give a folder for the scored parts.")
     listed = []
-    if (folder / MANIFEST).is_file():
-        with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
-            listed = [str(name) for name in json.loads((folder / MANIFEST).read_text())["parts"]]
+    with contextlib.suppress(ValueError, OSError):  # a broken manifest: its parts are still ours by their names
+        listed = [str(name) for name in (parts_manifest(folder) or {}).get("parts", [])]
     ours = {p.name for p in folder.glob(f"{PART_PREFIX}*.parquet")} | set(listed)
     foreign = sorted(
-        p.name for p in folder.iterdir() if p.name not in ours and p.name not in (MANIFEST, FolderLock.NAME)
+        p.name for p in folder.iterdir() if p.name not in ours and p.name not in (PARTS_MANIFEST, FolderLock.NAME)
         and not p.name.endswith(".partial")
     )  # fmt: skip
     if foreign:
