@@ -9,7 +9,9 @@ Kinds: ``score`` (a selection may rank by it), ``baseline`` (a score from outsid
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -98,6 +100,29 @@ def drop_side(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> str:
     rule, also for a column of the user's own)."""
     info = describe(name, score_column)
     return info.drop if info is not None and info.drop else "highest"
+
+
+def named_score_column(provenance: Mapping[str, Any]) -> str:
+    """The score column a dataset's provenance names (its scoring, else its selection), else ``resonance``.
+    Provenance is read, not trusted: anything but a non-empty string falls back to the default."""
+    for section in ("scoring", "selection"):
+        entry = provenance.get(section) if isinstance(provenance, Mapping) else None
+        column = entry.get("column") if isinstance(entry, Mapping) else None
+        if isinstance(column, str) and column:
+            return column
+    return DEFAULT_SCORE_COLUMN
+
+
+def resolve(provenance: Mapping[str, Any], column: str | None = None, drop: str | None = None) -> tuple[str, str]:
+    """(the column, the end of it dropped) for a dataset with `provenance`: the column as given, else the one the
+    provenance names; the end as given, else the dataset's own selection rule when it selected by that column,
+    else the column's declared direction. Selection, the report, the cards and publishing all ask this."""
+    column = column or named_score_column(provenance)
+    if drop is None:
+        selection = provenance.get("selection") if isinstance(provenance, Mapping) else None
+        if isinstance(selection, Mapping) and selection.get("column") == column and selection.get("drop") in DROPS:
+            drop = selection["drop"]
+    return column, drop or drop_side(column, named_score_column(provenance))
 
 
 def flag_sign(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> float:

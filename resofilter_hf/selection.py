@@ -29,12 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from .columns import DEFAULT_SCORE_COLUMN, drop_side
+from .columns import DROPS, resolve
 from .engine.options import check_option
 from .provenance import read_provenance, with_provenance
 
 
-DROPS = ("highest", "lowest")
 ORDERS = ("original", "score")
 NANS = ("drop", "keep", "error")
 LENGTH_BINS = 10  # stratify_by="length": deciles of the completion length
@@ -60,8 +59,9 @@ def select_by_resonance(
         threshold: keep rows scoring ``<= threshold`` (``>=`` with ``drop="lowest"``) instead of a share.
         column: the score column (default: the one the provenance names, else ``resonance``).
         drop: "highest" (the paper: high resonance is dropped) or "lowest" (the mirror rule; ties still rank
-            the lower index first, so among equal scores the earlier row is dropped first). Default: the column's
-            own direction (`resofilter_hf.columns`): "lowest" for alignment, "highest" for every other score.
+            the lower index first, so among equal scores the earlier row is dropped first). Default
+            (`columns.resolve`): the dataset's own selection rule when it was selected by this column, else the
+            column's declared direction: "lowest" for alignment, "highest" for every other score.
         dedup_on: "prompt" (the `prompt` column; without one, the non-assistant turns of `messages`;
             conversations compared as canonical JSON), None (no deduplication), or column name(s).
         order: "original" (input order) or "score" (kept rows from the most keepable: lowest score first with
@@ -162,12 +162,8 @@ def drop_order(
 
 
 def resolve_column(dataset: Dataset, column: str | None, drop: str | None) -> tuple[str, str]:
-    """(the score column, the end dropped): as given, else the provenance's column and that column's declared
-    direction (`columns.drop_side`)."""
-    provenance = read_provenance(dataset)
-    score_column = (provenance.get("scoring") or {}).get("column") or DEFAULT_SCORE_COLUMN
-    column = column or score_column
-    return column, drop or drop_side(column, score_column)
+    """(the score column, the end dropped) for `dataset`: `columns.resolve` on its provenance."""
+    return resolve(read_provenance(dataset), column, drop)
 
 
 @dataclass
