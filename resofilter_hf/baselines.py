@@ -29,6 +29,7 @@ from datasets import Dataset
 
 from .engine.rows import STATUS_OK, dataset_kind
 from .provenance import with_provenance
+from .schemas import trl_column_names, trl_view
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,7 +88,7 @@ def add_baseline_columns(
         else:  # ifd
             alone = np.full(n, np.nan)
             rows = np.flatnonzero(ok)
-            if "messages" in scored_dataset.column_names and not trainer.args.assistant_only_loss:
+            if "messages" in trl_column_names(scored_dataset) and not trainer.args.assistant_only_loss:
                 warnings.warn(
                     "add_baseline_columns: 'ifd' on `messages` rows without `assistant_only_loss=True` compares "
                     "losses over the whole conversation with and without its user turns, not the answer's alone.",
@@ -95,7 +96,7 @@ def add_baseline_columns(
                     stacklevel=2,
                 )
             if len(rows):
-                prompt_less = _without_prompt(scored_dataset.select(rows.tolist()))
+                prompt_less = _without_prompt(trl_view(scored_dataset.select(rows.tolist())))
                 alone[rows] = forward_losses(trainer, prompt_less, batch_size)[0]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ifd = np.where(alone > 0, loss / alone, np.nan)

@@ -12,8 +12,9 @@ from datasets import Dataset, concatenate_datasets
 
 from .confounds import confound_report
 from .engine.inflight import InflightRecorder
+from .engine.rows import claim_result_columns
 from .pipeline.results import warn_confounds, warn_loss_on_prompt
-from .provenance import with_provenance
+from .provenance import read_provenance, with_provenance
 
 
 def gather_inflight(recorder: InflightRecorder, processes, output_dir: str, gather: int) -> None:
@@ -49,7 +50,8 @@ def inflight_dataset(
         columns[f"{column}_epoch{epoch}"] = values
         if reference_info is not None:
             columns[f"{column}_alignment_epoch{epoch}"] = alignment
-    clean = source.remove_columns([c for c in source.column_names if c in columns])
+    earlier = (read_provenance(source).get("scoring") or {}).get("column")
+    clean = source.remove_columns(claim_result_columns(source.column_names, column, earlier, written=columns))
     scored = concatenate_datasets([clean, Dataset.from_dict(columns)], axis=1) if columns else clean
     ever_scored = np.zeros(n, dtype=bool)
     for values in columns.values():

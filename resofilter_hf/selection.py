@@ -32,6 +32,7 @@ from datasets import Dataset
 from .columns import DROPS, resolve
 from .engine.options import check_option
 from .provenance import read_provenance, with_provenance
+from .schemas import trl_view
 
 
 ORDERS = ("original", "score")
@@ -271,7 +272,10 @@ def _text_length(content) -> int:
 
 
 def _first_occurrences(dataset: Dataset, dedup_on, caller: str) -> np.ndarray:
-    """Indices of the rows whose dedup key is seen for the first time, ascending."""
+    """Indices of the rows whose dedup key is seen for the first time, ascending. "prompt" is the prompt TRL read
+    (`schemas.trl_view`: a question/answer dataset's question)."""
+    if dedup_on == "prompt":
+        dataset = trl_view(dataset)
     names = dataset.column_names
     if dedup_on == "prompt" and "prompt" not in names:
         if "messages" not in names:
@@ -304,7 +308,9 @@ def _first_occurrences(dataset: Dataset, dedup_on, caller: str) -> np.ndarray:
 
 
 def _completion_lengths(dataset: Dataset, caller: str) -> np.ndarray:
-    """Character length of each row's completion: `completion`, else assistant turns of `messages`, else `text`."""
+    """Character length of each row's completion: `completion`, else assistant turns of `messages`, else `text`
+    (as TRL read the rows: `schemas.trl_view`)."""
+    dataset = trl_view(dataset)
     names = dataset.column_names
     for name in ("completion", "messages", "text"):
         if name in names:

@@ -23,6 +23,7 @@ from datasets import Dataset
 from .engine.rows import ROW_ID
 from .evaluation import final_answer_accuracy
 from .provenance import read_provenance
+from .schemas import trl_view
 from .selection import select_by_resonance
 
 
@@ -44,6 +45,7 @@ class ProxySettings:
     max_new_tokens: int = 160
     eval_batch_size: int = 64
     show_progress: bool = False  # tqdm bars while training
+    use_cpu: bool | None = None  # None: the CPU only when there is no accelerator
 
 
 # ---- training --------------------------------------------------------------------------------------------------
@@ -65,6 +67,7 @@ def proxy_trainer(
     from .config import ResonanceConfig
     from .trainer import ResonanceTrainer
 
+    train_dataset = trl_view(train_dataset)  # a question/answer selection trains on what TRL read
     columns = [c for c in INPUT_COLUMNS if c in train_dataset.column_names]
     if not columns:
         raise ValueError(
@@ -85,7 +88,7 @@ def proxy_trainer(
         logging_steps=10,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=settings.use_cpu if settings.use_cpu is not None else not torch.accelerator.is_available(),
         bf16=False,
         dataloader_num_workers=0,
         seed=seed,

@@ -28,7 +28,7 @@ from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW, check_no_row_id, check_train_rows
 from .engine.scorer import ResonanceScorer
-from .engine.targets import Target, find_targets, unwrap_model
+from .engine.targets import Target, find_targets, vocab_size
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
 from .pipeline import (
@@ -50,6 +50,7 @@ from .provenance import (
     write_scores_file,
 )
 from .reference import inflight_reference
+from .schemas import ColumnMap, column_map
 
 
 STATE_FILE = "resonance_state.json"  # in-flight scores so far, beside each checkpoint
@@ -102,7 +103,11 @@ class ResonanceTrainer(SFTTrainer):
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
         if isinstance(train_dataset, Dataset):
             check_no_row_id(train_dataset.column_names)
-        train_dataset, eval_dataset = _with_trl_columns(args, formatting_func, train_dataset, eval_dataset)
+        # the layout is read once (a recognised one is said once); TRL trains on, and scores read, TRL's columns
+        self._resonance_map = _layout(args, formatting_func, train_dataset)
+        train_dataset = self._resonance_map.apply(train_dataset) if self._resonance_map else train_dataset
+        self._resonance_trl_rows = train_dataset  # the user's rows with TRL's columns
+        eval_dataset = _with_trl_columns(args, formatting_func, eval_dataset)
         # rows TRL's preparation would crash on fail here, by row index and field
         check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
         self.scored_dataset: Dataset | None = None
@@ -133,8 +138,7 @@ class ResonanceTrainer(SFTTrainer):
         )
         self._resonance_targets: list[Target] | None = None
         if isinstance(train_dataset, Dataset) and "input_ids" in train_dataset.column_names:
-            vocab = getattr(unwrap_model(self.model).get_input_embeddings(), "num_embeddings", None)
-            check_train_rows(train_dataset, args.dataset_text_field, vocab_size=vocab)  # ids the model has
+            check_train_rows(train_dataset, args.dataset_text_field, vocab_size=vocab_size(self.model))
         if args.resonance_when != "none":  # fail now, not at the end of training, if the targets don't fit
             _ = self.resonance_targets
         if inflight:
@@ -222,8 +226,10 @@ class ResonanceTrainer(SFTTrainer):
         very same stages and comes back as a stream over the Parquet parts written to `parts_dir` (default
         `output_dir/scored/`), one per window, with the same columns, statuses, warnings and provenance.
         """
-        rows = self._resonance_source if dataset is None else dataset
-        return score_rows(self.scoring_setup(), rows, parts_dir=parts_dir, max_rows=max_rows, reference=reference)
+        rows, mapping = (self._resonance_source, self._resonance_map) if dataset is None else (dataset, None)
+        return score_rows(
+            self.scoring_setup(), rows, parts_dir=parts_dir, max_rows=max_rows, reference=reference, mapping=mapping
+        )
 
     def losses(self, dataset: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Forward only: (mean loss over each row's loss tokens, loss-token count), per input row, on the current
@@ -304,12 +310,14 @@ class ResonanceTrainer(SFTTrainer):
 
     def _inflight_dataset(self, warn: bool = False) -> Dataset:
         """The train rows with their in-flight score columns (`inflight_scores.inflight_dataset`)."""
-        args, source = self.args, self._resonance_source
-        if self._resonance_lengths is None:  # tokenized once per trainer
-            self._resonance_lengths = loss_token_counts(self.prepare_scoring_dataset, source)
+        args, source, trl_rows = self.args, self._resonance_source, self._resonance_trl_rows
+        if self._resonance_lengths is None:  # tokenized once per trainer, as TRL reads the rows
+            self._resonance_lengths = loss_token_counts(self.prepare_scoring_dataset, trl_rows)
         provenance = {**self.resonance_provenance(), "inflight_state": args.resonance_inflight_state}
+        if self._resonance_map is not None:
+            provenance["columns_read_as"] = self._resonance_map.as_dict()
         on_prompt = loss_on_prompt(
-            source.column_names, args.dataset_text_field, getattr(self, "completion_only_loss", None),
+            trl_rows.column_names, args.dataset_text_field, getattr(self, "completion_only_loss", None),
             args.assistant_only_loss,
         )  # fmt: skip
         return inflight_dataset(
@@ -353,16 +361,16 @@ class ResonanceTrainer(SFTTrainer):
             self.save_scores(output_dir or self.args.output_dir)
 
 
-def _with_trl_columns(args, formatting_func, *datasets):
-    """Each dataset with TRL's columns (`schemas`: mapped or recognised layouts); None and dicts of splits too."""
-    settings = ScoringSettings.of(args, None, formatting_func)
+def _layout(args, formatting_func, rows) -> ColumnMap | None:
+    """How `rows` become TRL's columns (`schemas.column_map`; None: they are, or a `formatting_func` reads them)."""
+    if formatting_func is not None or not isinstance(rows, (Dataset, IterableDataset)):
+        return None
+    return column_map(rows, args.dataset_text_field, args.prompt_column, args.completion_column, args.messages_column)
 
-    def mapped(rows):
-        if isinstance(rows, dict):
-            return {name: mapped(split) for name, split in rows.items()}
-        if not isinstance(rows, (Dataset, IterableDataset)):
-            return rows
-        mapping = settings.column_map(rows, formatting_func)
-        return mapping.apply(rows) if mapping else rows
 
-    return [mapped(rows) for rows in datasets]
+def _with_trl_columns(args, formatting_func, rows):
+    """`rows` (a dataset, a dict of them, or None) with TRL's columns."""
+    if isinstance(rows, dict):
+        return {name: _with_trl_columns(args, formatting_func, split) for name, split in rows.items()}
+    mapping = _layout(args, formatting_func, rows)
+    return mapping.apply(rows) if mapping else rows

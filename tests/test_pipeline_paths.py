@@ -371,3 +371,42 @@ def test_a_parts_folder_loads_back_with_its_provenance(tmp_path, monkeypatch):
     back = load_scored(tmp_path / "parts")
     assert back["prompt"] == rows["prompt"] and read_provenance(back)["scoring"]["n_rows"] == 7
     assert scored_provenance(tmp_path / "parts") == {"scoring": read_provenance(back)["scoring"]}
+
+
+def test_a_users_part_files_are_not_taken_for_ours(tmp_path):
+    trainer = make(tmp_path)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    make_math_problems(2).to_parquet(str(parts / "part-00000-of-00001.parquet"))  # Spark's / pandas' naming
+    with pytest.raises(ValueError, match=r"holds files resofilter-hf did not write there \(part-00000-of-00001"):
+        trainer.score(as_stream(make_math_problems(3), tmp_path / "in"), parts_dir=str(parts))
+    assert [p.name for p in parts.iterdir()] == ["part-00000-of-00001.parquet"]
+
+
+def test_the_confound_sample_is_every_row_up_to_its_size_then_uniform():
+    import pyarrow as pa
+
+    from resofilter_hf.confounds import spearman
+    from resofilter_hf.pipeline.results import Tally
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=50_000)
+    y = -0.7 * x + 0.7 * rng.normal(size=50_000)
+
+    def tally(cap: int) -> Tally:
+        out = Tally("resonance", sample_rows=cap)
+        for start in range(0, 50_000, 4096):
+            part = slice(start, min(50_000, start + 4096))
+            m = part.stop - part.start
+            out.add(pa.table({"resonance": x[part], "resonance_tokens": y[part], "resonance_loss": y[part],
+                              "resonance_status": ["ok"] * m, "resonance_truncated": [False] * m}), start)  # fmt: skip
+        return out
+
+    whole, sampled = tally(50_000), tally(10_000)
+    assert np.array_equal(whole.column_values()["resonance"], x) and whole.n == sampled.n == 50_000
+    values = sampled.column_values()
+    assert sampled.kept == 10_000 and len(sampled.sample["resonance"]) == 10_000
+    assert set(values["resonance"]) <= set(x) and abs(np.mean(np.isin(x, values["resonance"])) - 0.2) < 1e-9
+    assert abs(spearman(values["resonance"], values["resonance_tokens"]) - spearman(x, y)) < 0.02
+    again = tally(10_000).column_values()["resonance"]
+    assert np.array_equal(again, values["resonance"]), "the same rows give the same sample"

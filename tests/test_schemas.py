@@ -76,13 +76,18 @@ def test_a_recognised_layout_scores_like_trls_own_and_keeps_the_users_columns(tm
     args = SFTConfig(str(tmp_path / "out"), **QUIET)  # as users call it: their own SFTConfig
     with pytest.warns(UserWarning, match=rf"Reading the {layout} \("):
         trainer = make(tmp_path, rows, args)
-    with pytest.warns(UserWarning, match=rf"Reading the {layout} \("):
+    with warnings.catch_warnings(record=True) as again:  # read once, when the trainer was built
+        warnings.simplefilter("always")
         scored = trainer.score()
+    assert not [w for w in again if "Reading the" in str(w.message)]
     expected = make(tmp_path / "trl", trl_layout(name)).score()
     assert scored.column_names == rows.column_names + [c for c in expected.column_names if c.startswith("resonance")]
     np.testing.assert_array_equal(scored["resonance"], expected["resonance"])
     assert scored["resonance_status"] == ["ok"] * 5
-    assert "-> " in read_provenance(scored)["scoring"]["columns_read_as"]
+    recorded = read_provenance(scored)["scoring"]["columns_read_as"]
+    assert recorded["layout"].startswith(layout) and (
+        {"prompt", "completion"} <= set(recorded) or "messages" in recorded
+    )
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
@@ -179,3 +184,66 @@ def test_the_cli_reads_question_answer_files_and_maps_other_names(tmp_path):
     mapped = score("qa", "--prompt_column", "q", "--completion_column", "a")
     assert mapped.returncode == 0, mapped.stderr[-2000:]
     assert Dataset.from_parquet(str(tmp_path / "qa" / "scored.parquet"))["resonance_status"] == ["ok"] * 5
+
+
+def test_inflight_scores_on_a_recognised_layout_keep_the_users_columns(tmp_path):
+    args = ResonanceConfig(str(tmp_path / "out"), **QUIET, max_steps=2, per_device_train_batch_size=5,
+                           resonance_when="inflight", resonance_resume=False)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"Reading the GSM8K \("):
+        trainer = make(tmp_path, gsm8k_rows(), args)
+    trainer.train()
+    scored = trainer.scored_dataset
+    assert scored.column_names[:2] == ["question", "answer"] and "resonance_epoch0" in scored.column_names
+    assert np.isfinite(scored["resonance_epoch0"]).all()
+    scoring = read_provenance(scored)["scoring"]
+    assert scoring["columns_read_as"] == {
+        "prompt": "question",
+        "completion": "answer",
+        "layout": "GSM8K (question/answer)",
+    }
+    assert scoring["confounds"]["resonance_epoch0"]["n"] == 5
+
+
+def test_what_follows_scoring_reads_the_rows_as_trl_did(tmp_path):
+    """Selection's dedup on the prompt and its length strata, the IFD baseline and a proxy training read a
+    question/answer dataset's question and answer, as the scores did."""
+    from resofilter_hf.baselines import add_baseline_columns
+    from resofilter_hf.selection import select_by_resonance
+
+    rows = Dataset.from_list([*gsm8k_rows().to_list(), gsm8k_rows()[0]])  # the last row repeats the first question
+    trainer = make(tmp_path, trl_layout("gsm8k"))
+    with pytest.warns(UserWarning, match="Reading the GSM8K"):
+        scored = trainer.score(rows)
+    kept = select_by_resonance(scored, keep=1.0)
+    assert read_provenance(kept)["selection"]["n_duplicates"] == 1 and len(kept) == 5
+    expected = select_by_resonance(trainer.score(trl_layout("gsm8k")), keep=0.6, stratify_by="length")
+    strata = select_by_resonance(scored.select(range(5)), keep=0.6, stratify_by="length")
+    assert strata["question"] == expected["prompt"]
+    with_ifd = add_baseline_columns(trainer, scored.select(range(5)), which=["ifd"])
+    reference = add_baseline_columns(trainer, trainer.score(trl_layout("gsm8k")), which=["ifd"])
+    np.testing.assert_array_equal(with_ifd["baseline_ifd"], reference["baseline_ifd"])
+
+
+def test_explicit_columns_leave_a_set_already_in_trls_layout_alone(tmp_path):
+    rows = Dataset.from_list([{"q": r["prompt"], "a": r["completion"]} for r in problems()])
+    trainer = make(tmp_path, rows, prompt_column="q", completion_column="a")
+    plain = trl_layout("gsm8k")  # an eval or reference set with TRL's own columns
+    scored = trainer.score(reference=plain)
+    assert np.isfinite(scored["resonance_alignment"]).all()
+    np.testing.assert_array_equal(trainer.score(plain)["resonance"], scored["resonance"])
+
+
+def test_a_bad_sharegpt_turn_in_a_later_window_of_a_stream_names_its_row(tmp_path, monkeypatch):
+    from datasets import IterableDataset
+
+    from resofilter_hf.pipeline import source as pipeline_source
+
+    monkeypatch.setattr(pipeline_source, "WINDOW_ROWS", 4)
+    rows = sharegpt_rows().to_list() * 2
+    rows[6] = {"conversations": [{"from": "narrator", "value": "x"}], "id": 6}
+    trainer = make(tmp_path, trl_layout("gsm8k"))
+    with (
+        pytest.warns(UserWarning, match="ShareGPT"),
+        pytest.raises(ValueError, match=r"^row 6: `conversations` turns"),
+    ):
+        trainer.score(IterableDataset.from_generator(lambda: iter(rows)), parts_dir=str(tmp_path / "parts"))

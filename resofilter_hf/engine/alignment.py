@@ -52,15 +52,12 @@ def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientC
         loss, counts = scorer._forward_backward([rows[i] for i in batch], capture)
         has_tokens = (counts > 0).to(scorer.device)
         finite = torch.isfinite(loss).to(scorer.device)
-        for record in capture.records:  # a first pass: which rows' steps are finite
-            for _, _, _, d in step_chunks(record, spec, dtype):
-                finite &= torch.isfinite(d).flatten(1).all(1)
-        use = has_tokens & finite
-        for record in capture.records:
-            total = sums[record.target.name]
-            for out_rows, _, _, d in step_chunks(record, spec, dtype):
-                total[out_rows] += d[use].sum(0, dtype=torch.float64)
-        count += use.sum()
+        part = _batch_sums(capture, spec, dtype, has_tokens, finite)  # one pass; a NaN row makes its sums NaN
+        if not bool((finite | ~has_tokens).all()):  # rare: redo the batch without its non-finite rows
+            part = _batch_sums(capture, spec, dtype, has_tokens & finite, finite)
+        for name, total in part.items():
+            sums[name] += total
+        count += (has_tokens & finite).sum()
         bad[torch.as_tensor(batch, device=scorer.device)[has_tokens & ~finite]] = 1.0
         capture.clear()
     if scorer.num_processes > 1 and torch.distributed.is_initialized():
@@ -74,6 +71,19 @@ def reference_step(scorer: ResonanceScorer, rows: list[dict], capture: GradientC
         )
     steps = {name: (s / n).to(dtype) for name, s in sums.items()}  # summed in fp64, kept in the compute dtype
     return ReferenceStep(steps, n_rows=n, fingerprint=_fingerprint(scorer, rows), nonfinite=nonfinite)
+
+
+def _batch_sums(capture: GradientCapture, spec, dtype, use: torch.Tensor, finite: torch.Tensor) -> dict:
+    """Each target's sum of the `use` rows' steps (fp64), in one pass over the chunks; `finite` is narrowed in place
+    to the rows whose every step entry is finite."""
+    sums = {}
+    for record in capture.records:
+        total = torch.zeros(record.target.matrix.shape, dtype=torch.float64, device=finite.device)
+        for out_rows, _, _, d in step_chunks(record, spec, dtype):
+            finite &= torch.isfinite(d).flatten(1).all(1)
+            total[out_rows] += d[use].sum(0, dtype=torch.float64)
+        sums[record.target.name] = total
+    return sums
 
 
 def attach_reference(scorer: ResonanceScorer, reference_rows: list[dict]) -> ReferenceStep:

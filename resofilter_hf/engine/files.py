@@ -19,6 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+try:  # POSIX: the kernel's advisory locks
+    import fcntl
+except ImportError:  # pragma: no cover  (Windows)
+    fcntl = None
+
+
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<thread>\d+)\.[0-9a-f]+\.partial$")
 
@@ -88,10 +94,12 @@ class FolderBusyError(RuntimeError):
 
 
 class FolderLock:
-    """An exclusive claim on a folder: `folder/.lock` made with O_EXCL, holding the owner's host, pid and start.
+    """An exclusive claim on a folder through `folder/.lock`, which names its holder (host, pid, start).
 
-    A lock whose owner is gone (same host, process ended) is taken over; a live owner's lock is an error naming the
-    folder and the owner. Released on exit; a process killed while holding it leaves a lock the next run takes over.
+    On POSIX the claim is the kernel's `flock` on that file: released when its holder exits or is killed, so a dead
+    holder never blocks a run and two processes can never both take over a stale claim. A live holder's claim is an
+    error naming the folder and the holder. Elsewhere the file is made with O_EXCL and a dead holder's (same host)
+    is taken over. A read-only folder is not claimed: nothing can be written there, by us or another run.
     """
 
     NAME = ".lock"
@@ -99,33 +107,63 @@ class FolderLock:
     def __init__(self, folder: str | os.PathLike, purpose: str = "scoring"):
         self.path = Path(folder) / self.NAME
         self.purpose = purpose
+        self._fd: int | None = None
         self.held = False
 
     def acquire(self) -> "FolderLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": _HOST, "pid": os.getpid(), "since": time.time()}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except PermissionError:  # a read-only folder: nothing can be written there, by us or another run
+        for _ in range(5):
+            if self._try_flock() if fcntl else self._try_exclusive():
                 return self
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and process_alive(owner["host"], owner["pid"]):
-                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
-                    raise FolderBusyError(
-                        f"{self.path.parent} is in use: process {owner['pid']} on {owner['host']} has been "
-                        f"{self.purpose} there since {since}. Wait for it to finish, or use another `output_dir`; "
-                        f"if that process is gone for good, delete {self.path}."
-                    ) from None
-                with contextlib.suppress(FileNotFoundError):  # its owner is gone: take it over
-                    self.path.unlink()
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
-            self.held = True
-            return self
         raise FolderBusyError(f"could not lock {self.path.parent}: other processes keep claiming it.")
+
+    def _try_flock(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        except PermissionError:
+            return True  # read-only: nothing to guard
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self._busy(self._owner())
+        try:
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino  # not a file its last holder just unlinked
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": _HOST, "pid": os.getpid(), "since": time.time()}).encode())
+        self._fd, self.held = fd, True
+        return True
+
+    def _try_exclusive(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except PermissionError:
+            return True
+        except FileExistsError:
+            owner = self._owner()
+            if owner is not None and process_alive(owner["host"], owner["pid"]):
+                self._busy(owner)
+            with contextlib.suppress(FileNotFoundError):  # its holder is gone: take it over
+                self.path.unlink()
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"host": _HOST, "pid": os.getpid(), "since": time.time()}, handle)
+        self.held = True
+        return True
+
+    def _busy(self, owner: dict | None) -> None:
+        who = "another process"
+        if owner is not None and owner["pid"] > 0:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
+            who = f"process {owner['pid']} on {owner['host']} has been {self.purpose} there since {since}"
+        raise FolderBusyError(
+            f"{self.path.parent} is in use: {who}. Wait for it to finish, or use another `output_dir`."
+        ) from None
 
     def _owner(self) -> dict | None:
         try:
@@ -133,14 +171,18 @@ class FolderLock:
             return {"host": str(owner["host"]), "pid": int(owner["pid"]), "since": float(owner.get("since", 0))}
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError, OSError):  # half-written by a killed owner: treat as gone
+        except (ValueError, KeyError, TypeError, OSError):  # half-written by a killed holder: treat as gone
             return {"host": _HOST, "pid": -1, "since": 0.0}
 
     def release(self) -> None:
-        if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            self.held = False
+        if not self.held:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # before the kernel lock goes, so a waiter re-checks the inode and retries
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.held = False
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()

@@ -6,7 +6,6 @@ its index and the offending field, not as a tokenizer traceback an hour in.
 """
 
 import math
-import re
 import warnings
 from collections.abc import Sequence
 
@@ -83,24 +82,25 @@ def dataset_kind(column_names: list[str], text_field: str) -> str:
 
 
 def check_rows(
-    dataset: Dataset, text_field: str = "text", formatting_func=None, vocab_size: int | None = None
+    dataset: Dataset, text_field: str = "text", formatting_func=None, vocab_size: int | None = None, offset: int = 0
 ) -> list[str]:
     """Raise on the first malformed row; return a status per row ('ok', 'empty_completion' or 'empty_text').
 
-    With a `formatting_func` (TRL turns each row into the text it returns), the rows are checked on that text."""
+    With a `formatting_func` (TRL turns each row into the text it returns), the rows are checked on that text.
+    `dataset` may be a window of a larger one starting at row `offset`: errors name rows by their index there."""
     if formatting_func is not None and "input_ids" not in dataset.column_names:
-        return _check_formatted(dataset, formatting_func)
+        return _check_formatted(dataset, formatting_func, offset)
     kind = dataset_kind(dataset.column_names, text_field)
     statuses = []
     if kind == "tokenized":
-        labels = dataset["labels"] if "labels" in dataset.column_names else None
-        for i, ids in enumerate(dataset["input_ids"]):
+        labels = dataset["labels"] if "labels" in dataset.column_names else [None] * len(dataset)
+        for i, (ids, row_labels) in enumerate(zip(dataset["input_ids"], labels), start=offset):
             _check_token_ids(ids, i, "input_ids", vocab_size)
-            if labels is not None:
-                _check_labels(labels[i], len(ids), i, vocab_size)
+            if "labels" in dataset.column_names:
+                _check_labels(row_labels, len(ids), i, vocab_size)
             statuses.append(STATUS_OK)
     elif kind == "prompt_completion":
-        for i, (prompt, completion) in enumerate(zip(dataset["prompt"], dataset["completion"])):
+        for i, (prompt, completion) in enumerate(zip(dataset["prompt"], dataset["completion"]), start=offset):
             if isinstance(prompt, str) and isinstance(completion, str):
                 statuses.append(STATUS_EMPTY if not completion.strip() else STATUS_OK)
                 continue
@@ -116,12 +116,12 @@ def check_rows(
                 f"`{bad}` is {_short(prompt if bad == 'prompt' else completion)}."
             )
     elif kind == "messages":
-        for i, messages in enumerate(dataset["messages"]):
+        for i, messages in enumerate(dataset["messages"], start=offset):
             _check_messages(messages, i, "messages")
             answers = [_text_of(m) for m in messages if m["role"] == "assistant"]
             statuses.append(STATUS_EMPTY if answers and not any(a.strip() for a in answers) else STATUS_OK)
     else:
-        for i, text in enumerate(dataset[text_field]):
+        for i, text in enumerate(dataset[text_field], start=offset):
             if not isinstance(text, str):
                 raise ValueError(f"row {i}: `{text_field}` must be a string, got {_short(text)}.")
             statuses.append(STATUS_EMPTY_TEXT if not text.strip() else STATUS_OK)
@@ -149,28 +149,14 @@ def _check_labels(labels, n: int, row: int, vocab_size: int | None) -> None:
         raise ValueError(f"row {row}: `labels` holds {bad}, neither -100 nor a token id of the model's vocabulary.")
 
 
-def _check_formatted(dataset: Dataset, formatting_func) -> list[str]:
+def _check_formatted(dataset: Dataset, formatting_func, offset: int) -> list[str]:
     statuses = []
-    for i, row in enumerate(dataset):
+    for i, row in enumerate(dataset, start=offset):
         text = formatting_func(row)
         if not isinstance(text, str):
             raise ValueError(f"row {i}: `formatting_func` returned {_short(text)}, not a string.")
         statuses.append(STATUS_EMPTY_TEXT if not text.strip() else STATUS_OK)
     return statuses
-
-
-def check_rows_at(
-    window: Dataset, text_field: str, offset: int, formatting_func=None, vocab_size: int | None = None
-) -> list[str]:
-    """`check_rows` on a window of a larger dataset, its errors naming the row by its index in the whole."""
-    try:
-        return check_rows(window, text_field, formatting_func, vocab_size)
-    except ValueError as err:
-        message = str(err)
-        found = re.match(r"row (\d+)", message)
-        if found and offset:
-            message = f"row {int(found[1]) + offset}{message[found.end() :]}"
-        raise type(err)(message) from None
 
 
 def check_rows_windowed(
@@ -180,7 +166,7 @@ def check_rows_windowed(
     n, statuses = len(dataset), []
     for start in range(0, n, window_rows):
         window = dataset.select(range(start, min(n, start + window_rows)))
-        statuses += check_rows_at(window, text_field, start, formatting_func, vocab_size)
+        statuses += check_rows(window, text_field, formatting_func, vocab_size, offset=start)
     return statuses
 
 
@@ -213,20 +199,23 @@ def check_no_row_id(column_names: Sequence[str]) -> None:
         )
 
 
-def claim_result_columns(column_names: Sequence[str], column: str, earlier_column: str | None = None) -> list[str]:
+def claim_result_columns(
+    column_names: Sequence[str], column: str, earlier_column: str | None = None, written: Sequence[str] | None = None
+) -> list[str]:
     """The existing columns a new scoring will replace; refuses to overwrite one of the user's own columns.
 
-    `column` (the score column) may replace a column only when that column holds scores: it is named like the
-    result columns (``resonance*``) or an earlier scoring wrote it (`earlier_column`, from the provenance). Any
-    other clash is an error naming the column; replaced columns are named in a warning.
+    `written` are the columns the scoring writes (default: `score()`'s, `columns.result_columns(column)`; in flight,
+    one per epoch). `column` (the score column) may replace a column only when that column holds scores: it is
+    named like the result columns (``resonance*``) or an earlier scoring wrote it (`earlier_column`, from the
+    provenance). Any other clash is an error naming the column; replaced columns are named in a warning.
     """
+    written = result_columns(column) if written is None else frozenset(written)
     names = set(column_names)
-    if column in names and column != earlier_column and not column.startswith("resonance"):
+    if column in names and column in written and column != earlier_column and not column.startswith("resonance"):
         raise ValueError(
             f"`resonance_column={column!r}` is already a column of the dataset: scoring would overwrite it. "
             "Choose another `resonance_column` (e.g. 'resonance') or rename the dataset's column."
         )
-    written = result_columns(column)
     replaced = [c for c in column_names if c in written]
     if replaced:
         warnings.warn(

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .files import atomic_path, remove_stale_partials
+from .files import atomic_path
 
 
 ID = "id"
@@ -123,10 +123,6 @@ class ShardStore:
             except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 continue  # read_marker names it when the shard is needed
         return out
-
-    def remove_partials(self) -> None:
-        """Temporary files left by a process killed mid-write (only once that process is gone)."""
-        remove_stale_partials(self.folder)
 
 
 def write_arrow(table: pa.Table, path: Path) -> None:

@@ -375,3 +375,8 @@ def scored_tensors(model: nn.Module, target: str, modules: list[str] | None, tar
         "target_names": [t.name for t in targets],
         "target_tensors": [t.describe() for t in targets],
     }
+
+
+def vocab_size(model: nn.Module) -> int | None:
+    """Rows of the input embeddings: the token ids the model has."""
+    return getattr(unwrap_model(model).get_input_embeddings(), "num_embeddings", None)

@@ -13,17 +13,26 @@ from ..confounds import ANSWERS_ONLY, LOSS_ON_PROMPT, ConfoundWarning, confound_
 from ..engine.rows import STATUS_OK, STATUS_TRUNCATED, dataset_kind
 
 
-class Tally:
-    """The per-row numbers of a run, window by window: statuses, truncation, and the columns confounds compare."""
+SAMPLE_ROWS = 200_000  # rows kept for the confound report: every row up to this many, then a uniform sample
 
-    def __init__(self, column: str):
-        self.column = column
+
+class Tally:
+    """The per-row numbers of a run, window by window: statuses, truncation, and the columns confounds compare.
+
+    Memory stays flat in the row count: the compared columns are kept for every row up to `SAMPLE_ROWS`, and past
+    that as a uniform reservoir sample of that size (seeded: the same rows give the same sample), which puts a
+    rank correlation within about 0.002 of its value over every row."""
+
+    def __init__(self, column: str, sample_rows: int = SAMPLE_ROWS):
+        self.column, self.sample_rows = column, sample_rows
         self.statuses: Counter = Counter()
         self.unscored: list[int] = []  # the first few unscored row ids
         self.cut: list[int] = []  # rows `max_length` cut that still have a score
         self.n_cut = 0
-        self.numbers: dict[str, list[np.ndarray]] = {}
+        self.sample: dict[str, np.ndarray] = {}
+        self.kept = 0  # rows in the sample
         self.n = 0
+        self._rng = np.random.default_rng(0)
 
     def add(self, table: pa.Table, offset: int) -> None:
         statuses = table.column(STATUS).to_pylist()
@@ -34,19 +43,33 @@ class Tally:
         cut = [offset + i for i, (f, s) in enumerate(zip(flags, statuses)) if f and s != STATUS_TRUNCATED]
         self.cut += cut[: max(0, 5 - len(self.cut))]
         self.n_cut += len(cut)
-        for name in score_columns(table.column_names, self.column) + [TOKENS, LOSS]:
-            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            self.numbers.setdefault(name, []).append(values)
+        names = [*score_columns(table.column_names, self.column), TOKENS, LOSS]
+        columns = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in names}
+        self._sample(columns, table.num_rows)
         self.n += table.num_rows
+
+    def _sample(self, columns: dict[str, np.ndarray], m: int) -> None:
+        """Reservoir sampling (Algorithm R) of the window's rows into `sample`."""
+        if not self.sample:
+            self.sample = {name: np.empty(self.sample_rows) for name in columns}
+        room = min(m, self.sample_rows - self.kept)
+        for name, values in columns.items():
+            self.sample[name][self.kept : self.kept + room] = values[:room]
+        self.kept += room
+        seen = self.n + np.arange(room, m)  # each later row replaces a random slot with probability K / (t + 1)
+        slots = (self._rng.random(len(seen)) * (seen + 1)).astype(np.int64)
+        for row, slot in zip(np.flatnonzero(slots < self.sample_rows) + room, slots[slots < self.sample_rows]):
+            for name, values in columns.items():
+                self.sample[name][slot] = values[row]
 
     @property
     def n_scored(self) -> int:
         return self.statuses[STATUS_OK]
 
     def column_values(self) -> dict[str, np.ndarray]:
-        """Each compared column over every row so far (empty before any row)."""
+        """Each compared column over the rows kept (every row, or the sample; empty before any row)."""
         values = {name: np.empty(0) for name in (self.column, TOKENS, LOSS)}
-        values.update({name: np.concatenate(parts) for name, parts in self.numbers.items()})
+        values.update({name: column[: self.kept] for name, column in self.sample.items()})
         return values
 
 

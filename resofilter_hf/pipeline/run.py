@@ -15,9 +15,10 @@ import numpy as np
 from datasets import Dataset, IterableDataset
 
 from ..engine.finite import check_finite_weights
-from ..engine.rows import check_rows_at, check_rows_windowed
+from ..engine.rows import check_rows, check_rows_windowed
 from ..engine.scorer import scoring_mode
 from ..engine.shards import ID
+from ..schemas import ColumnMap
 from .job import ScoringJob, prepare_window
 from .results import Tally, finish_run, loss_on_prompt
 from .setup import ScoringSetup
@@ -32,11 +33,14 @@ def score(
     parts_dir: str | None = None,
     max_rows: int | None = None,
     reference: Dataset | str | None = None,
+    mapping: ColumnMap | None = None,
 ) -> Dataset | IterableDataset:
-    """What `ResonanceTrainer.score` returns (see there)."""
+    """What `ResonanceTrainer.score` returns (see there). `mapping`: how `rows` become TRL's columns when the
+    caller has resolved it already (None: resolved here, `ScoringSettings.column_map`)."""
     check_finite_weights(setup.model)  # NaN weights would make every score NaN: refused before any compute
     settings = setup.settings
-    source = RowSource(rows, settings.column, max_rows, settings.column_map(rows, setup.formatting_func))
+    mapping = mapping or settings.column_map(rows, setup.formatting_func)
+    source = RowSource(rows, settings.column, max_rows, mapping)
     checked = None
     if source.sized:  # every row of a Dataset, before any compute
         checked = check_rows_windowed(
@@ -57,16 +61,14 @@ def score(
             if checked is not None:
                 statuses = checked[offset : offset + len(window_rows)]
             else:
-                statuses = check_rows_at(
-                    trl_rows, settings.text_field, offset, setup.formatting_func, setup.vocab_size
-                )
+                statuses = check_rows(trl_rows, settings.text_field, setup.formatting_func, setup.vocab_size, offset)
             table = job.run_window(window, trl_rows, offset, statuses)
             tally.add(table, offset)
             sink.add(window, offset, window_rows, table)
         job.summary(tally.statuses)
         provenance = {**setup.provenance, **({"reference": job.reference.info} if job.reference else {})}
         if source.mapping is not None:
-            provenance["columns_read_as"] = source.mapping.describe()
+            provenance["columns_read_as"] = source.mapping.as_dict()
         scoring = finish_run(tally, provenance, max_length=settings.max_length, on_prompt=on_prompt, stacklevel=4)
         return sink.finish(scoring)
 

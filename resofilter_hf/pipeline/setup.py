@@ -17,7 +17,7 @@ from torch import nn
 from ..engine.deltas import ScoreSpec, StepTransform
 from ..engine.fingerprint import combine, config_digest, json_digest, tensor_digest, tokenizer_digest
 from ..engine.scorer import ResonanceScorer
-from ..engine.targets import Target, scored_tensors, unwrap_model
+from ..engine.targets import Target, scored_tensors, unwrap_model, vocab_size
 from ..provenance import library_versions
 from ..schemas import ColumnMap, column_map
 
@@ -56,7 +56,7 @@ class ScoringSettings:
             "eos_token": args.eos_token,
             "pad_token": args.pad_token,
             "formatting_func": getattr(formatting_func, "__qualname__", None),
-            "formatting_code": getattr(getattr(formatting_func, "__code__", None), "co_code", b"").hex() or None,
+            "formatting_code": _code_digest(formatting_func),
         }
         return cls(
             output_dir=args.output_dir,
@@ -73,9 +73,9 @@ class ScoringSettings:
             completion_only_loss=completion_only_loss,
             assistant_only_loss=args.assistant_only_loss,
             preparation=preparation,
-            prompt_column=getattr(args, "prompt_column", None),
-            completion_column=getattr(args, "completion_column", None),
-            messages_column=getattr(args, "messages_column", None),
+            prompt_column=args.prompt_column,
+            completion_column=args.completion_column,
+            messages_column=args.messages_column,
         )
 
     def column_map(self, rows: Dataset | IterableDataset, formatting_func=None) -> ColumnMap | None:
@@ -83,6 +83,13 @@ class ScoringSettings:
         if formatting_func is not None:
             return None
         return column_map(rows, self.text_field, self.prompt_column, self.completion_column, self.messages_column)
+
+
+def _code_digest(function) -> str | None:
+    """What a formatting function does, as far as its code object tells: bytecode and constants (two functions
+    that differ only in a string they format differ here)."""
+    code = getattr(function, "__code__", None)
+    return None if code is None else json_digest([code.co_code.hex(), repr(code.co_consts), code.co_names])
 
 
 def score_spec(args, live: bool = False) -> ScoreSpec:
@@ -154,9 +161,8 @@ class ScoringSetup:
 
     @property
     def vocab_size(self) -> int | None:
-        """Rows of the input embeddings: pre-tokenized rows must use ids below it."""
-        embeddings = unwrap_model(self.model).get_input_embeddings()
-        return getattr(embeddings, "num_embeddings", None)
+        """Pre-tokenized rows must use ids below it."""
+        return vocab_size(self.model)
 
     def scorer(self, batch_size: int | None = None) -> ResonanceScorer:
         """A fresh engine over this setup (a job attaches its reference step and settled moments to its own)."""

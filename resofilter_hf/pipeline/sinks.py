@@ -6,13 +6,14 @@ import contextlib
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
 from datasets import Dataset, IterableDataset, concatenate_datasets, load_dataset
 from datasets.table import InMemoryTable
 
-from ..engine.files import FolderLock, check_not_input, write_atomic
+from ..engine.files import FolderLock, check_not_input, remove_stale_partials, write_atomic
 from ..engine.fingerprint import json_digest
 from ..engine.shards import write_arrow
 from ..provenance import PARTS_MANIFEST, parts_manifest, with_provenance, write_parquet
@@ -21,6 +22,7 @@ from .source import RowSource
 
 
 PART_PREFIX = "part-"
+OUR_PART = re.compile(r"^part-[0-9a-f]{8}-[0-9a-f]{8}-\d{5}\.parquet$")  # part-<key>-<run token>-<window>
 
 
 class DatasetSink:
@@ -85,14 +87,17 @@ class PartsSink:
         self.n = 0
         check_not_input(self.folder, source.files)
         self.lock = FolderLock(self.folder, "writing scored parts")
+        self.old: list[str] = []
         if job.is_main:
-            self.old = previous_parts(self.folder)
+            previous_parts(self.folder)  # refused before any compute when the folder is not ours to fill
 
     @contextlib.contextmanager
     def open(self):
         """Holds the folder for the run; on failure, this run's parts go and the folder is as it was."""
         if self.job.is_main:
             self.lock.acquire()
+            self.old = previous_parts(self.folder)  # read under the lock: what the last run left
+            remove_stale_partials(self.folder)
         try:
             yield self
         except BaseException:
@@ -134,7 +139,7 @@ def previous_parts(folder: Path) -> list[str]:
     listed = []
     with contextlib.suppress(ValueError, OSError):  # a broken manifest: its parts are still ours by their names
         listed = [str(name) for name in (parts_manifest(folder) or {}).get("parts", [])]
-    ours = {p.name for p in folder.glob(f"{PART_PREFIX}*.parquet")} | set(listed)
+    ours = {p.name for p in folder.iterdir() if OUR_PART.match(p.name)} | set(listed)
     foreign = sorted(
         p.name for p in folder.iterdir() if p.name not in ours and p.name not in (PARTS_MANIFEST, FolderLock.NAME)
         and not p.name.endswith(".partial")

@@ -60,15 +60,15 @@ class RowSource:
                 raise ValueError("score(): the stream has no rows: nothing to score.")
             self.features = self._stream_features(rows)
 
-    def _earlier_columns(self, names: list[str], dataset: Dataset | None) -> list[str]:
-        earlier = (read_provenance(dataset).get("scoring") or {}).get("column") if dataset is not None else None
+    def _earlier_columns(self, names: list[str], rows: Dataset | IterableDataset) -> list[str]:
+        earlier = (read_provenance(rows).get("scoring") or {}).get("column")
         check_no_row_id(names)
         return claim_result_columns(names, self.column, earlier)
 
     def _stream_features(self, stream: IterableDataset) -> Features:
         window = Dataset.from_list(self._first, features=stream.features) if stream.features else None
         window = window if window is not None else Dataset.from_list(self._first)
-        self._drop = self._earlier_columns(window.column_names, None)
+        self._drop = self._earlier_columns(window.column_names, stream)
         features = Features({k: v for k, v in window.features.items() if k not in self._drop})
         unknown = [f.name for f in features.arrow_schema if pa.types.is_null(f.type)]
         if unknown and len(self._first) == WINDOW_ROWS and not stream.features:
@@ -115,7 +115,7 @@ class RowSource:
         offset, batch = 0, self._first
         while batch:
             rows = self._window(batch, offset)
-            yield offset, rows, self.mapping.apply(rows) if self.mapping else rows
+            yield offset, rows, self.mapping.apply(rows, offset) if self.mapping else rows
             offset += len(batch)
             batch = list(islice(self._iter, WINDOW_ROWS))
 
