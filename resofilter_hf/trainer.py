@@ -29,6 +29,7 @@ from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW, check_no_row_id, check_train_rows
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, vocab_size
+from .gguf import gguf_file_of, model_init_kwargs_used, resolve_gguf
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
 from .pipeline import (
@@ -110,6 +111,8 @@ class ResonanceTrainer(SFTTrainer):
         eval_dataset = _with_trl_columns(args, formatting_func, eval_dataset)
         # rows TRL's preparation would crash on fail here, by row index and field
         check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
+        gguf_file = gguf_file_of(model, args.model_init_kwargs)  # a GGUF file: loaded here, TRL gets the model
+        model, processing_class = resolve_gguf(model, args.model_init_kwargs, processing_class)
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
         self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
@@ -119,23 +122,24 @@ class ResonanceTrainer(SFTTrainer):
             check_inflight_args(args, train_dataset)
             # a row id rides through TRL's preparation and the collator, so each trained sample maps to its row
             train_dataset = train_dataset.add_column(ROW_ID, list(range(len(train_dataset))))
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            compute_loss_func=compute_loss_func,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-            optimizers=optimizers,
-            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
-            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-            quantization_config=quantization_config,
-            peft_config=peft_config,
-            formatting_func=formatting_func,
-        )
+        with model_init_kwargs_used(args, gguf_file is not None):  # used here for a GGUF file: TRL gets the model
+            super().__init__(
+                model=model,
+                args=args,
+                data_collator=data_collator,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                compute_loss_func=compute_loss_func,
+                compute_metrics=compute_metrics,
+                callbacks=callbacks,
+                optimizers=optimizers,
+                optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+                preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+                quantization_config=quantization_config,
+                peft_config=peft_config,
+                formatting_func=formatting_func,
+            )
         self._resonance_targets: list[Target] | None = None
         if isinstance(train_dataset, Dataset) and "input_ids" in train_dataset.column_names:
             check_train_rows(train_dataset, args.dataset_text_field, vocab_size=vocab_size(self.model))
