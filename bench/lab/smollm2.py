@@ -73,6 +73,16 @@ def smollm2_gguf(folder: str | os.PathLike | None = None) -> Path:
     return target
 
 
+def resolve_model(name: str) -> tuple[str, str]:
+    """(model folder, the name results give it) for a benchmark's ``--model``: ``smollm2`` (this module's copy of
+    SmolLM2-135M-Instruct) or a model folder."""
+    if name == "smollm2":
+        return str(smollm2_dir()), "SmolLM2-135M-Instruct"
+    if not Path(name).expanduser().is_dir():
+        raise FileNotFoundError(f"--model {name}: no such model folder (or use 'smollm2')")
+    return str(Path(name).expanduser()), Path(name).name
+
+
 def source_of(folder: str | os.PathLike) -> dict:
     """Where a folder made by `smollm2_dir` came from: {"source": "hub" | "pypi-gguf", ...}."""
     return json.loads((Path(folder) / SOURCE_FILE).read_text())
