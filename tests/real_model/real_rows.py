@@ -14,25 +14,22 @@ from resofilter_hf.engine.oracle import literal_loop_scores
 from resofilter_hf.engine.rows import ROW_ID
 from resofilter_hf.evaluation.gsm8k import load_gsm8k
 
+from lab.gsm8k_real import chat_rows
+
 
 GSM8K_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "gsm8k"
 MAX_LENGTH = 96  # the shortest sample rows are 118-160 tokens under SmolLM2's template: most are cut, all score
 QUIET = dict(report_to="none", use_cpu=True, bf16=False, disable_tqdm=True, resonance_resume=False)
 
 
-def gsm8k_chat(n: int, max_chars: int | None = None) -> Dataset:
+def gsm8k_chat(n: int) -> Dataset:
     """The `n` shortest GSM8K train rows of the vendored sample (question + answer characters), in file order,
     as conversational prompt/completion rows (a user turn, an assistant turn)."""
     train = load_gsm8k("train", path=GSM8K_SAMPLE)
     sizes = [len(q) + len(a) for q, a in zip(train["question"], train["answer"])]
     chosen = sorted(sorted(range(len(sizes)), key=lambda i: (sizes[i], i))[:n])
-    rows = [train[i] for i in chosen]
-    return Dataset.from_dict(
-        {
-            "prompt": [[{"role": "user", "content": r["question"]}] for r in rows],
-            "completion": [[{"role": "assistant", "content": r["answer"]}] for r in rows],
-        }
-    )
+    rows = train.select(chosen)
+    return chat_rows(rows["question"], rows["answer"])
 
 
 def scoring_trainer(model, tokenizer, dataset, out, peft_config=None, **options) -> ResonanceTrainer:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.real_model
 def train(cls, smollm2, tokenizer, rows, out):
     config = SFTConfig(
         output_dir=str(out), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-4, logging_steps=1,
-        max_length=48, seed=0, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+        max_length=MAX_LENGTH, seed=0, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
     )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
     trainer = cls(model=model, args=config, train_dataset=rows, processing_class=tokenizer)
