@@ -67,25 +67,20 @@ def _dequantized(loaded, model_id: str):
     return model.eval()
 
 
-def resolve_gguf(model: Any, model_init_kwargs: Any, processing_class: Any) -> tuple[Any, Any]:
-    """(model, processing_class) for a trainer: loaded from the GGUF file `model_init_kwargs` names, when `model`
-    is a string and it names one (the caller's `processing_class` kept if given); else both as they are."""
-    gguf_file = gguf_file_of(model, model_init_kwargs)
-    if gguf_file is None:
-        return model, processing_class
-    others = {k: v for k, v in model_init_kwargs.items() if k != GGUF_KEY}
-    loaded, tokenizer = load_gguf(model, gguf_file, **others)
-    return loaded, processing_class if processing_class is not None else tokenizer
-
-
 @contextlib.contextmanager
-def model_init_kwargs_used(args: Any, used: bool) -> Iterator[None]:
-    """While TRL builds the trainer, hide `args.model_init_kwargs` when they were already used to load the model
-    (TRL would log that they are ignored); restored afterwards."""
-    saved = args.model_init_kwargs
-    if used:
-        args.model_init_kwargs = None
+def gguf_loaded(model: Any, args: Any, processing_class: Any) -> Iterator[tuple[Any, Any]]:
+    """(model, processing_class) for a trainer's `__init__`: loaded from the GGUF file `args.model_init_kwargs`
+    names when `model` is a string and they name one (the caller's `processing_class` kept if given), else both
+    as they are. Inside the block a GGUF load hides `args.model_init_kwargs` (they were used: TRL, given a model,
+    would log that they are ignored); they are restored afterwards."""
+    kwargs = args.model_init_kwargs
+    gguf_file = gguf_file_of(model, kwargs)
+    if gguf_file is None:
+        yield model, processing_class
+        return
+    loaded, tokenizer = load_gguf(model, gguf_file, **{k: v for k, v in kwargs.items() if k != GGUF_KEY})
+    args.model_init_kwargs = None
     try:
-        yield
+        yield loaded, processing_class if processing_class is not None else tokenizer
     finally:
-        args.model_init_kwargs = saved
+        args.model_init_kwargs = kwargs

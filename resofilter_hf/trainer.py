@@ -29,7 +29,7 @@ from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW, check_no_row_id, check_train_rows
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, vocab_size
-from .gguf import gguf_file_of, model_init_kwargs_used, resolve_gguf
+from .gguf import gguf_loaded
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
 from .pipeline import (
@@ -111,8 +111,6 @@ class ResonanceTrainer(SFTTrainer):
         eval_dataset = _with_trl_columns(args, formatting_func, eval_dataset)
         # rows TRL's preparation would crash on fail here, by row index and field
         check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
-        gguf_file = gguf_file_of(model, args.model_init_kwargs)  # a GGUF file: loaded here, TRL gets the model
-        model, processing_class = resolve_gguf(model, args.model_init_kwargs, processing_class)
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
         self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
@@ -122,7 +120,7 @@ class ResonanceTrainer(SFTTrainer):
             check_inflight_args(args, train_dataset)
             # a row id rides through TRL's preparation and the collator, so each trained sample maps to its row
             train_dataset = train_dataset.add_column(ROW_ID, list(range(len(train_dataset))))
-        with model_init_kwargs_used(args, gguf_file is not None):  # used here for a GGUF file: TRL gets the model
+        with gguf_loaded(model, args, processing_class) as (model, processing_class):  # a GGUF file: loaded here
             super().__init__(
                 model=model,
                 args=args,
