@@ -111,10 +111,11 @@ GSM8K_PROXY = {  # the tiny scoring model and its warm-up, shared so both benche
 }
 
 
-def gsm8k_cli(description: str, threads: int, default_out: Path, work_prefix: str):
+def gsm8k_cli(description: str, threads: int, default_out: Path, work_prefix: str, model_option: str | None = None):
     """The GSM8K benches' command line: ``--gsm8k-dir`` (required, nothing is fetched), ``--work-dir``, ``--out``,
-    ``--smoke``; then quiet progress bars and logs and `threads` torch threads. (args, work folder, out folder),
-    both made; the work folder is a fresh temporary one unless given."""
+    ``--smoke`` (and ``--model``, described by `model_option`, when given); then quiet progress bars and logs and
+    `threads` torch threads. (args, work folder, out folder), both made; the work folder is a fresh temporary one
+    unless given."""
     import tempfile
 
     parser = argparse.ArgumentParser(description=description)
@@ -126,6 +127,8 @@ def gsm8k_cli(description: str, threads: int, default_out: Path, work_prefix: st
     parser.add_argument("--work-dir", default=None, help="keeps each seed's work; a rerun resumes from it")
     parser.add_argument("--out", default=str(default_out), help="folder for the results (default: %(default)s)")
     parser.add_argument("--smoke", action="store_true", help="a few rows and steps, to check the script")
+    if model_option:
+        parser.add_argument("--model", default=None, help=model_option)
     args = parser.parse_args()
     if not args.gsm8k_dir:
         parser.error("give --gsm8k-dir or set RESOFILTER_GSM8K_DIR: the benchmark reads local GSM8K files")
@@ -189,13 +192,26 @@ def strata_of(length: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, length, side="right")
 
 
-def auroc_rows(columns: dict[str, np.ndarray], flaws: np.ndarray, strata: np.ndarray) -> list[dict]:
-    """AUROC per column and flaw: overall, and the mean over length strata that hold both classes."""
+def residualised(values: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The score minus its least-squares fit on (1, log length, log length^2): what length does not explain."""
+    ok = np.isfinite(values) & np.isfinite(length) & (length > 0)
+    x = np.log(np.where(ok, length, 1.0))
+    design = np.stack([np.ones_like(x), x, x * x], axis=1)
+    coef, *_ = np.linalg.lstsq(design[ok], values[ok], rcond=None)
+    return np.where(ok, values - design @ coef, np.nan)
+
+
+def auroc_rows(
+    columns: dict[str, np.ndarray], flaws: np.ndarray, strata: np.ndarray, length: np.ndarray | None = None
+) -> list[dict]:
+    """AUROC per column and flaw: overall, the mean over length strata that hold both classes, and (with `length`)
+    of the length-residualised column."""
     from resofilter_hf.demo.stats import auroc
 
     clean = flaws == "none"
     rows = []
     for name, values in columns.items():
+        resid = residualised(values, length) if length is not None else None
         for kind in [*sorted(set(flaws) - {"none"}), "any"]:
             flawed = ~clean if kind == "any" else flaws == kind
             within = []
@@ -204,13 +220,14 @@ def auroc_rows(columns: dict[str, np.ndarray], flaws: np.ndarray, strata: np.nda
                 if flawed[subset].any() and clean[subset].any():
                     within.append(auroc(values[subset], flawed[subset]))
             subset = flawed | clean
-            rows.append(
-                {
-                    "scorer": name,
-                    "flaw": kind,
-                    "auroc": auroc(values[subset], flawed[subset]),
-                    "auroc_within_length": float(np.mean(within)) if within else float("nan"),
-                    "strata_used": len(within),
-                }
-            )
+            row = {
+                "scorer": name,
+                "flaw": kind,
+                "auroc": auroc(values[subset], flawed[subset]),
+                "auroc_within_length": float(np.mean(within)) if within else float("nan"),
+                "strata_used": len(within),
+            }
+            if resid is not None:
+                row["auroc_length_residualised"] = auroc(resid[subset], flawed[subset])
+            rows.append(row)
     return rows

@@ -23,7 +23,7 @@ def _summary(step: dict) -> str:
         errors = ", ".join(f"{kind} max rel err {_num(err)}" for kind, err in worst.items())
         passed = sum(c["passed"] for c in result["cases"])
         return f"{'passed' if result['passed'] else 'FAILED'} {passed}/{len(result['cases'])} cases; {errors}"
-    if name == "throughput":
+    if name in ("throughput", "smollm2"):
         return "; ".join(
             f"{g['goal']}: {_num(g['value'])} ({'met' if g['met'] else 'missed'})" for g in result["goals"]
         )
@@ -108,8 +108,9 @@ def markdown_report(payload: dict) -> str:
                 f"| {c['arch']} | {c['case']} | {c['row_lengths']} | {_num(c['max_rel_err'])} | {c['tolerance']:g} "
                 f"| {c['passed']} |"
             )
-    if "throughput" in results:
-        lines += ["", *_throughput(results["throughput"])]
+    for name in ("throughput", "smollm2"):
+        if name in results:
+            lines += ["", *_throughput(results[name])]
     if "inflight" in results:
         lines += ["", *_inflight(results["inflight"])]
     if "profile" in results:

@@ -25,7 +25,7 @@ from resofilter_hf.toy import cached_tiny_model
 
 from _common import interleaved_rates, median_ratio, peak_memory, sync
 from bench_inflight import run as train_run
-from bench_scoring import SHAPES, build_model, forward_only, make_rows
+from bench_scoring import SHAPES, build_model, forward_only, make_rows, train_steps
 
 
 class Skip(Exception):
@@ -134,20 +134,6 @@ def state_bytes(optimizer) -> int:
     )
 
 
-def train_steps(model, optimizer, collator, rows: list[dict], batch_size: int) -> None:
-    """Plain full fine-tuning steps (forward, backward, AdamW) over `rows`: the cost scoring is held against."""
-    device = next(model.parameters()).device
-    model.train()
-    try:
-        for start in range(0, len(rows), batch_size):
-            batch = {k: v.to(device) for k, v in collator(rows[start : start + batch_size]).items()}
-            model(**batch).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    finally:
-        optimizer.zero_grad(set_to_none=True)  # no gradients left behind by an out-of-memory error
-
-
 @dataclasses.dataclass
 class Task:
     """One timed workload: `run(rows)`; `resident` is what it holds between calls (weights, optimizer state)."""
@@ -160,14 +146,14 @@ class Task:
     resident: object  # () -> bytes
 
 
-def throughput_tasks(ctx, rows, loop_rows) -> tuple[list[Task], dict]:
-    """The models (fp32, bf16, bf16 + LoRA, bf16 for training) and a task per (workload, batch size)."""
+def throughput_tasks(ctx, rows, loop_rows, shape) -> tuple[list[Task], dict]:
+    """The models of `shape` (fp32, bf16, bf16 + LoRA, bf16 for training) and a task per (workload, batch size)."""
     plan, device = ctx.plan, ctx.device
-    fp32, bf16 = build_model(plan.shape, torch.float32, device), build_model(plan.shape, torch.bfloat16, device)
+    fp32, bf16 = build_model(shape, torch.float32, device), build_model(shape, torch.bfloat16, device)
     paper32 = score_trainer(fp32, rows, device, 1)
     paper16 = score_trainer(bf16, rows, device, 1)
-    lora = score_trainer(build_model(plan.shape, torch.bfloat16, device), rows, device, 1, LoraConfig(**LORA))
-    trained = build_model(plan.shape, torch.bfloat16, device)
+    lora = score_trainer(build_model(shape, torch.bfloat16, device), rows, device, 1, LoraConfig(**LORA))
+    trained = build_model(shape, torch.bfloat16, device)
     optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-5)
     collator = DataCollatorForLanguageModeling(pad_token_id=0)
     names = up_proj_names(fp32)
@@ -224,16 +210,27 @@ def timed(task: Task, device: str, peaks: dict, failures: dict):
 
 
 def throughput_step(ctx) -> dict:
+    return shape_throughput(ctx, ctx.plan.shape, "throughput")
+
+
+def smollm2_step(ctx) -> dict:
+    """The throughput tasks on SmolLM2-135M-Instruct's shape (random weights), the real model of the CPU figures."""
+    return shape_throughput(ctx, ctx.plan.smollm2_shape, "smollm2")
+
+
+def shape_throughput(ctx, shape: str, step: str) -> dict:
+    """Every throughput task on `shape`, interleaved for `plan.repeats` rounds or as many as the budget of `step`
+    allows."""
     plan, device = ctx.plan, ctx.device
-    rows = make_rows(max(plan.rows, 2 * max(plan.batch_sizes)), plan.length, SHAPES[plan.shape][2]["vocab_size"])
-    tasks, keep = throughput_tasks(ctx, rows, rows[: plan.loop_rows])
+    rows = make_rows(max(plan.rows, 2 * max(plan.batch_sizes)), plan.length, SHAPES[shape][2]["vocab_size"])
+    tasks, keep = throughput_tasks(ctx, rows, rows[: plan.loop_rows], shape)
     peaks, failures = {}, {}
     calls = {t.name: timed(t, device, peaks, failures) for t in tasks}
     for task in tasks:  # warm-up: one batch each (kernels, allocator, TRL's dataset preparation)
         warm = dataclasses.replace(task, rows=task.rows[: task.batch_size])
         timed(warm, device, {}, failures)()
     runs = {t.name: [] for t in tasks}
-    reserve, stopped = ctx.budget.reserve("throughput"), None
+    reserve, stopped = ctx.budget.reserve(step), None
     for repeat in range(plan.repeats):
         start = time.perf_counter()
         for name, rates in interleaved_rates({t.name: (calls[t.name], len(t.rows)) for t in tasks}, 1, device).items():
@@ -244,7 +241,7 @@ def throughput_step(ctx) -> dict:
             break
     preparation = preparation_s(keep["paper16"], rows)
     del keep
-    summary = summarise(tasks, runs, peaks, failures, plan, device)
+    summary = summarise(tasks, runs, peaks, failures, shape, plan, device)
     return summary | {"stopped_early": stopped, "preparation_s": preparation, "preparation_rows": len(rows)}
 
 
@@ -261,7 +258,7 @@ def preparation_s(trainer, rows: list[dict]) -> float | None:
     return statistics.median(times)
 
 
-def summarise(tasks, runs, peaks, failures, plan, device) -> dict:
+def summarise(tasks, runs, peaks, failures, shape, plan, device) -> dict:
     """Medians, paired ratios to the loop and to the bf16 forward at the same batch size, peaks, the goals."""
     runs = {name: values for name, values in runs.items() if name not in failures}
     table = []
@@ -279,7 +276,7 @@ def summarise(tasks, runs, peaks, failures, plan, device) -> dict:
         entry["peak_mib"] = peaks[task.name] / 2**20 if task.name in peaks else None
         table.append(entry)
     return {
-        "shape": plan.shape,
+        "shape": shape,
         "tokens_per_row": plan.length,
         "tf32": torch.get_float32_matmul_precision() != "highest",
         "peak_memory": "the task's weights and optimizer state + the CUDA allocator's peak above its start"

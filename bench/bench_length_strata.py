@@ -34,7 +34,7 @@ from resofilter_hf.sweep import ProxySettings  # noqa: E402
 from resofilter_hf.toy import make_math_problems  # noqa: E402
 
 from _common import FLAG_SIGNS as FLAGS  # noqa: E402
-from _common import STRATA, auroc_rows, machine, score_alignment, strata_of, write_result  # noqa: E402
+from _common import STRATA, auroc_rows, machine, residualised, score_alignment, strata_of, write_result  # noqa: E402
 
 
 THREADS = 1
@@ -45,15 +45,6 @@ SELECTED = ("resonance", "resonance_sgd", "alignment_grad", "baseline_loss", "re
 SMOKE = replace(
     SETTINGS, n_pool=40, n_warmup=16, hidden_size=64, intermediate_size=128, warmup=ProxySettings(max_steps=2)
 )
-
-
-def residualised(values: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The score minus its least-squares fit on (1, log length, log length^2): what length does not explain."""
-    ok = np.isfinite(values) & np.isfinite(length) & (length > 0)
-    x = np.log(np.where(ok, length, 1.0))
-    design = np.stack([np.ones_like(x), x, x * x], axis=1)
-    coef, *_ = np.linalg.lstsq(design[ok], values[ok], rcond=None)
-    return np.where(ok, values - design @ coef, np.nan)
 
 
 def selection_rows(scored, columns: dict[str, np.ndarray], flaws: np.ndarray) -> list[dict]:

@@ -4,6 +4,12 @@ cost of the full-weight fingerprint on a 1B-parameter shape.
     nice -n 10 python bench/bench_scale.py                        # everything below, ~15 min on 2 busy cores
     nice -n 10 python bench/bench_scale.py --sizes 10000 30000 --skip-stream --kills 3
     nice -n 10 python bench/bench_scale.py --new /tmp/snapshot   # measure a copy while the tree changes
+    python bench/bench_scale.py --model smollm2 --gsm8k-dir DIR --only-new --sizes 32 128 384 --skip-speed \
+        --skip-kill --skip-stream --skip-fingerprint          # memory against rows on a real model
+
+- ``--model DIR`` (``smollm2``: bench/lab/smollm2.py): that model in float32 (the paper's 3 layers scored,
+  ``--max-length``, default 512, batch ``--batch-size``, default 8) on GSM8K train solutions as chat rows, instead
+  of the toy world's tiny model; ``--only-new`` runs this code alone (no pre-change baseline).
 
 - RSS: each N in `--sizes` is scored in a fresh process (1 torch thread, rows read from a local parquet file,
   resume on, the defaults) by this code and by the code at `--base` (the pre-change checkout, run with
@@ -41,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 TINY = dict(num_layers=2, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1, vocab_size=512)
 MAX_LENGTH = 96  # toy prompts are 39-66 tokens: every row keeps loss tokens
 BATCH_SIZE = 32
+CHILD_ENV = "RESOFILTER_BENCH_SCALE_CHILD"  # JSON: the child's max_length, batch size and scored layers
 
 
 def _status_mb(key: str) -> float:
@@ -73,10 +80,12 @@ def child(mode: str, model_dir: str, data: str, out: str, n: int, result: str) -
         train = Dataset.from_parquet(data, cache_dir=str(cache)).select(range(8))
     else:
         dataset = Dataset.from_parquet(data, cache_dir=str(cache)).select(range(n))
-        train = dataset.select(range(8))  # SFTTrainer prepares its train set at construction: keep that out
+        train = dataset.select(range(min(8, n)))  # SFTTrainer prepares its train set at construction: keep that out
+    sizes = json.loads(os.environ.get(CHILD_ENV) or "{}")
     args = ResonanceConfig(
-        output_dir=out, report_to="none", use_cpu=True, bf16=False, disable_tqdm=True, max_length=MAX_LENGTH,
-        resonance_batch_size=BATCH_SIZE, resonance_last_n_layers=TINY["num_layers"],
+        output_dir=out, report_to="none", use_cpu=True, bf16=False, disable_tqdm=True,
+        max_length=sizes.get("max_length", MAX_LENGTH), resonance_batch_size=sizes.get("batch_size", BATCH_SIZE),
+        resonance_last_n_layers=sizes.get("last_n_layers", TINY["num_layers"]),
     )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainer = ResonanceTrainer(
@@ -120,24 +129,25 @@ def run(pythonpath, mode, model_dir, data, out, n) -> dict:
 
 def bench_rss(args, model_dir, data, work) -> dict:
     rows = []
+    codes = (("new", args.new),) if args.only_new else (("base", args.base), ("new", args.new))
     for n in args.sizes:
-        for name, path in (("base", args.base), ("new", args.new)):
+        for name, path in codes:
             out = Path(tempfile.mkdtemp(dir=work, prefix=f"{name}-{n}-"))
             got = run(path, "score", model_dir, data, out, n)
             rows.append({"code": name, "n": n, "seconds": got["seconds"], "rows_per_s": n / got["seconds"],
                          "rss_before_mb": got["rss_before_mb"], "peak_mb": got["peak_mb"],
                          "process_peak_mb": got["process_peak_mb"]})  # fmt: skip
-            print(f"  {name:4s} N={n:6d}: {n / got['seconds']:7.0f} rows/s, peak RSS {got['peak_mb']:7.1f} MB "
+            print(f"  {name:4s} N={n:6d}: {n / got['seconds']:7.2f} rows/s, peak RSS {got['peak_mb']:7.1f} MB "
                   f"(before score() {got['rss_before_mb']:.1f} MB)", flush=True)  # fmt: skip
     by = {(r["code"], r["n"]): r for r in rows}
     lo, hi = min(args.sizes), max(args.sizes)
-    growth = {code: by[(code, hi)]["peak_mb"] - by[(code, lo)]["peak_mb"] for code in ("base", "new")}
-    ratios = [by[("new", n)]["rows_per_s"] / by[("base", n)]["rows_per_s"] for n in args.sizes]
+    growth = {code: by[(code, hi)]["peak_mb"] - by[(code, lo)]["peak_mb"] for code, _ in codes}
+    ratios = [by[("new", n)]["rows_per_s"] / by[("base", n)]["rows_per_s"] for n in args.sizes if ("base", n) in by]
     return {
         "runs": rows,
         "peak_growth_mb": growth,
         "speed_ratios": ratios,
-        "speed_ratio_median": statistics.median(ratios),
+        "speed_ratio_median": statistics.median(ratios) if ratios else None,
     }
 
 
@@ -245,6 +255,27 @@ def bench_fingerprint() -> dict:
     return out
 
 
+def real_model_data(args, n_rows: int, data: Path, payload: dict) -> str:
+    """``--model``: the model folder; `n_rows` GSM8K train solutions written to `data` as chat rows; the children's
+    sizes set (through the environment) and recorded in `payload`."""
+    sys.path.insert(0, str(HERE))
+    from resofilter_hf.evaluation.gsm8k import load_gsm8k
+
+    from lab.gsm8k_real import chat_rows
+    from lab.smollm2 import resolve_model
+
+    model_dir, name = resolve_model(args.model)
+    train = load_gsm8k("train", path=args.gsm8k_dir)
+    if len(train) < n_rows:
+        raise SystemExit(f"--gsm8k-dir {args.gsm8k_dir}: {len(train)} train rows, fewer than the {n_rows} asked for")
+    train = train.select(range(n_rows))
+    chat_rows(train["question"], train["answer"]).to_parquet(str(data))
+    sizes = {"max_length": args.max_length, "batch_size": args.batch_size, "last_n_layers": 3}
+    os.environ[CHILD_ENV] = json.dumps(sizes)
+    payload.update(model=name, model_dir=model_dir, tiny_model=None, **sizes)
+    return model_dir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="/tmp/base", help="the pre-change checkout (PYTHONPATH for baseline runs)")
@@ -261,6 +292,11 @@ def main() -> None:
     parser.add_argument("--skip-kill", action="store_true")
     parser.add_argument("--skip-stream", action="store_true")
     parser.add_argument("--skip-fingerprint", action="store_true")
+    parser.add_argument("--model", default=None, help="a model folder, or 'smollm2': a real model, GSM8K chat rows")
+    parser.add_argument("--gsm8k-dir", default=os.environ.get("RESOFILTER_GSM8K_DIR"), help="with --model")
+    parser.add_argument("--max-length", type=int, default=512, help="with --model")
+    parser.add_argument("--batch-size", type=int, default=8, help="with --model")
+    parser.add_argument("--only-new", action="store_true", help="no baseline runs of the pre-change code")
     parser.add_argument("--child", nargs=6, metavar=("MODE", "MODEL", "DATA", "OUT", "N", "RESULT"))
     args = parser.parse_args()
     if args.child:
@@ -275,10 +311,16 @@ def main() -> None:
     payload = {"machine": machine(1, "cpu"), "tiny_model": TINY, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
                "load_average_at_start": os.getloadavg()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as work:
-        model_dir = build_tiny_model(Path(work) / "model", seed=0, arch="llama", **TINY)
-        n_max = max([*args.sizes, args.kill_rows, args.stream_rows])
+        wanted = [*args.sizes, args.speed_rows if not args.skip_speed else 0]
+        n_max = max(
+            [*wanted, args.kill_rows if not args.skip_kill else 0, args.stream_rows if not args.skip_stream else 0]
+        )
         data = Path(work) / "rows.parquet"
-        make_math_problems(n_max, seed=0, flaw_rate=0.3).to_parquet(str(data))
+        if args.model:
+            model_dir = real_model_data(args, n_max, data, payload)
+        else:
+            model_dir = build_tiny_model(Path(work) / "model", seed=0, arch="llama", **TINY)
+            make_math_problems(n_max, seed=0, flaw_rate=0.3).to_parquet(str(data))
         if not args.skip_fingerprint:
             print("fingerprint cost:", flush=True)
             payload["fingerprint"] = bench_fingerprint()
@@ -286,7 +328,7 @@ def main() -> None:
             print("peak RSS and throughput against N (base = pre-change code):", flush=True)
             payload["rss"] = bench_rss(args, model_dir, data, work)
             print(f"  peak growth {min(args.sizes)} -> {max(args.sizes)}: {payload['rss']['peak_growth_mb']}; "
-                  f"speed new/base median {payload['rss']['speed_ratio_median']:.3f}", flush=True)  # fmt: skip
+                  f"speed new/base median {payload['rss']['speed_ratio_median']}", flush=True)  # fmt: skip
         if not args.skip_speed:
             print(f"throughput at {args.speed_rows} rows, {args.speed_repeats} back-to-back pairs:", flush=True)
             payload["speed"] = bench_speed(args, model_dir, data, work)
@@ -299,7 +341,8 @@ def main() -> None:
             print(f"streamed run of {args.stream_rows} rows:", flush=True)
             payload["stream"] = bench_stream(args, model_dir, data, work)
     payload["load_average_at_end"] = os.getloadavg()
-    print(f"wrote {write_result('scale', payload)}")
+    name = f"scale-{payload['model'].lower()}" if args.model else "scale"
+    print(f"wrote {write_result(name, payload)}")
 
 
 if __name__ == "__main__":

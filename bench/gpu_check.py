@@ -11,6 +11,8 @@ Steps, in order of value, each timed and skipped (with the reason) when the time
                  engine paper-exact (fp32 model; bf16 model, fp32 reductions), the engine on LoRA, a bf16
                  forward, a bf16 training step, at batch sizes 8/16/32; ratios to the loop and the forward;
                  peak memory of each
+     smollm2     the same tasks on SmolLM2-135M-Instruct's shape (Llama, 30 layers, hidden 576, intermediate
+                 1536, vocab 49,152, tied embeddings, 9 heads, 3 kv heads): the real model of the CPU figures
   3. inflight    ResonanceTrainer(resonance_when="inflight") vs SFTTrainer steps/s, qwen2.5-0.5b shape, bf16
   4. qlora       a 4-bit bitsandbytes base, LoRA adapter scores, and the adapters still move after a step
   5. profile     (--profile) the engine's bf16 scoring pass under torch.profiler: a table of the top ops
@@ -42,7 +44,15 @@ import transformers  # noqa: E402
 
 from _common import RESULTS, machine, write_result, write_text_atomic  # noqa: E402
 from _gpu_report import markdown_report  # noqa: E402
-from _gpu_steps import Skip, inflight_step, parity_step, profile_step, qlora_step, throughput_step  # noqa: E402
+from _gpu_steps import (  # noqa: E402
+    Skip,
+    inflight_step,
+    parity_step,
+    profile_step,
+    qlora_step,
+    smollm2_step,
+    throughput_step,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Plan:
     """Sizes of one run: the full GPU check, or the toy-sized smoke run of the same code paths."""
 
     shape: str  # throughput and profile (bench_scoring.SHAPES)
+    smollm2_shape: str  # the smollm2 step: the throughput tasks on SmolLM2-135M's shape
     length: int  # tokens per row
     rows: int  # rows per engine/forward/train task (at least two batches)
     loop_rows: int  # rows through the literal loop
@@ -71,24 +82,25 @@ class Plan:
 
 PLANS = {
     "gpu": Plan(
-        shape="gemma-2-2b", length=512, rows=32, loop_rows=8, batch_sizes=(8, 16, 32), repeats=5,
+        shape="gemma-2-2b", smollm2_shape="smollm2-135m", length=512, rows=32, loop_rows=8, batch_sizes=(8, 16, 32), repeats=5,
         inflight_shape="qwen2.5-0.5b", inflight_length=512, inflight_batch=8, inflight_steps=30, inflight_repeats=3,
         qlora_shape="qwen2.5-0.5b", qlora_rows=16, qlora_length=256,
         parity_rows=8, parity_length=64, parity_batch=3,
-        need_s={"parity": 30, "throughput": 200, "inflight": 90, "qlora": 40, "profile": 40},
+        need_s={"parity": 30, "throughput": 200, "smollm2": 45, "inflight": 90, "qlora": 40, "profile": 40},
     ),
     "smoke": Plan(
-        shape="smoke-gemma-2", length=32, rows=8, loop_rows=2, batch_sizes=(2, 4), repeats=2,
+        shape="smoke-gemma-2", smollm2_shape="smoke-smollm2", length=32, rows=8, loop_rows=2, batch_sizes=(2, 4), repeats=2,
         inflight_shape="smoke-qwen2.5", inflight_length=32, inflight_batch=2, inflight_steps=3, inflight_repeats=2,
         qlora_shape="smoke-qwen2.5", qlora_rows=4, qlora_length=24,
         parity_rows=4, parity_length=24, parity_batch=3,
-        need_s={"parity": 5, "throughput": 5, "inflight": 5, "qlora": 5, "profile": 3},
+        need_s={"parity": 5, "throughput": 5, "smollm2": 4, "inflight": 5, "qlora": 5, "profile": 3},
     ),
 }  # fmt: skip
 
 STEPS = {
     "parity": parity_step,
     "throughput": throughput_step,
+    "smollm2": smollm2_step,
     "inflight": inflight_step,
     "qlora": qlora_step,
     "profile": profile_step,

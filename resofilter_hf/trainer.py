@@ -29,6 +29,7 @@ from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
 from .engine.rows import ROW_ID, SCORES_ROW, check_no_row_id, check_train_rows
 from .engine.scorer import ResonanceScorer
 from .engine.targets import Target, find_targets, vocab_size
+from .gguf import gguf_loaded
 from .inflight_checks import check_inflight_args, check_inflight_model, warn_if_lora_b_is_zero
 from .inflight_scores import gather_inflight, inflight_dataset
 from .pipeline import (
@@ -119,23 +120,24 @@ class ResonanceTrainer(SFTTrainer):
             check_inflight_args(args, train_dataset)
             # a row id rides through TRL's preparation and the collator, so each trained sample maps to its row
             train_dataset = train_dataset.add_column(ROW_ID, list(range(len(train_dataset))))
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            compute_loss_func=compute_loss_func,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-            optimizers=optimizers,
-            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
-            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-            quantization_config=quantization_config,
-            peft_config=peft_config,
-            formatting_func=formatting_func,
-        )
+        with gguf_loaded(model, args, processing_class) as (model, processing_class):  # a GGUF file: loaded here
+            super().__init__(
+                model=model,
+                args=args,
+                data_collator=data_collator,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                compute_loss_func=compute_loss_func,
+                compute_metrics=compute_metrics,
+                callbacks=callbacks,
+                optimizers=optimizers,
+                optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+                preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+                quantization_config=quantization_config,
+                peft_config=peft_config,
+                formatting_func=formatting_func,
+            )
         self._resonance_targets: list[Target] | None = None
         if isinstance(train_dataset, Dataset) and "input_ids" in train_dataset.column_names:
             check_train_rows(train_dataset, args.dataset_text_field, vocab_size=vocab_size(self.model))

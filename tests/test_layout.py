@@ -28,6 +28,7 @@ LAYERS = {  # first dotted part under resofilter_hf -> layer
     "schemas": 1,
     "confounds": 1,
     "baselines": 1,
+    "gguf": 1,
     "sweep": 1,
     "hub": 2,
     "demo": 3,

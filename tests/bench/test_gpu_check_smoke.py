@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.py"
-STEPS = ["parity", "throughput", "inflight", "qlora", "profile"]
+STEPS = ["parity", "throughput", "smollm2", "inflight", "qlora", "profile"]
 
 
 def run_check(out: Path, *options: str) -> tuple[dict, str]:
@@ -70,6 +70,10 @@ def test_throughput_inflight_qlora_and_profile_results(smoke):
             assert ("over_forward" in entry) == (kind != "forward bf16")
     assert tasks["loop fp32"]["batch_size"] == 1 and tasks["loop fp32"]["samples_per_s"] > 0
     assert all(len(runs) == 2 for runs in results["throughput"]["runs"].values())  # two interleaved rounds
+    smollm2 = results["smollm2"]  # the same tasks on SmolLM2-135M's shape (toy-sized here)
+    assert results["throughput"]["shape"] == "smoke-gemma-2" and smollm2["shape"] == "smoke-smollm2"
+    assert [t["task"] for t in smollm2["tasks"]] == list(tasks)
+    assert all(t["samples_per_s"] > 0 for t in smollm2["tasks"])
     inflight = results["inflight"]
     assert len(inflight["runs"]["sft"]) == len(inflight["runs"]["inflight"]) == 2
     assert inflight["overhead"] == pytest.approx(inflight["goal"]["value"])
@@ -86,6 +90,8 @@ def test_markdown_table_has_a_row_per_step(smoke):
     for step in STEPS:
         assert f"| {step} | measured |" in markdown
     assert "| engine bf16 bs4 | 4 |" in markdown and "| gemma2 | float64 sgd |" in markdown
+    assert "## Throughput: smoke-gemma-2, 32-token rows" in markdown
+    assert "## Throughput: smoke-smollm2, 32-token rows" in markdown
 
 
 def test_a_spent_budget_skips_every_step_with_its_reason(tmp_path):
