@@ -102,15 +102,10 @@ class ResonanceTrainer(SFTTrainer):
         args = as_resonance_config(args, model)
         validate_resonance_options(args)
         self._resonance_source = train_dataset  # the rows as the user gave them, before TRL prepares them
-        if isinstance(train_dataset, Dataset):
-            check_no_row_id(train_dataset.column_names)
-        # the layout is read once (a recognised one is said once); TRL trains on, and scores read, TRL's columns
-        self._resonance_map = _layout(args, formatting_func, train_dataset)
-        train_dataset = self._resonance_map.apply(train_dataset) if self._resonance_map else train_dataset
+        self._resonance_map, train_dataset, eval_dataset = _trl_rows(
+            args, formatting_func, train_dataset, eval_dataset
+        )
         self._resonance_trl_rows = train_dataset  # the user's rows with TRL's columns
-        eval_dataset = _with_trl_columns(args, formatting_func, eval_dataset)
-        # rows TRL's preparation would crash on fail here, by row index and field
-        check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
         self.scored_dataset: Dataset | None = None
         self._resonance_recorder: InflightRecorder | None = None
         self._resonance_reference_info: dict | None = None  # in flight: the reference set R was taken on
@@ -361,6 +356,18 @@ class ResonanceTrainer(SFTTrainer):
         super().save_model(output_dir, _internal_call)
         if self.scored_dataset is not None and self.args.should_save:
             self.save_scores(output_dir or self.args.output_dir)
+
+
+def _trl_rows(args, formatting_func, train_dataset, eval_dataset):
+    """(the train set's layout, the train and eval sets with TRL's columns), the train rows checked. The layout is
+    read once (a recognised one is said once); TRL trains on, and scores read, TRL's columns. Rows TRL's
+    preparation would crash on fail here, by row index and field."""
+    if isinstance(train_dataset, Dataset):
+        check_no_row_id(train_dataset.column_names)
+    mapping = _layout(args, formatting_func, train_dataset)
+    train_dataset = mapping.apply(train_dataset) if mapping else train_dataset
+    check_train_rows(train_dataset, args.dataset_text_field, formatting_func)
+    return mapping, train_dataset, _with_trl_columns(args, formatting_func, eval_dataset)
 
 
 def _layout(args, formatting_func, rows) -> ColumnMap | None:
