@@ -18,10 +18,10 @@ import sys
 import textwrap
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
-from .jobs.usage import UsageError, check_not_input, check_source, keep_share, read_recipe, unknown_arguments
+from .jobs.console import one_line, plain_warnings, say
+from .jobs.usage import UsageError, check_source, keep_share, read_recipe, unknown_arguments
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -64,7 +64,9 @@ def _positive_int(text: str) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo.demo import run_demo
+    from .jobs.console import quiet_library_bars
 
+    quiet_library_bars()
     run_demo(args.output_dir, quick=args.quick, seed=args.seed, threads=args.threads)
     return 0
 
@@ -97,8 +99,10 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
             parser.error("give REPO_ID to publish, or --local-dir to stage only")
         check_source(args.source)
         from .hub.publish import PublishError, publish_dataset
+        from .jobs.console import quiet_dataset_bars
         from .provenance import load_scored
 
+        quiet_dataset_bars()
         try:
             out = publish_dataset(
                 load_scored(args.source),
@@ -113,7 +117,7 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
         except PublishError as err:
             raise RuntimeError(str(err)) from err
         rows = ", ".join(f"{name} ({sum(splits.values())} rows)" for name, splits in out.configs.items())
-        print(f"published {rows} to {out.commit_url}" if out.commit_url else f"staged {rows} in {out.folder}")
+        say(f"published {rows} to {out.commit_url}" if out.commit_url else f"staged {rows} in {out.folder}")
         return 0
 
     parser.set_defaults(func=run)
@@ -176,12 +180,11 @@ def _add_recipe_command(subparsers, name: str, help: str, job: str) -> None:
 
 def _run_job(job: str, data_args, training_args, model_args) -> int:
     from . import jobs
-    from .demo.demo import quiet_library_bars
+    from .jobs.console import quiet_library_bars
+    from .provenance import SCORES_FILE
 
     quiet_library_bars()
     if job == "score":
-        import warnings
-
         from .confounds import ConfoundWarning
         from .hub.notices import headline_lines
         from .provenance import scored_provenance
@@ -190,16 +193,16 @@ def _run_job(job: str, data_args, training_args, model_args) -> int:
             warnings.simplefilter("ignore", ConfoundWarning)  # said once, as the closing headline below
             path = jobs.run_score(data_args, training_args, model_args)
         if path.is_dir():
-            print(f"scored rows written to {path} ({len(list(path.glob('*.parquet')))} parquet parts)")
+            say(f"scored rows written to {path} ({len(list(path.glob('*.parquet')))} parquet parts)")
         else:
-            print(f"scores written to {path}")
+            say(f"scores written to {path}")
         for line in headline_lines(scored_provenance(path), training_args.resonance_column):
             print(line)
         return 0
     trainer = jobs.run_train(data_args, training_args, model_args)
-    print(f"model saved to {training_args.output_dir}")
+    say(f"model saved to {training_args.output_dir}")
     if trainer.scored_dataset is not None:
-        print(f"scores ({training_args.resonance_when}) in {training_args.output_dir}/resonance_scores.parquet")
+        say(f"scores ({training_args.resonance_when}) in {training_args.output_dir}/{SCORES_FILE}")
     return 0
 
 
@@ -235,21 +238,17 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         check_source(args.source)
-        check_not_input(args.source, args.output)
+        from .jobs.console import quiet_dataset_bars
         from .jobs.select import run_select
-        from .provenance import check_table_suffix
 
-        try:
-            check_table_suffix(args.output)
-        except ValueError as err:
-            raise UsageError(str(err)) from err
+        quiet_dataset_bars()
         dedup = None if args.dedup_on.lower() == "none" else args.dedup_on.split(",")
         dedup = dedup[0] if dedup and len(dedup) == 1 else dedup
         path, counts = run_select(
             args.source, args.output, keep=args.keep, threshold=args.threshold, column=args.column,
             drop=args.drop, dedup_on=dedup, order=args.order, stratify_by=args.stratify_by, nan=args.nan,
         )  # fmt: skip
-        print(
+        say(  # the column may be named by a downloaded file's provenance
             f"kept {counts['n_kept']} of {counts['n_input']} rows by {counts['column']} ({counts['n_dropped']} "
             f"dropped at the {counts['drop']} end, {counts['n_duplicates']} duplicates, {counts['n_unscored']} "
             f"unscored) -> {path}"
@@ -284,16 +283,18 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
         import time
 
         check_source(args.source)
-        from .hub.report import report
+        from .hub.report import OptionError, report
+        from .jobs.console import quiet_dataset_bars
 
+        quiet_dataset_bars()
         started = time.perf_counter()
         try:
             path = report(args.source, args.out, label_column=args.label_column, keep=args.keep,
                           column=args.column, drop=args.drop)  # fmt: skip
-        except (ValueError, OSError) as err:
-            print(f"resofilter report: {err}", file=sys.stderr)
-            return 1
-        print(f"report written to {path} ({time.perf_counter() - started:.1f} s); open it in a browser")
+        except OptionError as err:  # --column or --label-column names no column of the file
+            flag = f"--{err.option.replace('_', '-')}"
+            raise UsageError(f"argument {flag}: {err.value!r} {err.reason}") from err
+        say(f"report written to {path} ({time.perf_counter() - started:.1f} s); open it in a browser")
         return 0
 
     parser.set_defaults(func=run)
@@ -334,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     prog = f"resofilter {command}" if command else "resofilter"
     try:
-        with _plain_warnings(prog, enabled=not debug):
+        with plain_warnings(prog, enabled=not debug):
             args, extra = parser.parse_known_args(argv)
             if getattr(args, "func", None) is None:
                 parser.print_help()
@@ -351,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         usage = isinstance(err, UsageError)
-        print(f"{prog}: {'error: ' if usage else ''}{_one_line(err)}", file=sys.stderr)
+        print(f"{prog}: {'error: ' if usage else ''}{one_line(err)}", file=sys.stderr)
         return 2 if usage else 1
 
 
@@ -362,30 +363,6 @@ def _option_strings(parser: argparse.ArgumentParser, command: str | None) -> lis
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
             actions += action.choices[command]._actions
     return [option for action in actions for option in action.option_strings]
-
-
-@contextmanager
-def _plain_warnings(prog: str, enabled: bool = True) -> Iterator[None]:
-    """Warnings as one line (`resofilter demo: warning: ...`), without the source path and line Python adds."""
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        label = "warning" if category is UserWarning else category.__name__
-        print(f"{prog}: {label}: {_one_line(message)}", file=file or sys.stderr)
-
-    original = warnings.showwarning
-    if enabled:
-        warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = original
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)) and err.filename:
-        text = f"{err.filename}: {err.strerror}"
-    return text if len(text) <= 500 else text[:497] + "..."
 
 
 if __name__ == "__main__":  # `python -m resofilter_hf.cli`

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from .columns import describe
-from .engine.files import atomic_path, write_atomic  # noqa: F401  (write_atomic: re-exported for callers)
+from .columns import describe, named_score_column
+from .engine.files import atomic_path
 from .engine.rows import SCORES_ROW
 
 
@@ -26,6 +26,7 @@ MARKER = "resofilter-hf: "
 PARQUET_KEY = b"resofilter-hf"  # parquet schema-metadata key holding the provenance JSON
 SCORES_FILE = "resonance_scores.parquet"  # the scores beside a saved model or checkpoint
 PARTS_MANIFEST = ".resofilter-parts.json"  # names a stream's scored parts (hidden: `load_dataset(folder)` skips it)
+PARTS_DIR = "scored"  # a stream's scored parts, by default: <output_dir>/scored/
 
 CITATION = """@inproceedings{tu-etal-2025-resofilter,
   title = {{ResoFilter}: Fine-grained Synthetic Data Filtering for Large Language Models through Data-Parameter Resonance Analysis},
@@ -40,16 +41,19 @@ CITATION = """@inproceedings{tu-etal-2025-resofilter,
   archivePrefix = {arXiv}
 }"""
 
-# The scoring provenance: (key, label) in the order cards show them. `ResonanceTrainer.resonance_provenance`
-# writes every key; cards read them back by this list.
+# The scoring provenance: (key, label) in the order cards show them. `pipeline.setup.scoring_provenance` writes the
+# model, tensors and transform (`engine.targets.scored_tensors` the target keys), the run adds the row counts,
+# `loss_on_prompt` and `columns_read_as` ({TRL's name: the file's column}); cards read them back by this list.
 SCORING_FIELDS = (
     ("model_id", "base model"),
     ("model_revision", "model revision"),
     ("target", "target"),
     ("modules", "modules"),
+    ("modules_source", "modules chosen by"),
     ("last_n_layers", "last n layers"),
     ("layers", "layers"),
     ("target_names", "target weights"),
+    ("target_tensors", "scored tensors"),
     ("lora_delta", "LoRA delta"),
     ("optimizer", "optimizer transform"),
     ("lr", "learning rate"),
@@ -60,8 +64,10 @@ SCORING_FIELDS = (
     ("dtype", "dtype"),
     ("chat_template_sha256", "chat template sha256"),
     ("max_length", "max length (tokens)"),
+    ("columns_read_as", "columns read as"),
     ("completion_only_loss", "completion-only loss"),
     ("assistant_only_loss", "assistant-only loss"),
+    ("loss_on_prompt", "loss on the prompt's tokens too"),
     ("column", "score column"),
     ("reference", "alignment reference set"),
     ("n_rows", "rows"),
@@ -178,7 +184,7 @@ def written_columns(dataset: Dataset, column: str) -> list[str]:
 def write_scores_file(scored: Dataset, folder: str | Path, column: str | None = None) -> Path:
     """`folder/resonance_scores.parquet`: `row` (the input row id) plus every score column of `scored`, with its
     provenance. The one writer of this file, for the trainer's checkpoints and the cards alike."""
-    column = column or (read_provenance(scored).get("scoring") or {}).get("column") or "resonance"
+    column = column or named_score_column(read_provenance(scored))
     keep = written_columns(scored, column)
     table = scored.select_columns(keep)
     table = table.add_column(SCORES_ROW, list(range(len(table)))).select_columns([SCORES_ROW, *keep])
@@ -239,7 +245,8 @@ def load_scored(path: str | Path) -> Dataset | DatasetDict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if suffix == ".parquet":
-        return with_provenance(Dataset.from_parquet(str(path)), **parquet_provenance(path))
+        provenance = parquet_provenance(path)  # a corrupt file is named here, before datasets reads its rows
+        return with_provenance(Dataset.from_parquet(str(path)), **provenance)
     try:
         return Dataset.from_json(str(path)) if suffix in (".jsonl", ".json") else Dataset.from_csv(str(path))
     except Exception as err:  # datasets' reader errors name the builder, not the file

@@ -23,6 +23,7 @@ from .config import as_resonance_config, validate_resonance_options
 from .confounds import loss_token_counts
 from .engine.compat import check_private_symbols, prepare_dataset
 from .engine.deltas import ScoreSpec
+from .engine.files import write_atomic
 from .engine.inflight import ROW_KEY, InflightRecorder, RowIdCollator, live_adam_states, scoring_collator
 from .engine.inflight_log import InflightScoreLog
 from .engine.quantized import check_not_repacked, cpu_4bit_repack_guard
@@ -47,7 +48,6 @@ from .provenance import (
     load_scored,
     read_provenance,
     with_provenance,
-    write_atomic,
     write_scores_file,
 )
 from .reference import inflight_reference

@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 
+from resofilter_hf.engine.files import write_atomic
 from resofilter_hf.jobs import run_select
 from resofilter_hf.provenance import (
     load_scored,
     read_provenance,
     with_provenance,
-    write_atomic,
     write_parquet,
     write_table,
 )

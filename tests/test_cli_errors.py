@@ -12,6 +12,7 @@ from datasets import Dataset
 from resofilter_hf.provenance import read_provenance, with_provenance, write_parquet
 
 
+HOSTILE = "res\x1b[2J\x1b[31monance\x1b]0;owned\x07"  # a column name that clears the screen, recolours, retitles
 RECIPE = "model_name_or_path: {model}\ndataset_name: {data}\noutput_dir: {out}\nuse_cpu: true\nreport_to: none\n"
 
 
@@ -32,6 +33,16 @@ def _cases(tmp) -> dict[str, list[str]]:
     write_parquet(scored, tmp / "scored.parquet", read_provenance(scored))
     write_parquet(Dataset.from_dict({"prompt": ["q"], "completion": ["a"]}), tmp / "plain.parquet")
     (tmp / "corrupt.parquet").write_bytes((tmp / "scored.parquet").read_bytes()[:300])  # a write cut short
+    (tmp / "in").mkdir()
+    Dataset.from_dict({"prompt": ["1+1?", "2+2?"], "completion": ["2", "4"]}).to_parquet(
+        str(tmp / "in" / "pool.parquet")
+    )
+    pool = ["--dataset_name", str(tmp / "in" / "pool.parquet")]
+    hostile = with_provenance(
+        Dataset.from_dict({"prompt": list("abcd"), "completion": list("efgh"), HOSTILE: [1.0, 2.0, 3.0, 4.0]}),
+        scoring={"column": HOSTILE},
+    )
+    write_parquet(hostile, tmp / "hostile.parquet", read_provenance(hostile))
     return {
         "missing_config": ["score", "--config", str(tmp / "nope.yaml")],
         "typo_key": ["score", "--config", str(tmp / "typo.yaml")],
@@ -51,7 +62,19 @@ def _cases(tmp) -> dict[str, list[str]]:
         "select_onto_input": ["select", str(tmp / "scored.parquet"), str(tmp / "scored.parquet"), "--keep", "0.5"],
         "select_bad_suffix": ["select", str(tmp / "scored.parquet"), str(tmp / "kept.xlsx"), "--keep", "0.5"],
         "publish_unscored": ["publish", str(tmp / "plain.parquet"), "--local-dir", str(tmp / "repo")],
-    }
+        "report_bad_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", "nope"],
+        "score_onto_input": ["score", "--config", str(tmp / "good.yaml"), *pool, "--scores_path",
+                             str(tmp / "in" / "pool.parquet")],
+        "stream_onto_input": ["score", "--config", str(tmp / "good.yaml"), *pool, "--streaming", "--scores_path",
+                              str(tmp / "in")],
+        "stream_to_a_file": ["score", "--config", str(tmp / "good.yaml"), *pool, "--streaming", "--scores_path",
+                             str(tmp / "parts.jsonl")],
+        "unknown_toy_data": ["score", "--config", str(tmp / "good.yaml"), "--dataset_name", "toy:maths?n=4"],
+        "report_debug": ["--debug", "report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column",
+                         "nope"],
+        "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
+        "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +111,38 @@ def _our_lines(result) -> list[str]:
         ("select_onto_input", 2, r"error: the output .*scored\.parquet would overwrite the input"),
         ("select_bad_suffix", 2, r"error: cannot write .*kept\.xlsx: .*one of \['.parquet', '.jsonl', '.csv'\]"),
         ("publish_unscored", 1, r"resofilter publish: .*has no score column 'resonance'"),
-    ],
+        (
+            "report_bad_column",
+            2,
+            r"^resofilter report: error: argument --column: 'nope' is not a column; columns "
+            r"present: \['prompt', 'completion', 'resonance'\]\. Score the dataset first",
+        ),
+        (
+            "score_onto_input",
+            2,
+            r"^resofilter score: error: the output .*in/pool\.parquet would overwrite the input "
+            r".*in/pool\.parquet; write to another path\.$",
+        ),
+        (
+            "stream_onto_input",
+            2,
+            r"^resofilter score: error: the output .*/in would overwrite the input "
+            r".*in/pool\.parquet; write to another path\.$",
+        ),
+        (
+            "stream_to_a_file",
+            2,
+            r"^resofilter score: error: `scores_path` .*parts\.jsonl: with --streaming "
+            r"\(dataset_streaming\) the scored rows go to a folder of parquet parts; give a "
+            r"folder, such as .*/parts, or score without --streaming for one file\.$",
+        ),
+        (
+            "unknown_toy_data",
+            2,
+            r"^resofilter score: error: `dataset_name` toy:maths\?n=4: unknown toy dataset "
+            r"'maths'; the toy world has 'math'\.$",
+        ),
+    ],  # fmt: skip
 )
 def test_errors_are_one_line_with_the_right_exit_code(runs, case, code, message):
     import re
@@ -105,9 +159,28 @@ def test_debug_shows_the_traceback(runs):
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("resofilter select: ")
+    result = runs[1]["report_debug"]  # report's errors go through the same handler
+    assert result.returncode == 2 and "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("resofilter report: error: argument --column: 'nope'")
 
 
 def test_failed_commands_leave_nothing_behind(runs):
     tmp, _ = runs
     assert not (tmp / "out.parquet").exists() and not (tmp / "kept.xlsx").exists() and not (tmp / "repo").exists()
     assert (tmp / "scored.parquet").stat().st_size > 300  # select onto its input left the input alone
+    assert sorted(p.name for p in (tmp / "in").iterdir()) == ["pool.parquet"]  # score onto its input, both ways
+    assert not (tmp / "parts.jsonl").exists() and not (tmp / "r.html").exists()
+
+
+def test_names_from_a_file_reach_the_terminal_without_escapes(runs):
+    """A score column named by a downloaded file's provenance, in `select`'s summary and in an error line: no
+    escape sequence or control character is printed, the printable rest of the name is."""
+    done = runs[1]["hostile_select"]
+    assert done.returncode == 0, done.stderr
+    assert "kept 2 of 4 rows by resonance (2 dropped at the highest end" in done.stdout
+    error = runs[1]["hostile_column"]
+    assert error.returncode == 2 and _our_lines(error)[0].startswith(
+        "resofilter report: error: argument --column: 'res\\x1b[2J\\x1b[31monance\\x1b]0;owned\\x07' is not a column"
+    )  # the value as Python writes it (repr): visible, inert
+    for out in (done.stdout, done.stderr, error.stdout, error.stderr):
+        assert "\x1b" not in out and "\x07" not in out

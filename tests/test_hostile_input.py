@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
-from resofilter_hf.provenance import check_table_suffix, write_atomic
+from resofilter_hf.engine.files import write_atomic
+from resofilter_hf.provenance import check_table_suffix
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 

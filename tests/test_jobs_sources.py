@@ -1,5 +1,7 @@
 """`dataset_name` as a local file or folder: one loader (`load_scored`) for the jobs and `resofilter select`."""
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,59 @@ def test_unknown_toy_model_is_a_usage_error_before_any_build(tmp_path):
     with pytest.raises(UsageError, match=r"toy:llama-warm takes only seed=, got \['num_layers', 'seed'\]"):
         resolve_model("toy:llama-warm?seed=0&num_layers=2", str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stream_reads_what_load_rows_reads(tmp_path):
+    """`--streaming` takes the local sources `load_rows` takes: a save_to_disk folder (its split) and a .csv
+    file stream the same rows."""
+    from resofilter_hf.jobs import load_stream
+
+    rows = make_math_problems(6, seed=1)
+    DatasetDict(train=rows, test=rows.select([4, 5])).save_to_disk(tmp_path / "folder")
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    for name, split in ((tmp_path / "folder", None), (tmp_path / "folder", "test"), (tmp_path / "rows.csv", None)):
+        args = DataArguments(dataset_name=str(name))
+        assert list(load_stream(args, split)) == load_rows(args, split).to_list(), (name, split)
+    with pytest.raises(FileNotFoundError, match=f"`dataset_name` {tmp_path / 'gone.parquet'}: no such file"):
+        load_stream(DataArguments(dataset_name=str(tmp_path / "gone.parquet")))
+
+
+def test_unknown_toy_dataset_is_a_usage_error():
+    from resofilter_hf.jobs import UsageError
+
+    with pytest.raises(UsageError, match=r"`dataset_name` toy:maths\?n=4: unknown toy dataset 'maths'; the toy world"):
+        load_rows(DataArguments(dataset_name="toy:maths?n=4"))
+
+
+def test_toy_model_builds_use_names_of_their_own_and_keep_a_finished_build(tmp_path, monkeypatch):
+    """Each build goes to a temporary folder unique to its host, process, thread and call; an unfinished folder in
+    the way is replaced, a finished one (another process's, identical) is kept, and nothing else is left."""
+    from resofilter_hf.jobs import recipes, resolve_model
+
+    built = []
+
+    def fake_build(arch, options, folder, theirs=None):
+        built.append(folder.name)
+        folder.mkdir()
+        (folder / "config.json").write_text("ours")
+        if theirs is not None:  # another process finishes first, while this one builds
+            theirs.mkdir()
+            (theirs / "config.json").write_text("theirs")
+
+    monkeypatch.setattr(recipes, "_build_toy_model", fake_build)
+    target = tmp_path / "toy-llama"
+    for _ in range(2):
+        assert resolve_model("toy:llama", str(tmp_path)) == str(target)
+        shutil.rmtree(target)
+    assert built[0] != built[1] and all(f"-{os.getpid()}-" in name for name in built)
+    target.mkdir()
+    (target / "half.bin").write_bytes(b"killed mid-build")  # unfinished: no config.json
+    resolve_model("toy:llama", str(tmp_path))
+    assert (
+        sorted(p.name for p in target.iterdir()) == ["config.json"] and (target / "config.json").read_text() == "ours"
+    )
+    shutil.rmtree(target)
+    monkeypatch.setattr(recipes, "_build_toy_model", lambda a, o, folder: fake_build(a, o, folder, theirs=target))
+    resolve_model("toy:llama", str(tmp_path))
+    assert (target / "config.json").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy-llama"]  # no temporary folder left

@@ -19,8 +19,9 @@ from datasets import Dataset, IterableDataset, load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer, read_provenance
+from resofilter_hf.engine.files import write_atomic
 from resofilter_hf.pipeline import source as pipeline_source
-from resofilter_hf.provenance import write_atomic, write_parquet
+from resofilter_hf.provenance import write_parquet
 from resofilter_hf.toy import cached_tiny_model, make_math_problems
 
 

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..provenance import library_versions, write_atomic
+from ..engine.files import write_atomic
+from ..provenance import library_versions
 
 
 def run_demo(
@@ -34,7 +35,6 @@ def run_demo(
     from .story import run_story
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    quiet_library_bars()
     out = Path(output_dir)
     started = time.perf_counter()
     print(
@@ -74,16 +74,6 @@ def run_demo(
     print(f"done in {summary['timings_s']['total']:.0f} s; everything is in {out.resolve()} (summary.json)")
     print(f"open the report: {Path(summary['report']).resolve()}")
     return summary
-
-
-def quiet_library_bars() -> None:
-    """Keep the training and scoring bars, drop the ones datasets and transformers draw for every map() pass and
-    every weight load (dozens per run): one bar per long step at most."""
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
 
 
 @contextmanager

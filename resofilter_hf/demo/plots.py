@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from ..columns import flag_values
+from ..columns import flag_values, named_score_column
+from ..engine.files import atomic_path
 from ..hub.analysis import axis_for
 from ..hub.figures import agg_figure, draw_distribution, save_figure
-from ..hub.tables import number, score_column, section
-from ..provenance import atomic_path, read_provenance
+from ..hub.tables import number, section
+from ..provenance import read_provenance
 from ..sweep import summarize
 from .stats import auroc, roc_curve
 
@@ -65,7 +66,7 @@ def plot_roc(scored: Dataset, columns: Sequence[str], path: str | Path, flaw_col
     fig = agg_figure((3.2 * ncols, 3 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     palette = colormaps["tab20"]
-    family = score_column(scored)
+    family = named_score_column(read_provenance(scored))
     for ax, kind in zip(axes.flat, kinds):
         flawed = ~clean if kind == "any" else flaws == kind
         subset = flawed | clean

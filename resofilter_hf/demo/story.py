@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..confounds import confound_report
-from ..provenance import read_provenance, write_atomic, write_parquet
+from ..engine.files import write_atomic
+from ..provenance import read_provenance, write_parquet
 from ..sweep import ProxySettings, train_and_evaluate
 from .plots import plot_histograms, plot_roc, plot_sweep
 from .settings import StorySettings

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset
 
-from ..columns import DEFAULT_SCORE_COLUMN, DROPS, LOSS, TOKENS, drop_side
+from ..columns import DEFAULT_SCORE_COLUMN, LOSS, TOKENS, resolve
 from ..columns import score_columns as ranked_columns
 from ..confounds import spearman as confound_spearman
 from ..selection import _completion_lengths, drop_order
@@ -30,7 +30,10 @@ LONG_NUMBER = 1e9  # display values this large are written in exponent form
 
 
 def numbers(dataset: Dataset, column: str) -> np.ndarray:
-    """A numeric column as float64, NaN where null."""
+    """A numeric column as float64, NaN where null (all NaN when the dataset has no such column: nothing scored).
+    The hub's one reader of a score column."""
+    if column not in dataset.column_names:
+        return np.full(len(dataset), np.nan)
     values = dataset.with_format("arrow")[column]
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64) if len(values) else np.empty(0)
 
@@ -197,22 +200,11 @@ class ScoreView:
 
 
 def drop_sides(
-    names: Sequence[str],
-    score_column: str,
-    selection: Mapping[str, Any],
-    primary: str | None = None,
-    drop: str | None = None,
+    names: Sequence[str], provenance: Mapping[str, Any], primary: str | None = None, drop: str | None = None
 ) -> dict[str, str]:
-    """The end each column in `names` drops: `drop` for `primary` when given, else a file's own selection rule
-    (its "selection" provenance names a column and a drop) for that column, else the column's declared direction
-    (`columns.drop_side`; the paper's rule, highest dropped, for a column of the user's own)."""
-    sides = {name: drop_side(name, score_column) for name in names}
-    rule_column, rule_drop = selection.get("column"), selection.get("drop")
-    if rule_column in sides and rule_drop in DROPS:
-        sides[rule_column] = rule_drop
-    if primary in sides and drop is not None:
-        sides[primary] = drop
-    return sides
+    """The end each column in `names` drops (`columns.resolve` for each): `drop` for `primary` when given, the
+    others as `resolve` answers for a dataset with `provenance`."""
+    return {name: resolve(provenance, name, drop if name == primary else None)[1] for name in names}
 
 
 def compared_with(dataset: Dataset) -> dict[str, np.ndarray]:

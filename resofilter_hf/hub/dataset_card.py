@@ -17,8 +17,9 @@ from datasets import Dataset, DatasetDict
 from huggingface_hub import DatasetCard
 from huggingface_hub.repocard_data import DatasetCardData
 
+from ..columns import named_score_column, resolve
 from ..provenance import CITATION, read_provenance
-from .analysis import drop_sides
+from .analysis import numbers
 from .notices import also_line, headlines
 from .report import card_figures
 from .tables import (
@@ -26,9 +27,7 @@ from .tables import (
     label_table,
     markdown_table,
     number,
-    score_column,
     score_summary,
-    scores_of,
     scoring_table,
     section,
     selection_rule,
@@ -82,7 +81,7 @@ def render_dataset_card(
         histograms.append(_histogram_block(family, name, folder, label_columns))
         label_blocks += _label_blocks(family, name, label_columns)
     provenance = next((p for p in family.provenance.values() if section(p, "scoring")), {})
-    column = score_column(family.first[family.default])
+    column = named_score_column(family.provenance[family.default])
     return DatasetCard.from_template(
         card_data,
         template_path=str(template_path("dataset_card.md")),
@@ -166,7 +165,7 @@ def _config_rows(family: _Family) -> list[dict[str, Any]]:
     """One row per config for the card's overview table: splits with sizes, row count, selection rule."""
     rows = []
     for name, splits in family.configs.items():
-        selection = family.provenance[name].get("selection") or {}
+        provenance = family.provenance[name]
         rows.append(
             {
                 "name": md_code(name),
@@ -174,7 +173,9 @@ def _config_rows(family: _Family) -> list[dict[str, Any]]:
                 "var": _python_name(name),
                 "splits": md_text(", ".join(f"{s} ({len(ds)})" for s, ds in splits.items())),
                 "rows": sum(len(ds) for ds in splits.values()),
-                "rule": to_markdown(selection_rule(selection) if selection else Sentence("all scored rows")),
+                "rule": to_markdown(
+                    selection_rule(provenance) if section(provenance, "selection") else Sentence("all scored rows")
+                ),
             }
         )
     return rows
@@ -185,13 +186,14 @@ def _selection_blocks(configs: Mapping[str, DatasetDict]) -> list[dict[str, str]
     blocks = []
     for name, splits in configs.items():
         for split, ds in splits.items():
-            selection = section(read_provenance(ds), "selection")
+            provenance = read_provenance(ds)
+            selection = section(provenance, "selection")
             if selection:
                 blocks.append(
                     {
                         "name": md_code(name),
                         "split": md_text(split) if len(splits) > 1 else "",
-                        "summary": to_markdown(selection_summary(selection)),
+                        "summary": to_markdown(selection_summary(provenance)),
                         "table": selection_table(selection),
                     }
                 )
@@ -199,17 +201,17 @@ def _selection_blocks(configs: Mapping[str, DatasetDict]) -> list[dict[str, str]
 
 
 def _cuts(family: _Family, name: str, split: str, column: str) -> tuple[dict[str, float], str]:
-    """The score at each selection's cut to draw on `name`'s histogram, and which side those selections drop (the
-    first selection's rule, else the column's declared direction)."""
-    children = family.children(name)
-    cuts, rules = {}, []
-    for child in children if name in family.bases else [name]:
-        sel = section(read_provenance(family.configs[child].get(split, family.first[child])), "selection")
+    """The score at each selection's cut to draw on `name`'s histogram, and which side those selections drop
+    (`columns.resolve`: the first selection by `column`'s rule, else the column's declared direction)."""
+    cuts, ruled = {}, None
+    for child in family.children(name) if name in family.bases else [name]:
+        provenance = read_provenance(family.configs[child].get(split, family.first[child]))
+        sel = section(provenance, "selection")
         if number(sel.get("threshold_value")) is not None:
             cuts[child] = number(sel["threshold_value"])
-        rules.append(sel)
-    rule = next((sel for sel in rules if sel.get("column") == column), {})
-    return cuts, drop_sides([column], column, rule)[column]
+        if ruled is None and sel.get("column") == column:
+            ruled = provenance
+    return cuts, resolve(ruled if ruled is not None else family.provenance[name], column)[1]
 
 
 def _histogram_block(
@@ -218,8 +220,8 @@ def _histogram_block(
     """The score section of config `name`: caption, summary table and (with `folder`) the figure images."""
     split = _main_split(family.configs[name])
     ds = family.configs[name][split]
-    column = score_column(ds)
-    scores = scores_of(ds, column)
+    column = named_score_column(read_provenance(ds))
+    scores = numbers(ds, column)
     cuts, drop = _cuts(family, name, split, column)
     n_scored = int(np.isfinite(scores).sum())
     caption = Sentence("Split {}: {} scored rows of {}.", (Code(split), n_scored, len(scores)))
@@ -247,7 +249,7 @@ def _label_blocks(family: _Family, name: str, label_columns: Sequence[str] | Non
     """Per label column of config `name`: rows and mean score per label, and the share each selection kept."""
     split = _main_split(family.configs[name])
     ds: Dataset = family.configs[name][split]
-    column = score_column(ds)
+    column = named_score_column(read_provenance(ds))
     kept = {child: family.configs[child][split] for child in family.children(name) if split in family.configs[child]}
     return [
         {"name": md_code(name), "column": md_code(label_column),

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import write_atomic
+from ..engine.files import write_atomic
 from .analysis import Axis, KeepCurve, flagged
 
 
 CLEAN_COLOR = "#4c72b0"
 FLAG_COLORS = ["#dd8452", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd", "#55a868"]
-# The keep-share chart draws at most len(LINE_COLORS) lines (report_sections.DRAWN_CURVES), each its own colour
+# The keep-share chart draws one line per colour at most (the report picks that many columns), each its own colour
 # and, after the first, alternately dashed, so no two lines look alike.
 LINE_COLORS = ["#1f4e99", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 LINE_STYLES = ["-", "--"]

@@ -10,14 +10,14 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.repocard_data import ModelCardData
 from huggingface_hub.utils import validate_repo_id
 
-from ..columns import DEFAULT_SCORE_COLUMN
-from ..provenance import CITATION, SCORES_FILE, read_provenance, write_atomic, write_scores_file, written_columns
+from ..columns import named_score_column
+from ..engine.files import write_atomic
+from ..provenance import CITATION, SCORES_FILE, read_provenance, write_scores_file, written_columns
+from .analysis import numbers
 from .merge import merge_card
 from .tables import (
     markdown_table,
-    score_column,
     score_summary,
-    scores_of,
     scoring_table,
     section,
     selection_summary,
@@ -55,7 +55,7 @@ def render_model_card(
     provenance = read_provenance(scored_dataset) if scored_dataset is not None else {}
     scoring, selection = section(provenance, "scoring"), section(provenance, "selection")
     base_model = base_model or (str(scoring["model_id"]) if scoring.get("model_id") else None)
-    column = score_column(scored_dataset) if scored_dataset is not None else DEFAULT_SCORE_COLUMN
+    column = named_score_column(provenance)
     card_data = ModelCardData(
         base_model=base_model if is_repo_id(base_model) else None,  # the Hub rejects a local path here
         datasets=[dataset_repo_id] if dataset_repo_id else None,
@@ -80,12 +80,12 @@ def render_model_card(
         dataset_literal=py_string(dataset_repo_id) if dataset_repo_id else "",
         dataset_config=md_code(dataset_config) if dataset_config else "",
         dataset_config_literal=py_string(dataset_config) if dataset_config else "",
-        selection_summary=to_markdown(selection_summary(selection)) if selection else "",
+        selection_summary=to_markdown(selection_summary(provenance)) if selection else "",
         selection_table=selection_table(selection) if selection else "",
         scores_file=scores_file,
         score_columns=", ".join(md_code(c) for c in score_cols) or md_code(column),
         score_table=(
-            markdown_table(["statistic", "value"], score_summary(scores_of(scored_dataset, column)))
+            markdown_table(["statistic", "value"], score_summary(numbers(scored_dataset, column)))
             if scored_dataset is not None
             else ""
         ),
@@ -122,7 +122,7 @@ def write_checkpoint_card(
         base_model = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     scores_file = None
     if scored_dataset is not None:
-        write_scores_file(scored_dataset, output_dir, score_column(scored_dataset))
+        write_scores_file(scored_dataset, output_dir)
         scores_file = SCORES_FILE
     card = render_model_card(
         scored_dataset=scored_dataset,

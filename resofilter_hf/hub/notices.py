@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..confounds import ANSWERS_ONLY, LOSS_ON_PROMPT, strong_confounds
 from .tables import number, section
+from .text import terminal_text
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,21 @@ def headlines(provenance: Mapping, score_column: str) -> list[Notice]:
     found = []
     for entry in strong_confounds(_confound_report(scoring.get("confounds")), score_column):
         column = entry["column"]
-        lead = f"`{column}`"
-        sentence = entry["text"][len(lead) :] if entry["text"].startswith(lead) else entry["text"]
-        found.append(Notice(column, sentence.strip(), entry["remedy"], column == score_column, entry["against"],
+        found.append(Notice(column, _sentence(entry), entry["remedy"], column == score_column, entry["against"],
                             entry["rho"]))  # fmt: skip
     found.sort(key=lambda notice: not notice.primary)
     if scoring.get("loss_on_prompt") is True:
         found.append(Notice(None, LOSS_ON_PROMPT, ANSWERS_ONLY))
     return found
+
+
+def _sentence(entry: Mapping) -> str:
+    """What a strong confound means, without the column it is about (each renderer shows the column its own way):
+    `strong_confounds`' ``sentence`` when it gives one, else its ``text`` past the leading column span."""
+    if isinstance(entry.get("sentence"), str):
+        return entry["sentence"].strip()
+    lead = f"`{entry['column']}`"
+    return (entry["text"][len(lead) :] if entry["text"].startswith(lead) else entry["text"]).strip()
 
 
 def also_line(notices) -> tuple[str, list[tuple[str, str]]] | None:
@@ -67,6 +75,6 @@ def headline_lines(provenance: Mapping, score_column: str) -> list[str]:
     """The headlines as plain lines for a terminal (the CLI's closing words after `resofilter score`)."""
     lines = []
     for notice in headlines(provenance, score_column):
-        lead = f"`{notice.column}` " if notice.column else ""
-        lines.append(f"  {lead}{notice.sentence.rstrip('.')}; {notice.remedy}.")
+        lead = f"`{notice.column}` " if notice.column else ""  # a name from the file: made safe for the tty below
+        lines.append(terminal_text(f"  {lead}{notice.sentence.rstrip('.')}; {notice.remedy}."))
     return ["Read this first:", *lines] if lines else []

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
+import numpy as np
 from datasets import Dataset, DatasetDict
 from huggingface_hub import HfApi
 from huggingface_hub.errors import (
@@ -34,13 +35,14 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..columns import drop_side
-from ..provenance import library_versions, read_provenance, write_atomic, write_parquet
+from ..columns import named_score_column
+from ..engine.files import write_atomic
+from ..provenance import library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
 from . import staging
+from .analysis import numbers
 from .dataset_card import render_dataset_card
 from .merge import merge_card
-from .tables import score_column
 
 
 logger = logging.getLogger(__name__)
@@ -277,27 +279,21 @@ def _derive_configs(configs: Mapping[str, DatasetDict], spec) -> dict[str, Datas
         _check_config_name(name)
         if name in configs:
             raise ValueError(f"publish_dataset: config {name!r} is given and also asked for in configs=")
-        out[name] = DatasetDict({split: _select(ds, rule) for split, ds in configs[base].items()})
+        out[name] = DatasetDict({split: select_by_resonance(ds, **rule) for split, ds in configs[base].items()})
     return out
-
-
-def _select(dataset: Dataset, rule: Mapping[str, Any]) -> Dataset:
-    """`select_by_resonance` by `rule`, dropping the column's declared end unless the rule names one."""
-    column = rule.get("column", score_column(dataset))
-    return select_by_resonance(dataset, **{"column": column, "drop": drop_side(column, score_column(dataset)), **rule})
 
 
 def _check_scored(configs: Mapping[str, DatasetDict]) -> None:
     """Refuse to publish rows that carry no score: the card would describe a scoring that never happened."""
     for name, splits in configs.items():
         for split, ds in splits.items():
-            column = score_column(ds)
+            column = named_score_column(read_provenance(ds))
             if column not in ds.column_names:
                 raise ValueError(
                     f"publish_dataset: config {name!r} split {split!r} has no score column {column!r} (columns "
                     f"{ds.column_names}); score it first (`resofilter score` or `ResonanceTrainer.score()`)"
                 )
-            if len(ds) and not any(v is not None and math.isfinite(v) for v in ds[column]):
+            if len(ds) and not np.isfinite(numbers(ds, column)).any():
                 raise ValueError(
                     f"publish_dataset: config {name!r} split {split!r}: no row has a score in {column!r} (all "
                     f"{len(ds)} are NaN); see the `resonance_status` column for why"

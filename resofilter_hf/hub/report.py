@@ -13,15 +13,16 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from ..columns import DROPS, describe
+from ..columns import DROPS, describe, named_score_column
+from ..engine.files import write_atomic
 from ..engine.options import check_option
-from ..provenance import library_versions, load_scored, read_provenance, write_atomic
+from ..provenance import library_versions, load_scored, read_provenance
 from . import figures
 from . import report_html as H
 from . import report_sections as S
 from .analysis import compared_with, drop_sides, flagged, score_columns, score_view
 from .notices import headlines
-from .tables import label_columns_of, label_values, number, score_column, section
+from .tables import label_columns_of, label_values, number, section
 
 
 SHOWN_ROWS = 10
@@ -72,7 +73,7 @@ def report(
         sections,
         f"resofilter-hf {library_versions().get('resofilter-hf', 'dev')} \u00b7 {len(dataset):,} rows \u00b7 "
         f"built in {elapsed:.1f} s \u00b7 {stamp}",
-        notices=headlines(context.provenance, score_column(dataset)),
+        notices=headlines(context.provenance, named_score_column(context.provenance)),
     )
     return write_atomic(out, html)
 
@@ -85,23 +86,26 @@ def report_context(
     column: str | None = None,
     drop: str | None = None,
     label_column: str | None = None,
+    find_labels: bool = True,
+    primary_only: bool = False,
 ) -> S.Context:
     """Everything the report shows of `dataset`, computed (`report`'s arguments): each score column's view with
-    the end it drops, the labels, and what the scores are compared with."""
+    the end it drops (`columns.resolve`), the labels, and what the scores are compared with. `find_labels`: look
+    for a label column when none is given; `primary_only`: the score column's view alone (a card's figures)."""
     if not (isinstance(keep, (int, float)) and not isinstance(keep, bool) and 0 < keep <= 1):
         raise ValueError(f"report: keep={keep!r} must be a number with 0 < keep <= 1")
     if drop is not None:
         check_option("report", "drop", drop, DROPS)
     provenance = read_provenance(dataset)
-    family = score_column(dataset)
+    family = named_score_column(provenance)
     primary = _primary_column(dataset, column, family)
-    labels, label_name = _labels(dataset, label_column)
+    labels, label_name = _labels(dataset, label_column, find_labels)
     flags = flagged(labels) if labels is not None else None
     against = compared_with(dataset)
     lr = number(section(provenance, "scoring").get("lr"))
     dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
-    names = score_columns(dataset, primary, family)
-    sides = drop_sides(names, family, section(provenance, "selection"), primary, drop)
+    names = [primary] if primary_only else score_columns(dataset, primary, family)
+    sides = drop_sides(names, provenance, primary, drop)
     views = [
         score_view(dataset, name, lr=lr, drop=sides[name], dedup=dedup, flags=flags, against=against) for name in names
     ]
@@ -127,6 +131,15 @@ def _load(scored) -> tuple[Dataset, str]:
     return scored, source
 
 
+class OptionError(ValueError):
+    """An option names what the dataset does not hold (`column`, `label_column`): the caller's mistake, which the
+    command line reports as a usage error naming its flag."""
+
+    def __init__(self, option: str, value: str, reason: str):
+        super().__init__(f"report: {option}={value!r} {reason}")
+        self.option, self.value, self.reason = option, value, reason
+
+
 def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
     """The score column: given, else the provenance's; an in-flight file's first epoch when only epochs exist."""
     name = column or family
@@ -135,22 +148,20 @@ def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
     variants = [c for c in dataset.column_names if c.startswith(f"{name}_epoch") and describe(c, name) is not None]
     if column is None and variants:
         return variants[0]
-    raise ValueError(
-        f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. Score the dataset "
-        "first (`resofilter score` or ResonanceTrainer.score())"
-    )
+    first = "Score the dataset first (`resofilter score` or ResonanceTrainer.score())"
+    if column is not None:
+        raise OptionError("column", column, f"is not a column; columns present: {dataset.column_names}. {first}")
+    raise ValueError(f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. {first}")
 
 
-def _labels(dataset: Dataset, label_column: str | None) -> tuple[list[str] | None, str | None]:
+def _labels(dataset: Dataset, label_column: str | None, find: bool = True) -> tuple[list[str] | None, str | None]:
     if label_column is None:
-        found = label_columns_of(dataset)
+        found = label_columns_of(dataset) if find else []
         if not found:
             return None, None
         label_column = found[0]
     elif label_column not in dataset.column_names:
-        raise ValueError(
-            f"report: label_column={label_column!r} is not a column; columns present: {dataset.column_names}"
-        )
+        raise OptionError("label_column", label_column, f"is not a column; columns present: {dataset.column_names}")
     return label_values(dataset, label_column), label_column
 
 
@@ -170,14 +181,9 @@ def card_figures(
     distribution with each cut in `cuts`), ``<stem>_confounds.png`` (score vs length and loss, when the file has
     them) and ``<stem>_keep.png`` (the keep-share curve, `keep` marked). Returns kind -> path in the repo. `drop`
     defaults as in `report`."""
-    labels = label_values(dataset, label_column) if label_column else None
-    flags = flagged(labels) if labels is not None else None
-    against = compared_with(dataset)
-    dedup = "prompt" if {"prompt", "messages"} & set(dataset.column_names) else None
-    provenance = read_provenance(dataset)
-    lr = number(section(provenance, "scoring").get("lr"))
-    drop = drop_sides([column], score_column(dataset), section(provenance, "selection"), column, drop)[column]
-    view = score_view(dataset, column, lr=lr, drop=drop, dedup=dedup, flags=flags, against=against)
+    context = report_context(dataset, keep=keep or 0.5, column=column, drop=drop, label_column=label_column,
+                             find_labels=False, primary_only=True)  # fmt: skip
+    view, labels, against, drop = context.primary, context.labels, context.against, context.primary.drop
     title = f"{column}" + (f" by {label_column}" if labels is not None else "")
     made = {"distribution": figures.distribution_figure(view.scores, view.axis, labels=labels, cuts=cuts, drop=drop,
                                                         title=title, size=(9, 3.6))}  # fmt: skip

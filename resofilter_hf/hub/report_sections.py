@@ -16,9 +16,6 @@ from .tables import fmt, number, scoring_rows, section, selection_summary
 from .text import lines
 
 
-DRAWN_CURVES = 8  # keep-share lines drawn: the score column and the 7 others best at finding flagged rows
-
-
 @dataclass
 class Context:
     dataset: Dataset
@@ -257,10 +254,10 @@ def rows(ctx: Context, shown: int) -> str:
 
 def _drawn(views: Sequence[ScoreView]) -> list[ScoreView]:
     """The columns drawn on the keep-share chart: the score column, then the others whose curves lie lowest
-    (keep the fewest flagged rows on average), up to `DRAWN_CURVES` in all."""
+    (keep the fewest flagged rows on average), one per line colour of the chart (`figures.LINE_COLORS`)."""
     others = sorted((v for v in views[1:] if v.curve.flagged_kept is not None),
                     key=lambda v: float(np.mean(v.curve.flagged_kept)))  # fmt: skip
-    return [views[0], *others[: DRAWN_CURVES - 1]]
+    return [views[0], *others[: len(figures.LINE_COLORS) - 1]]
 
 
 def keep_curve(ctx: Context) -> str:
@@ -314,7 +311,7 @@ def provenance(ctx: Context) -> str:
             parts.append(H.table(["package", "version"], sorted((str(k), fmt(v)) for k, v in versions.items())))
     if selection:
         parts.append(H.markup('<h3 id="selection-rule">Selection rule</h3><p>{}</p>', H.sentence(
-            selection_summary(selection))))  # fmt: skip
+            selection_summary(prov))))  # fmt: skip
         parts.append(H.table(["option", "value"], _kv_rows(selection.items()), cls="kv"))
     for name, body in prov.items():
         if name in ("scoring", "selection") and isinstance(body, Mapping):

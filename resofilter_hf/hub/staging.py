@@ -5,10 +5,12 @@ folder inside the staging folder (so a symlinked folder stays a link, and every 
 then moves them into place, removes the files of the previous record it no longer writes, and rewrites the
 record. Files the record does not list (a user's notes, a ``.git``) are neither replaced, deleted nor uploaded.
 Before the moves the record lists old and new files together, so a run killed at any point leaves a record that
-names every file it may have written, and the next run finishes the job; work folders of dead processes are
-removed. A folder staged by an earlier version (no record; a README with the staging marker and nothing but
-README.md, ``data/`` and ``images/``) is adopted, after rolling back that version's interrupted restaging (its
-``.NAME.PID.old`` beside the folder).
+names every file it may have written, and the next run finishes the job. A work folder is named like any temporary
+file (`engine.files.temporary_path`: host, process, thread, random), and one is removed only once its writer is
+known to be gone (`engine.files.process_alive`: a process of another host sharing the filesystem never is). A
+folder staged by an earlier version (no record; a README with the staging marker and nothing but README.md,
+``data/`` and ``images/``) is adopted, after rolling back that version's interrupted restaging (its
+``.NAME.PID.old`` beside the folder), which replaces only a folder that carries the staging marker.
 """
 
 import contextlib
@@ -16,14 +18,17 @@ import json
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..provenance import write_atomic
+from ..engine import files
+from ..engine.files import process_alive, temporary_path, write_atomic
 
 
 RECORD = ".resofilter-staged.json"  # {"files": [paths relative to the folder]}
-WORK_PREFIX = ".resofilter-staging."  # + "<pid>.<random>": one work folder per run
+WORK_NAME = "resofilter-staging"  # a work folder: `temporary_path(folder / WORK_NAME)`, one per run
+WORK_PREFIX = f".{WORK_NAME}."  # what every work folder's name starts with
 STAGED_MARK = "<!-- resofilter-hf:begin configs -->"  # in every README this library stages
 LEGACY_TOP = ("README.md", "data", "images")  # what an earlier version staged, and nothing else
 
@@ -38,7 +43,7 @@ def prepare(folder: Path) -> set[str]:
     _roll_back_legacy(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for work in folder.glob(f"{WORK_PREFIX}*"):
-        if work.is_dir() and not _alive(_pid(work.name[len(WORK_PREFIX) :])):
+        if work.is_dir() and _writer_gone(work.name):
             shutil.rmtree(work, ignore_errors=True)  # left by a killed run
     owned = recorded(folder)
     if owned is None:
@@ -66,7 +71,7 @@ def recorded(folder: Path) -> set[str] | None:
 def stage(folder: Path, owned: set[str]) -> Iterator[Path]:
     """A fresh work folder to build the repo in; when the block completes, its files replace the staging in
     `folder` (`commit`). On any error the work folder is removed and `folder` is left as it was."""
-    work = folder / f"{WORK_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
+    work = temporary_path(folder / WORK_NAME)
     work.mkdir()
     try:
         yield work
@@ -117,22 +122,18 @@ def _inside(path: str) -> bool:
     return bool(parts) and not Path(path).is_absolute() and ".." not in parts
 
 
-def _pid(text: str) -> int | None:
-    head = text.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+def _writer_gone(name: str) -> bool:
+    """Whether the process that named a work folder `name` (`temporary_path`'s scheme) is known to be gone; a name
+    of another scheme, or a process of another host, counts as running, so nothing of it is removed."""
+    found = files._PARTIAL.match(name)
+    return bool(found) and not process_alive(found["host"], int(found["pid"]))
 
 
-def _alive(pid: int | None) -> bool:
-    """Whether process `pid` runs (None, unknown: counted as running, so nothing of it is removed)."""
-    if pid is None:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _legacy_writer_gone(aside: Path, place: Path) -> bool:
+    """Whether the earlier version's process that moved a staging aside (``.NAME.PID.old``, named by pid alone) is
+    gone: read as a process of this host, the only host that version staged from."""
+    pid = aside.name[len(place.name) + 2 : -len(".old")]
+    return pid.isdigit() and not process_alive(files._HOST, int(pid))
 
 
 def _staged_before(folder: Path) -> bool:
@@ -159,17 +160,26 @@ def _legacy_files(folder: Path) -> set[str] | None:
 
 def _roll_back_legacy(folder: Path) -> None:
     """An earlier version restaged by moving the old staging aside (``.NAME.PID.old``) and building anew in its
-    place; killed in between, it left both. Put the old staging back (the half-built one is its own work)."""
+    place; killed in between, it left both. Put the old staging back. What is in its place is deleted only when it
+    is a staging (the marker in its README); anything else there (a half-built staging with no README yet, or a
+    folder of the user's of the same shape) is moved aside, beside it, with a warning naming where."""
     place = Path(os.path.abspath(folder))
     if not place.name or place.is_symlink():
         return
     for aside in place.parent.glob(f".{place.name}.*.old"):
-        pid = _pid(aside.name[len(place.name) + 2 :])
-        if pid is None or _alive(pid) or not _staged_before(aside) or recorded(aside) is not None:
+        if not _legacy_writer_gone(aside, place) or not _staged_before(aside) or recorded(aside) is not None:
             continue
         if place.exists() and (recorded(place) is not None or not _legacy_shaped(place)):
             continue
-        if place.exists():
-            shutil.rmtree(place)
+        if _legacy_files(place) is not None:
+            shutil.rmtree(place)  # the earlier version's own half-built staging
+        elif place.exists():
+            kept = place.with_name(f"{place.name}.moved-aside-{secrets.token_hex(3)}")
+            place.rename(kept)
+            warnings.warn(
+                f"publish_dataset: moved {place} to {kept} to put back the staging an interrupted earlier run had "
+                f"set aside ({aside.name}); nothing was deleted",
+                stacklevel=4,
+            )
         aside.rename(place)
         return

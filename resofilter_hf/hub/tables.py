@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset, Value
 
-from ..columns import DEFAULT_SCORE_COLUMN, describe
+from ..columns import describe, named_score_column, resolve
 from ..provenance import SCORING_FIELDS, read_provenance
+from .analysis import numbers
 from .text import Code, Md, Sentence, fmt, markdown_table, md_code, md_value
 
 
 __all__ = ["fmt", "markdown_table"]  # re-exported: the cards and the report format cells alike
 
+TRL_COLUMNS = ("prompt", "completion", "messages")  # what `columns_read_as` maps the file's columns to
 LABEL_COLUMNS = ("flaw", "label")  # looked for by name when no label column is given (ClassLabel/bool always are)
 APART = ("versions", "confounds")  # provenance entries with tables of their own
 APPLIES: dict[str, Callable[[Mapping], bool]] = {  # scoring fields shown only where they change the score
@@ -34,33 +36,12 @@ def section(provenance: Mapping, name: str) -> dict:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def provenance_column(provenance: Mapping) -> str:
-    """The score column a provenance names (scoring, else selection), else the default ``resonance``."""
-    for name in ("scoring", "selection"):
-        column = section(provenance, name).get("column")
-        if isinstance(column, str) and column:
-            return column
-    return DEFAULT_SCORE_COLUMN
-
-
-def score_column(dataset: Dataset) -> str:
-    """The score column named by `dataset`'s provenance, else the default ``resonance``."""
-    return provenance_column(read_provenance(dataset))
-
-
 def number(value: Any) -> float | None:
     """`value` as a finite float when it is a real number (not a bool), else None: provenance is read, not
     trusted."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
-
-
-def scores_of(dataset: Dataset, column: str) -> np.ndarray:
-    """The score column as float64 with NaN where unscored (null or NaN)."""
-    if column not in dataset.column_names:
-        return np.full(len(dataset), np.nan)
-    return np.array([np.nan if v is None else v for v in dataset[column]], dtype=np.float64)
 
 
 def score_summary(scores: np.ndarray) -> list[tuple[str, Any]]:
@@ -87,7 +68,7 @@ def label_columns_of(dataset: Dataset, label_columns: Sequence[str] | None = Non
         if missing:
             raise ValueError(f"label_columns {missing} not in the dataset; columns present: {dataset.column_names}")
         return list(label_columns)
-    scored = score_column(dataset)
+    scored = named_score_column(read_provenance(dataset))
     return [
         name
         for name, feature in dataset.features.items()
@@ -112,7 +93,7 @@ def label_table(base: Dataset, label_column: str, *, column: str, kept: Mapping[
     """Per label of `base`: rows, unscored rows, mean score; and for each kept subset, the share of that label's
     rows it kept (its count of the label over base's)."""
     labels = label_values(base, label_column)
-    scores = scores_of(base, column)
+    scores = numbers(base, column)
     kept = kept or {}
     kept_counts = {}
     for name, subset in kept.items():
@@ -139,10 +120,26 @@ def scoring_rows(scoring: Mapping[str, Any]) -> list[tuple[str, Any]]:
     labels = dict(SCORING_FIELDS)
     keys = [key for key, _ in SCORING_FIELDS if key in scoring] + [key for key in scoring if key not in labels]
     return [
-        (labels.get(key, key), scoring[key])
+        (labels.get(key, key), SHOWN_AS.get(key, _as_is)(scoring[key]))
         for key in keys
         if key not in APART and APPLIES.get(key, lambda _: True)(scoring)
     ]
+
+
+def columns_read_as(value: Any) -> Any:
+    """Which of the file's columns were read as TRL's: ``question -> prompt, answer -> completion`` from the
+    mapping {TRL's name: the file's column} (a legacy file's text is shown as it is)."""
+    if isinstance(value, Mapping):  # TRL's columns in their order (a provenance's keys come back sorted)
+        names = sorted(value, key=lambda n: (TRL_COLUMNS.index(n) if n in TRL_COLUMNS else len(TRL_COLUMNS), str(n)))
+        return ", ".join(f"{fmt(value[name])} -> {fmt(name)}" for name in names)
+    return value
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+SHOWN_AS: dict[str, Callable[[Any], Any]] = {"columns_read_as": columns_read_as}  # how a field's value reads
 
 
 def scoring_table(scoring: Mapping[str, Any]) -> str:
@@ -169,26 +166,20 @@ def confound_table(confounds: Mapping[str, Any], column: str | None = None) -> s
     return "Confounds (near +-1: the score mostly ranks rows by length or by loss):\n\n" + markdown_table(header, rows)
 
 
-def selection_rule(selection: Mapping[str, Any]) -> Sentence:
-    """Which rows a selection kept, e.g. ``keep 50% of the scored rows (highest dropped), dedup on prompt``."""
+def selection_rule(provenance: Mapping[str, Any]) -> Sentence:
+    """Which rows a dataset's selection kept, e.g. ``keep 50% of the scored rows (highest dropped), dedup on
+    prompt``; the column and the end dropped as `columns.resolve` reads them from its `provenance`."""
+    selection = section(provenance, "selection")
     if not selection:
         return Sentence("all rows")
-    drop = selection.get("drop") or "highest"
+    column, drop = resolve(provenance, selection.get("column") if isinstance(selection.get("column"), str) else None)
     if selection.get("keep") is not None:
         keep = number(selection["keep"])
-        template, values = (
-            "keep {} of the scored rows ({} dropped)",
-            [
-                f"{keep * 100:.4g}%" if keep is not None else selection["keep"],
-                drop,
-            ],
-        )
+        shown = f"{keep * 100:.4g}%" if keep is not None else selection["keep"]
+        template, values = "keep {} of the scored rows ({} dropped)", [shown, drop]
     elif selection.get("threshold") is not None:
         op = "<=" if drop == "highest" else ">="
-        template, values = (
-            f"keep {{}} {op} {{}}",
-            [Code(selection.get("column", DEFAULT_SCORE_COLUMN)), selection["threshold"]],
-        )
+        template, values = f"keep {{}} {op} {{}}", [Code(column), selection["threshold"]]
     else:
         template, values = "selected", []
     if selection.get("dedup_on"):
@@ -198,9 +189,10 @@ def selection_rule(selection: Mapping[str, Any]) -> Sentence:
     return Sentence(template, tuple(values))
 
 
-def selection_summary(selection: Mapping[str, Any]) -> Sentence:
-    """A sentence with the row accounting of a selection."""
-    rule = selection_rule(selection)
+def selection_summary(provenance: Mapping[str, Any]) -> Sentence:
+    """A sentence with the row accounting of a dataset's selection (its `provenance`'s "selection" section)."""
+    selection = section(provenance, "selection")
+    rule = selection_rule(provenance)
     counts = [selection.get(k) for k in ("n_input", "n_duplicates", "n_unscored")]
     text = Sentence(
         f"Rule: {rule.template}. Of {{}} input rows, {{}} were duplicates, {{}} unscored ({{}}), {{}} kept and {{}} "

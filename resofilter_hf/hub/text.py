@@ -1,11 +1,13 @@
-"""User text in the cards (markdown) and the report (HTML): one escaping rule per format, and sentences built once
-for both.
+"""User text in the cards (markdown), the report (HTML) and the terminal: one escaping rule per format, and
+sentences built once for both documents.
 
 Anything that comes from the data or its provenance (column names, labels, split names, paths, provenance values)
 is user text: in markdown it is written so that it renders as itself (HTML special characters as entities, markdown
 punctuation backslash-escaped, line breaks as spaces), in a code span it gets a fence longer than any backtick run
 it holds. Text this library wrote (`Md`) is inserted as it is. A `Sentence` keeps its fixed words apart from the
-values it mentions, so the same sentence renders safely as markdown (`to_markdown`) or as HTML (`report_html`).
+values it mentions, so the same sentence renders safely as markdown (`to_markdown`) or as HTML (`report_html`). On a
+terminal (`terminal_text`) user text loses its escape sequences and control characters, so a column name from a
+downloaded file cannot recolour, move the cursor, rewrite the screen or reorder the line.
 """
 
 import html
@@ -26,6 +28,10 @@ class Code(str):
 
 
 _MD_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$])")  # what could start markup inline (HTML chars become entities)
+# ANSI/VT escape sequences: CSI (ESC [ or the 8-bit CSI), OSC (ESC ] ... BEL or ESC \\), and two-character ESC codes
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x9b[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -~]?")
+_LINE_BREAKS = re.compile(r"[\t\n\r\v\f\x85\u2028\u2029]+")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # and bidi overrides
 
 
 def fmt(value: Any) -> str:
@@ -38,6 +44,13 @@ def fmt(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items()) if value else "-"
     return "-" if value is None else str(value)
+
+
+def terminal_text(value: Any) -> str:
+    """`value` (user text: a column name, a path, a provenance value) as it may be printed to a terminal: escape
+    sequences removed, line breaks and tabs as one space, other control characters and bidi overrides removed."""
+    text = _LINE_BREAKS.sub(" ", _ESCAPES.sub("", str(value)))
+    return _CONTROLS.sub("", text)
 
 
 def md_text(value: Any) -> Md:

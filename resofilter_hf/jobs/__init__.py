@@ -24,13 +24,12 @@ _EXPORTS = {
     "run_train": "recipes",
     "run_select": "select",
     "UsageError": "usage",
-    "check_not_input": "usage",
+    "usage_errors": "usage",
 }
 
 __all__ = [
     "DataArguments",
     "UsageError",
-    "check_not_input",
     "check_recipe",
     "load_rows",
     "load_stream",
@@ -42,6 +41,7 @@ __all__ = [
     "run_score",
     "run_select",
     "run_train",
+    "usage_errors",
 ]
 
 
@@ -70,4 +70,4 @@ if TYPE_CHECKING:  # pragma: no cover
         run_train,
     )
     from .select import run_select
-    from .usage import UsageError, check_not_input
+    from .usage import UsageError, usage_errors

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
@@ -21,10 +20,19 @@ from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from ..config import ResonanceConfig
+from ..engine.files import check_not_input, temporary_path
 from ..hub.model_card import write_checkpoint_card
-from ..provenance import check_table_suffix, load_scored, read_provenance, write_parquet, write_table
+from ..provenance import (
+    PARTS_DIR,
+    TABLE_SUFFIXES,
+    check_table_suffix,
+    load_scored,
+    read_provenance,
+    write_parquet,
+    write_table,
+)
 from ..trainer import ResonanceTrainer
-from .usage import UsageError, check_not_input, closest, read_recipe, unknown_arguments
+from .usage import UsageError, closest, read_recipe, unknown_arguments, usage_errors
 
 
 @dataclass
@@ -114,7 +122,7 @@ def load_rows(args: DataArguments, split: str | None = None) -> Dataset:
 
         kind, options = _toy_options(name)
         if kind != "math":
-            raise ValueError(f"unknown toy dataset {kind!r} in {name!r}; the toy world has 'math'.")
+            raise UsageError(f"`dataset_name` {name}: unknown toy dataset {kind!r}; the toy world has 'math'.")
         n = int(options.pop("n", 200))
         dataset = make_test_problems(n, **options) if split == "test" else make_math_problems(n, **options)
     elif name == "gsm8k":
@@ -139,20 +147,22 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or name.endswith(suffixes)
 
 
+STREAM_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}  # a local file, streamed
+
+
 def load_stream(args: DataArguments, split: str | None = None) -> IterableDataset:
-    """The rows of `args.dataset_name` as a stream (`load_dataset(..., streaming=True)`); a local
-    .parquet/.json/.jsonl file streams through the matching builder. `max_rows` is applied by the scoring."""
+    """The rows of `args.dataset_name` as a stream: the local files `load_rows` reads (.parquet, .jsonl/.json and
+    .csv through the matching builder; a `save_to_disk` or parts folder, memory-mapped), the built-in sources, or
+    a Hub id (`load_dataset(..., streaming=True)`). `max_rows` is applied by the scoring."""
     name, split = args.dataset_name, split or args.dataset_train_split
     if not name:
         raise UsageError("`dataset_name` is required: a Hub id, a local file or folder, or 'toy:math?n=...'.")
-    if name.startswith("toy:") or name == "gsm8k":  # built in: loaded whole, then streamed
-        return load_rows(dataclasses.replace(args, max_rows=None), split).to_iterable_dataset()
-    elif Path(name).is_file() and Path(name).suffix in (".parquet", ".json", ".jsonl"):
-        builder = "parquet" if Path(name).suffix == ".parquet" else "json"
-        stream = load_dataset(builder, data_files=name, split="train", streaming=True)
-    else:
-        stream = load_dataset(name, name=args.dataset_config, split=split, streaming=True)
-    return stream
+    path = Path(name)
+    if path.is_file() and path.suffix.lower() in STREAM_BUILDERS:
+        return load_dataset(STREAM_BUILDERS[path.suffix.lower()], data_files=name, split="train", streaming=True)
+    if name.startswith("toy:") or name == "gsm8k" or path.exists() or _looks_like_path(name):
+        return load_rows(dataclasses.replace(args, max_rows=None), split).to_iterable_dataset()  # loaded as load_rows
+    return load_dataset(name, name=args.dataset_config, split=split, streaming=True)
 
 
 def resolve_model(name: str | None, output_dir: str) -> str:
@@ -167,18 +177,35 @@ def resolve_model(name: str | None, output_dir: str) -> str:
     arch, options = _toy_options(name)
     folder = Path(output_dir) / "-".join(["toy", arch, *(f"{k}{v}" for k, v in sorted(options.items()))])
     if not (folder / "config.json").is_file():
-        building = folder.with_name(f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        building = temporary_path(folder)  # unique to this host, process, thread and call
         try:
             _build_toy_model(arch, options, building)
-            if not (folder / "config.json").is_file():
-                shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder, not a build of this code
-            with contextlib.suppress(OSError):  # another process may have put its (identical) build there first
-                os.replace(building, folder)
+            _move_into_place(building, folder)
         finally:
             shutil.rmtree(building, ignore_errors=True)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"`model_name_or_path` {name}: building it into {folder} failed")
     return str(folder)
+
+
+def _move_into_place(building: Path, folder: Path) -> None:
+    """Rename the finished build `building` to `folder`. A finished build already there (another process's,
+    identical) is kept; an unfinished folder in the way is first moved to a name of our own, and deleted only if
+    it is still unfinished there (a build finished in between is put back)."""
+    for _ in range(3):
+        try:
+            os.rename(building, folder)
+            return
+        except OSError:
+            if (folder / "config.json").is_file():
+                return
+        aside = temporary_path(folder)
+        with contextlib.suppress(OSError):
+            os.rename(folder, aside)
+        if (aside / "config.json").is_file():  # it was finished by now: put it back
+            with contextlib.suppress(OSError):
+                os.rename(aside, folder)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _build_toy_model(arch: str, options: dict, folder: Path) -> None:
@@ -247,23 +274,38 @@ def make_trainer(
 def run_score(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> Path:
     """Score the train split; writes the scored rows (parquet, provenance in its metadata); returns the path.
     With `dataset_streaming`, the split is streamed and the scored rows go to a folder of parquet parts."""
+    output = scores_output(data_args, training_args)
     if data_args.dataset_streaming:
         if training_args.max_steps <= 0:  # Trainer asks a stream for a step count; scoring takes none
             training_args.max_steps = 1
         trainer = make_trainer(data_args, training_args, model_args, load_stream(data_args))
-        folder = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored"))
-        folder = folder.with_suffix("") if folder.suffix == ".parquet" else folder  # a recipe's file: its folder
-        trainer.score(parts_dir=str(folder), max_rows=data_args.max_rows)
-        return folder
-    path = Path(data_args.scores_path or os.path.join(training_args.output_dir, "scored.parquet"))
-    check_table_suffix(path)  # before the compute, not after it
-    if data_args.dataset_name and Path(data_args.dataset_name).exists():
-        check_not_input(data_args.dataset_name, path)
+        trainer.score(parts_dir=str(output), max_rows=data_args.max_rows)
+        return output
     trainer = make_trainer(data_args, training_args, model_args, load_rows(data_args))
     scored = trainer.score()
     if trainer.accelerator.is_main_process:
-        write_table(scored, path, read_provenance(scored))
-    return path
+        write_table(scored, output, read_provenance(scored))
+    return output
+
+
+def scores_output(data_args: DataArguments, training_args: ResonanceConfig) -> Path:
+    """Where `run_score` writes, checked before any compute: `scores_path`, else <output_dir>/scored.parquet (a
+    stream's parts: a folder, default <output_dir>/scored/). A path of the wrong kind (a file for a stream's parts,
+    a suffix no writer takes) or one that would overwrite the input is a usage error naming the path."""
+    streaming = data_args.dataset_streaming
+    default = PARTS_DIR if streaming else "scored.parquet"
+    output = Path(data_args.scores_path or os.path.join(training_args.output_dir, default))
+    if streaming and (output.suffix.lower() in (*TABLE_SUFFIXES, ".json") or output.is_file()):
+        raise UsageError(
+            f"`scores_path` {output}: with --streaming (dataset_streaming) the scored rows go to a folder of parquet "
+            f"parts; give a folder, such as {output.with_suffix('')}, or score without --streaming for one file."
+        )
+    inputs = [data_args.dataset_name] if data_args.dataset_name and Path(data_args.dataset_name).exists() else []
+    with usage_errors():
+        if not streaming:
+            check_table_suffix(output)
+        check_not_input(output, inputs)
+    return output
 
 
 def run_train(data_args: DataArguments, training_args: ResonanceConfig, model_args: ModelConfig) -> ResonanceTrainer:

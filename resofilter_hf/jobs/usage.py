@@ -12,7 +12,8 @@ import difflib
 import errno
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,16 @@ def check_source(path: str | os.PathLike) -> None:
         raise FileNotFoundError(errno.ENOENT, "no such file or folder", str(path))
 
 
-def check_not_input(source: str | os.PathLike, output: str | os.PathLike) -> None:
-    """Refuse to write the output over its own input (a failed or partial run would lose the input)."""
-    source, output = Path(source).expanduser().resolve(), Path(output).expanduser().resolve()
-    if source == output or (source.is_dir() and source in output.parents):
-        raise UsageError(f"the output {output} would overwrite the input {source}; write to another path.")
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """A ValueError raised in the block (a library check of what the command line gave: an output path that would
+    overwrite its input, a suffix no writer takes) reported as a `UsageError`, with the same message."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 def read_recipe(path: str) -> dict[str, Any]:

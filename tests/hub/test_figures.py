@@ -35,3 +35,28 @@ def test_distribution_marks_the_cuts_and_counts_each_row_once(tmp_path):
     assert right == pytest.approx(1.5) and left <= 1.01
     path = save_png(fig, tmp_path / "h" / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_keep_share_chart_draws_one_column_per_line_colour(monkeypatch):
+    """The report picks as many columns for the keep-share chart as the chart has line colours: the score column
+    and the others that keep the fewest flagged rows, each line its own colour."""
+    from publishing_data import scored_dataset
+
+    from resofilter_hf.hub import figures
+    from resofilter_hf.hub.report import report_context
+    from resofilter_hf.hub.report_sections import _drawn
+
+    ds = scored_dataset(60)
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        ds = ds.add_column(f"baseline_b{k}", rng.standard_normal(len(ds)).tolist())
+    views = report_context(ds, label_column="flaw").views
+    assert len(views) == 6 and len(_drawn(views)) == 6  # fewer columns than colours: all drawn
+    monkeypatch.setattr(figures, "LINE_COLORS", figures.LINE_COLORS[:3])
+    drawn = _drawn(views)
+    assert len(drawn) == 3 and drawn[0].column == "resonance"
+    rest = sorted(views[1:], key=lambda v: float(np.mean(v.curve.flagged_kept)))[:2]
+    assert [v.column for v in drawn[1:]] == [v.column for v in rest]
+    chart = figures.keep_curve_figure([v.curve for v in drawn], drawn[0].axis, keep=0.5)
+    colours = [line.get_color() for line in chart.axes[0].lines if line.get_label() in {v.column for v in drawn}]
+    assert len(set(colours)) == 3

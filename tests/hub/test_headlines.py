@@ -15,7 +15,10 @@ def scored_with(confounds: dict, **extra):
     return with_provenance(scored_dataset(40), scoring=scoring)
 
 
-STRONG = {"resonance": {"length": -0.76, "loss": 0.2, "n": 38}, "resonance_grad_norm": {"length": 0.1, "loss": 0.81, "n": 38}}
+STRONG = {
+    "resonance": {"length": -0.76, "loss": 0.2, "n": 38},
+    "resonance_grad_norm": {"length": 0.1, "loss": 0.81, "n": 38},
+}
 WEAK = {"resonance": {"length": -(STRONG_RHO - 0.01), "loss": 0.3, "n": 38}}
 
 
@@ -64,3 +67,29 @@ def test_loss_on_the_prompt_is_said_once_with_the_way_to_score_answers_only(tmp_
     assert top.count("falls on the prompt's tokens too") == 1 and "`assistant_only_loss=True`" in top
     quiet = scored_with(WEAK, loss_on_prompt=False)
     assert "prompt's tokens" not in header_of(resofilter_hf.report(quiet, tmp_path / "q.html"))
+
+
+HOSTILE = "res\x1b[2J\x1b[31monance\x1b]0;owned\x07\r\nrm -rf ~\u202e"  # clears the screen, recolours, retitles
+
+
+def test_the_terminal_headline_prints_a_downloaded_files_names_without_escapes():
+    """`resofilter score`'s closing headline names score columns read from a file's provenance: escape sequences,
+    control characters and bidi overrides in them never reach the terminal; the sentence is the card's."""
+    from resofilter_hf.hub.notices import headline_lines
+    from resofilter_hf.provenance import read_provenance
+
+    confounds = {HOSTILE: {"length": -0.76, "loss": 0.2, "n": 38}}
+    lines = headline_lines(read_provenance(scored_with(confounds, column=HOSTILE)), HOSTILE)
+    assert lines[0] == "Read this first:" and len(lines) == 2
+    assert lines[1].startswith("  `resonance rm -rf ~` has Spearman -0.76 with completion length: keeping the lowest")
+    assert lines[1].isprintable()
+
+
+def test_terminal_text_removes_escapes_and_controls_and_keeps_the_rest():
+    from resofilter_hf.hub.text import terminal_text
+
+    assert terminal_text(HOSTILE) == "resonance rm -rf ~"
+    assert (
+        terminal_text("caf\u00e9 \u6f22\u5b57 a<b>&`c`") == "caf\u00e9 \u6f22\u5b57 a<b>&`c`"
+    )  # printable text stays
+    assert terminal_text("a\x1b[1;31mb\x9b0mc\x1b\\d\x00e\x7ff\tg") == "abcdef g"

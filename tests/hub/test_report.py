@@ -193,10 +193,13 @@ def test_cli_writes_the_report_and_names_bad_options(toy_scored, tmp_path):
     assert f"report written to {out}" in done.stdout
     assert "keep 30%" in out.read_text(encoding="utf-8")
     bad = run_cli("report", str(path), "--out", str(out), "--label-column", "nope")
-    assert bad.returncode == 1 and "label_column='nope' is not a column" in bad.stderr
+    assert bad.returncode == 2, bad.stderr  # a usage error, in the one-line format
+    assert bad.stderr.splitlines()[-1].startswith(
+        "resofilter report: error: argument --label-column: 'nope' is not a column; columns present: ["
+    )
     with pytest.raises(ValueError, match=re.escape("report: keep=1.5 must be a number with 0 < keep <= 1")):
         resofilter_hf.report(path, out, keep=1.5)
-    with pytest.raises(ValueError, match="report: no score column 'missing' \\(column=\\); columns present: "):
+    with pytest.raises(ValueError, match="report: column='missing' is not a column; columns present: "):
         resofilter_hf.report(path, out, column="missing")
     with pytest.raises(ValueError, match="report: drop='middle' is not one of 'highest', 'lowest'"):
         resofilter_hf.report(path, out, drop="middle")

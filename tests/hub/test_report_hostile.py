@@ -84,7 +84,7 @@ def test_provenance_fields_show_where_they_apply_and_dicts_read_as_lines(tmp_pat
     assert settings["eps"] == "1e-08"
     assert settings["alignment reference set"] == "n_rows: 128\nn_used: 127"
     assert (
-        settings["target_tensors"] == "shape: 4, 8 \u00b7 tensor: layers.1.up\nshape: 4, 8 \u00b7 tensor: layers.2.up"
+        settings["scored tensors"] == "shape: 4, 8 \u00b7 tensor: layers.1.up\nshape: 4, 8 \u00b7 tensor: layers.2.up"
     )
     assert not re.search(r"[{}]|=", "".join(settings.values()))  # no raw dict or k=v dump
     lora = with_provenance(full, scoring={**scoring, "target": "lora", "optimizer": "adamw_state"})
@@ -94,6 +94,32 @@ def test_provenance_fields_show_where_they_apply_and_dicts_read_as_lines(tmp_pat
     card = resofilter_hf.publish_dataset(full, local_dir=tmp_path / "repo").folder / "README.md"
     text = card.read_text(encoding="utf-8")
     assert "| LoRA delta |" not in text and "n\\_rows: 128<br>n\\_used: 127" in text
+
+
+@pytest.mark.parametrize(
+    "read_as, shown",
+    [
+        ({"prompt": "question", "completion": "answer"}, "question -> prompt, answer -> completion"),
+        ({"messages": "conversations"}, "conversations -> messages"),
+        ("question -> prompt, answer -> completion", "question -> prompt, answer -> completion"),  # a legacy file
+    ],
+)
+def test_every_scoring_field_has_its_label_and_columns_read_as_reads_as_a_mapping(read_as, shown, tmp_path):
+    """The fields the scoring writes besides the model's (where the modules came from, the scored tensors, whether
+    the loss covers the prompt, which columns were read as TRL's) have labels in the report and the card, and the
+    column mapping reads "the file's column -> TRL's" whether stored as a mapping or as a legacy text."""
+    scoring = {**scoring_provenance(30, 2), "modules_source": "up-projection registry: llama",
+               "loss_on_prompt": False, "columns_read_as": read_as,
+               "target_tensors": [{"tensor": "layers.1.up", "shape": [4, 8]}]}  # fmt: skip
+    ds = with_provenance(scored_dataset(30), scoring=scoring)
+    page = ReportPage(resofilter_hf.report(ds, tmp_path / "r.html").read_text(encoding="utf-8"))
+    settings = {r[0]: r[1] for r in page.table("provenance")}
+    assert settings["columns read as"] == shown and settings["modules chosen by"] == "up-projection registry: llama"
+    assert settings["loss on the prompt's tokens too"] == "False"
+    assert settings["scored tensors"] == "shape: 4, 8 \u00b7 tensor: layers.1.up"
+    assert not {"columns_read_as", "modules_source", "loss_on_prompt", "target_tensors"} & set(settings)
+    card = resofilter_hf.publish_dataset(ds, local_dir=tmp_path / "repo").folder / "README.md"
+    assert f"| columns read as | `{shown}` |" in card.read_text(encoding="utf-8")
 
 
 def test_library_columns_are_never_picked_as_labels(tmp_path):
@@ -121,5 +147,8 @@ def test_hostile_provenance_values_render(tmp_path):
     page = ReportPage(resofilter_hf.report(ds, tmp_path / "r.html").read_text(encoding="utf-8"))
     assert not {tag for tag, _ in page.tags} & {"i", "script", "k"}
     assert "<b>m</b>" in page.text and "1e-5 <i>" in page.text and "<k>: deep: 1, x: -" in page.text
-    assert "keep half of the scored rows (sideways dropped), dedup on <p>, `" in page.text
+    # the rule reads the end dropped as `columns.resolve` does (no such end as "sideways": the column's own, the
+    # highest); the selection table beside it shows the value as the file has it
+    assert "keep half of the scored rows (highest dropped), dedup on <p>, `" in page.text
+    assert ["drop", "sideways"] in page.table("selection-rule")
     assert read_provenance(ds)["notes"][1]["b"] in page.text

@@ -14,8 +14,9 @@ from datasets import load_dataset
 from publishing_data import scored_dataset
 from test_publish import RecordingHfApi, assert_same_rows, staged_files
 
+from resofilter_hf.engine.files import temporary_path
 from resofilter_hf.hub.publish import publish_dataset
-from resofilter_hf.hub.staging import RECORD, STAGED_MARK, WORK_PREFIX
+from resofilter_hf.hub.staging import RECORD, STAGED_MARK, WORK_NAME, WORK_PREFIX
 from resofilter_hf.selection import select_by_resonance
 
 
@@ -120,9 +121,58 @@ def test_the_earlier_versions_interrupted_restaging_is_rolled_back(tmp_path):
     folder.rename(aside)
     (folder / "data" / "default").mkdir(parents=True)  # the half-built new staging
     (folder / "data" / "default" / ".train-00000-of-00001.parquet.123.partial").write_bytes(b"half")
-    publish_dataset(ds, local_dir=folder)
+    with pytest.warns(UserWarning, match="to put back the staging an interrupted earlier run had set aside"):
+        publish_dataset(ds, local_dir=folder)  # the half-built one has no README (no marker): moved, not deleted
+    [half] = tmp_path.glob("stage.moved-aside-*")
+    assert (half / "data" / "default" / ".train-00000-of-00001.parquet.123.partial").read_bytes() == b"half"
     assert not aside.exists() and not (folder / "data" / "keep50").exists()
     assert set(staged_files(folder)) == ours(folder) | {RECORD}
+
+
+def test_only_work_folders_of_writers_known_gone_are_removed(tmp_path):
+    """Work folders are named like every temporary file (host, process, thread, random); the next run removes one
+    only when its writer is known to be gone: a dead process of this host. On a shared filesystem a process of
+    another host, or a name of no known scheme, may still run there, and its folder is left alone."""
+    ds = scored_dataset(12)
+    folder = tmp_path / "repo"
+    publish_dataset(ds, local_dir=folder)
+    mine = temporary_path(folder / WORK_NAME).name  # this host, this process: ".resofilter-staging.<host>-<pid>-..."
+    assert mine.startswith(WORK_PREFIX) and f"-{os.getpid()}-" in mine
+    dead = mine.replace(f"-{os.getpid()}-", f"-{dead_pid()}-")
+    elsewhere = f"{WORK_PREFIX}another_host-{dead_pid()}-1.0a1b2c3d.partial"
+    unknown = f"{WORK_PREFIX}{dead_pid()}.0a1b2c3d"
+    for name in (dead, elsewhere, unknown):
+        (folder / name / "data").mkdir(parents=True)
+        (folder / name / "data" / "x.parquet").write_bytes(b"in progress")
+    publish_dataset(ds, local_dir=folder)
+    assert not (folder / dead).exists()
+    assert (folder / elsewhere / "data" / "x.parquet").read_bytes() == b"in progress"
+    assert (folder / unknown / "data" / "x.parquet").read_bytes() == b"in progress"
+
+
+def test_a_users_folder_shaped_like_a_staging_is_never_deleted(tmp_path):
+    """A folder of the user's holding only README.md, data/ and images/ (no staging marker), beside an earlier
+    version's stale `.NAME.PID.old`: putting that staging back moves the user's folder aside, whole, and says
+    where; nothing is deleted."""
+    ds = scored_dataset(24)
+    old = tmp_path / "old"
+    publish_dataset(ds, local_dir=old)
+    (old / RECORD).unlink()  # an earlier version kept no record
+    aside = tmp_path / f".stage.{dead_pid()}.old"
+    old.rename(aside)
+    folder = tmp_path / "stage"
+    (folder / "data").mkdir(parents=True)
+    (folder / "images").mkdir()
+    (folder / "README.md").write_text("# my thesis data\n")
+    (folder / "data" / "train.csv").write_text("a,b\n1,2\n")
+    (folder / "images" / "plot.png").write_bytes(b"png")
+    mine = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with pytest.warns(UserWarning, match=r"publish_dataset: moved .*stage to .*stage\.moved-aside-[0-9a-f]+ .*nothing "
+                      "was deleted"):  # fmt: skip
+        publish_dataset(ds, local_dir=folder)
+    [kept] = tmp_path.glob("stage.moved-aside-*")
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == mine
+    assert not aside.exists() and set(staged_files(folder)) == ours(folder) | {RECORD}
 
 
 def test_local_dir_dot_and_a_symlinked_folder(tmp_path, monkeypatch):
