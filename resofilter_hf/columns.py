@@ -82,10 +82,10 @@ _EPOCH = re.compile(r"^(?P<base>.+?)(?P<alignment>_alignment)?_epoch(?P<epoch>\d
 
 def describe(name: str, score_column: str = DEFAULT_SCORE_COLUMN) -> ColumnInfo | None:
     """What column `name` is, or None for a column this library did not write (a user's own)."""
+    if name in FIXED:  # never the paper's column: `resonance_column` may not take these names
+        return FIXED[name]
     if name == score_column:
         return replace(_PAPER, name=name)
-    if name in FIXED:
-        return FIXED[name]
     epoch = _EPOCH.match(name)
     if epoch and epoch["base"] == score_column:  # in-flight columns: <column>_epoch<k>, <column>_alignment_epoch<k>
         base = _ALIGNMENT if epoch["alignment"] else _PAPER

@@ -87,7 +87,7 @@ REMEDY = {  # the option that takes each confound out of a selection
 
 def strong_confounds(report: Mapping[str, Mapping], score_column: str = "resonance") -> list[dict]:
     """The strong entries of a confound report (|rho| >= `STRONG_RHO` over `STRONG_MIN_ROWS` or more scored rows),
-    each as {"column", "against", "rho",
+    each as {"column", "against", "rho", "sentence" (without the column),
     "text", "remedy"}: `text` says in plain words what keeping by the column amounts to (its drop side from
     `columns`), `remedy` the option that addresses it."""
     found = []
@@ -100,11 +100,18 @@ def strong_confounds(report: Mapping[str, Mapping], score_column: str = "resonan
                 continue
             kept_end = "lowest" if drop_side(column, score_column) == "highest" else "highest"
             follows_high = (rho > 0) == (kept_end == "highest")
-            text = (
-                f"`{column}` has Spearman {rho:+.2f} with {'completion length' if against == 'length' else 'loss'}: "
+            sentence = (
+                f"has Spearman {rho:+.2f} with {'completion length' if against == 'length' else 'loss'}: "
                 f"keeping the {kept_end} is close to keeping the {high if follows_high else low} rows"
             )
             found.append(
-                {"column": column, "against": against, "rho": float(rho), "text": text, "remedy": REMEDY[against]}
+                {
+                    "column": column,
+                    "against": against,
+                    "rho": float(rho),
+                    "sentence": sentence,
+                    "text": f"`{column}` {sentence}",
+                    "remedy": REMEDY[against],
+                }  # fmt: skip
             )
     return found

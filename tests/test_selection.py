@@ -347,3 +347,12 @@ def test_each_column_is_selected_in_its_own_direction_by_default():
         "q4",
         "q5",
     ]
+
+
+def test_a_file_selected_by_alignment_keeps_alignments_direction():
+    """A selected file whose provenance names only the alignment column (no scoring section): the declared
+    direction of alignment still holds (the fixed columns are never read as the paper's score)."""
+    ds = Dataset.from_dict({"prompt": [f"q{i}" for i in range(4)], "resonance_alignment": [0.4, 0.3, 0.2, 0.1]})
+    ds = with_provenance(ds, selection={"column": "resonance_alignment", "keep": 1.0})
+    kept = select_by_resonance(ds, keep=0.5)
+    assert kept["prompt"] == ["q0", "q1"] and read_provenance(kept)["selection"]["drop"] == "lowest"

@@ -25,13 +25,13 @@ except ImportError:  # pragma: no cover  (Windows)
     fcntl = None
 
 
-_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"  # this host, as writer names spell it
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<thread>\d+)\.[0-9a-f]+\.partial$")
 
 
 def temporary_path(path: Path) -> Path:
     """A fresh temporary name beside `path`, unique to this host, process, thread and call."""
-    tag = f"{_HOST}-{os.getpid()}-{threading.get_ident()}"
+    tag = f"{HOST}-{os.getpid()}-{threading.get_ident()}"
     return path.with_name(f".{path.name}.{tag}.{secrets.token_hex(4)}.partial")
 
 
@@ -61,9 +61,16 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     return Path(path)
 
 
+def writer_of(name: str) -> tuple[str, int] | None:
+    """(host, pid) of the writer that named a temporary file or folder `name` (`temporary_path`'s scheme), or None
+    for a name of another scheme."""
+    found = _PARTIAL.match(name)
+    return (found["host"], int(found["pid"])) if found else None
+
+
 def process_alive(host: str, pid: int) -> bool:
     """Whether process `pid` on `host` may still run: only a process of this host can be known to be gone."""
-    if host != _HOST:
+    if host != HOST:
         return True
     if pid <= 0:  # never signal a process group
         return False
@@ -81,8 +88,8 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
     writer that may still run, and names this scheme did not make, are left alone."""
     removed = []
     for path in Path(folder).glob(".*.partial"):
-        found = _PARTIAL.match(path.name)
-        if found and not process_alive(found["host"], int(found["pid"])):
+        writer = writer_of(path.name)
+        if writer and not process_alive(*writer):
             with contextlib.suppress(OSError):
                 path.unlink()
                 removed.append(path)
@@ -135,7 +142,7 @@ class FolderLock:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"host": _HOST, "pid": os.getpid(), "since": time.time()}).encode())
+        os.write(fd, json.dumps({"host": HOST, "pid": os.getpid(), "since": time.time()}).encode())
         self._fd, self.held = fd, True
         return True
 
@@ -152,7 +159,7 @@ class FolderLock:
                 self.path.unlink()
             return False
         with os.fdopen(fd, "w") as handle:
-            json.dump({"host": _HOST, "pid": os.getpid(), "since": time.time()}, handle)
+            json.dump({"host": HOST, "pid": os.getpid(), "since": time.time()}, handle)
         self.held = True
         return True
 
@@ -172,7 +179,7 @@ class FolderLock:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError, OSError):  # half-written by a killed holder: treat as gone
-            return {"host": _HOST, "pid": -1, "since": 0.0}
+            return {"host": HOST, "pid": -1, "since": 0.0}
 
     def release(self) -> None:
         if not self.held:

@@ -42,12 +42,8 @@ def headlines(provenance: Mapping, score_column: str) -> list[Notice]:
 
 
 def _sentence(entry: Mapping) -> str:
-    """What a strong confound means, without the column it is about (each renderer shows the column its own way):
-    `strong_confounds`' ``sentence`` when it gives one, else its ``text`` past the leading column span."""
-    if isinstance(entry.get("sentence"), str):
-        return entry["sentence"].strip()
-    lead = f"`{entry['column']}`"
-    return (entry["text"][len(lead) :] if entry["text"].startswith(lead) else entry["text"]).strip()
+    """What a strong confound means, without the column it is about (each renderer shows the column its own way)."""
+    return entry["sentence"].strip()
 
 
 def also_line(notices) -> tuple[str, list[tuple[str, str]]] | None:

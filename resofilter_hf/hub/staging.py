@@ -125,15 +125,15 @@ def _inside(path: str) -> bool:
 def _writer_gone(name: str) -> bool:
     """Whether the process that named a work folder `name` (`temporary_path`'s scheme) is known to be gone; a name
     of another scheme, or a process of another host, counts as running, so nothing of it is removed."""
-    found = files._PARTIAL.match(name)
-    return bool(found) and not process_alive(found["host"], int(found["pid"]))
+    writer = files.writer_of(name)
+    return bool(writer) and not process_alive(*writer)
 
 
 def _legacy_writer_gone(aside: Path, place: Path) -> bool:
     """Whether the earlier version's process that moved a staging aside (``.NAME.PID.old``, named by pid alone) is
     gone: read as a process of this host, the only host that version staged from."""
     pid = aside.name[len(place.name) + 2 : -len(".old")]
-    return pid.isdigit() and not process_alive(files._HOST, int(pid))
+    return pid.isdigit() and not process_alive(files.HOST, int(pid))
 
 
 def _staged_before(folder: Path) -> bool:

@@ -18,6 +18,7 @@ from ..engine.finite import check_finite_weights
 from ..engine.rows import check_rows, check_rows_windowed
 from ..engine.scorer import scoring_mode
 from ..engine.shards import ID
+from ..provenance import PARTS_DIR
 from ..schemas import ColumnMap
 from .job import ScoringJob, prepare_window
 from .results import Tally, finish_run, loss_on_prompt
@@ -50,7 +51,7 @@ def score(
     if source.sized:
         sink = DatasetSink(source, job)
     else:
-        folder = Path(parts_dir) if parts_dir else Path(settings.output_dir) / "scored"
+        folder = Path(parts_dir) if parts_dir else Path(settings.output_dir) / PARTS_DIR
         sink = PartsSink(folder, source, job, setup.provenance)
     on_prompt = loss_on_prompt(
         source.trl_columns, settings.text_field, settings.completion_only_loss, settings.assistant_only_loss
