@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,10 @@ def run_demo(
     `threads` is torch's thread count: the demo's models are tiny, so one thread is fastest, and more threads
     slow them down badly when other processes share the cores.
     """
+    from ..confounds import ConfoundWarning
+    from ..hub.notices import headline_lines
     from ..hub.report import report
+    from ..provenance import scored_provenance
     from .story import run_story
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,7 +44,8 @@ def run_demo(
     print(
         f"resofilter demo ({'quick' if quick else 'default'} size, seed {seed}, {threads} torch thread{'' if threads == 1 else 's'}) -> {out}"
     )
-    with _quiet_imports():
+    with _quiet_imports(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfoundWarning)  # each scoring pass would say it: said once, below
         result = run_story(out, seed=seed, quick=quick, threads=threads, progress=True)
     summary = {
         "output_dir": str(out.resolve()),
@@ -68,6 +73,8 @@ def run_demo(
     for line in result["what_moved"]:
         print(f"- {line}")
     print()
+    headline = headline_lines(scored_provenance(out / "scored.parquet"), "resonance")
+    print(*headline, *([""] if headline else []), sep="\n")
     print("Next: keep half by resonance, or stage a dataset repo with its card:")
     print(f"  resofilter select {out / 'scored.parquet'} {out / 'keep50.parquet'} --keep 0.5")
     print(f"  resofilter publish {out / 'scored.parquet'} --keep 0.5 --local-dir {out / 'dataset-repo'}")
