@@ -43,11 +43,12 @@ def caught(call):
 def test_the_length_verdict_fires_on_real_solutions(smollm2, tokenizer, tmp_path):
     rows = spread_rows(N_ROWS)
     model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
-    trainer = scoring_trainer(model, tokenizer, rows, tmp_path / "pc", max_length=256, resonance_batch_size=8)
+    trainer = scoring_trainer(
+        model, tokenizer, rows, tmp_path / "pc", max_length=512, resonance_batch_size=8
+    )  # no row is cut
     scored, said = caught(trainer.score)
     rho = read_provenance(scored)["scoring"]["confounds"]["resonance"]["length"]
-    print(f"rho with length over {N_ROWS} real solutions: {rho:+.3f}")
-    assert rho <= -STRONG_RHO, rho
+    assert rho <= -STRONG_RHO, rho  # -0.76 here, as over 200-row pools
     verdicts = [m for m in said if "with completion length" in m]
     assert verdicts == [
         f"`resonance` has Spearman {rho:+.2f} with completion length: keeping the lowest is close to keeping the "
