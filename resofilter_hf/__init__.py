@@ -5,8 +5,9 @@ samples that move them least. Heavy imports (torch, transformers, trl) happen on
 does the offline toy world: `resofilter_hf.toy.make_math_problems(200)` works after `import resofilter_hf`.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ._lazy import lazy_attributes
 
 
 __version__ = "0.1.0.dev0"
@@ -36,17 +37,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    if name in SUBPACKAGES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, __all__, subpackages=SUBPACKAGES)
 
 
 if TYPE_CHECKING:  # pragma: no cover

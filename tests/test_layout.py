@@ -13,6 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "resofilter_hf"
 LAYERS = {  # first dotted part under resofilter_hf -> layer
+    "_lazy": 0,
     "engine": 0,
     "columns": 0,
     "toy": 0,

@@ -32,3 +32,24 @@ except AttributeError as err:
     print(err)
 """
     assert _run(code) == ["module 'resofilter_hf' has no attribute 'toys'"]
+
+
+def test_every_lazy_package_lists_its_public_names_and_names_itself_in_errors():
+    """The root, `toy` and `jobs` share one lazy-attribute scheme; each lists `__all__` and names itself."""
+    code = """
+import importlib
+for name in ("resofilter_hf", "resofilter_hf.toy", "resofilter_hf.jobs"):
+    package = importlib.import_module(name)
+    assert dir(package) == sorted(package.__all__), name
+    try:
+        package.nope
+    except AttributeError as err:
+        print(err)
+print(importlib.import_module("resofilter_hf.jobs").UsageError.__module__)
+"""
+    assert _run(code) == [
+        "module 'resofilter_hf' has no attribute 'nope'",
+        "module 'resofilter_hf.toy' has no attribute 'nope'",
+        "module 'resofilter_hf.jobs' has no attribute 'nope'",
+        "resofilter_hf.jobs.usage",
+    ]

@@ -1,5 +1,6 @@
 """The recipes parse into TRL's and our dataclasses, and the toy ones run end to end through the CLI."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,12 @@ def test_score_streaming_writes_parquet_parts_that_read_back(tmp_path):
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "toy" / "score.yaml"
     common = ["--config", str(recipe), "--dataset_name", str(source), "--max_rows", "14", "--disable_tqdm", "true"]
     cli = [sys.executable, "-m", "resofilter_hf.cli", "score", *common]
+    import torch
+
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}  # as this process: the warmed toy model is built alike
     streamed = subprocess.run(
         [*cli, "--streaming", "--output_dir", str(tmp_path / "s"), "--scores_path", str(tmp_path / "parts")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env={**os.environ, **threads},
     )  # fmt: skip
     assert streamed.returncode == 0, streamed.stderr[-3000:]
     assert f"scored rows written to {tmp_path / 'parts'} (1 parquet parts)" in streamed.stdout
