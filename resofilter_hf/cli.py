@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from .jobs.console import one_line, plain_warnings, say
-from .jobs.usage import UsageError, check_source, keep_share, read_recipe, unknown_arguments
+from .jobs.usage import UsageError, check_source, keep_share, read_recipe, unknown_arguments, usage_errors
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -283,17 +283,14 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
         import time
 
         check_source(args.source)
-        from .hub.report import OptionError, report
+        from .hub.report import report
         from .jobs.console import quiet_dataset_bars
 
         quiet_dataset_bars()
         started = time.perf_counter()
-        try:
+        with usage_errors(given={"column": args.column, "label_column": args.label_column}):
             path = report(args.source, args.out, label_column=args.label_column, keep=args.keep,
                           column=args.column, drop=args.drop)  # fmt: skip
-        except OptionError as err:  # --column or --label-column names no column of the file
-            flag = f"--{err.option.replace('_', '-')}"
-            raise UsageError(f"argument {flag}: {err.value!r} {err.reason}") from err
         say(f"report written to {path} ({time.perf_counter() - started:.1f} s); open it in a browser")
         return 0
 

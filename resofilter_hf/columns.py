@@ -27,6 +27,15 @@ BASELINE_PREFIX = "baseline_"
 DROPS = ("highest", "lowest")
 
 
+class OptionError(ValueError):
+    """An option (`column=`, `label_column=`, `dedup_on=`, `stratify_by=`) names a column the dataset does not hold:
+    the caller's mistake, which the command line reports as a usage error naming its flag (`jobs.usage`)."""
+
+    def __init__(self, caller: str, option: str, value: Any, reason: str):
+        super().__init__(f"{caller}: {option}={value!r} {reason}")
+        self.option, self.value, self.reason = option, value, reason
+
+
 @dataclass(frozen=True)
 class ColumnInfo:
     """One column of a scored dataset: `kind`, the end `drop`ped by default (None: not a score), a short `label`."""

@@ -72,6 +72,13 @@ def _cases(tmp) -> dict[str, list[str]]:
         "unknown_toy_data": ["score", "--config", str(tmp / "good.yaml"), "--dataset_name", "toy:maths?n=4"],
         "report_debug": ["--debug", "report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column",
                          "nope"],
+        "select_bad_column": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
+                              "--column", "nope"],
+        "select_bad_dedup": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
+                             "--dedup-on", "prompt,nope"],
+        "select_bad_strata": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
+                              "--stratify-by", "nope"],
+        "select_unscored": ["select", str(tmp / "plain.parquet"), str(tmp / "k.parquet"), "--keep", "0.5"],
         "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
         "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
     }  # fmt: skip
@@ -111,6 +118,16 @@ def _our_lines(result) -> list[str]:
         ("select_onto_input", 2, r"error: the output .*scored\.parquet would overwrite the input"),
         ("select_bad_suffix", 2, r"error: cannot write .*kept\.xlsx: .*one of \['.parquet', '.jsonl', '.csv'\]"),
         ("publish_unscored", 1, r"resofilter publish: .*has no score column 'resonance'"),
+        # an option naming no column of the file is a usage error; the file's own default column missing is not
+        (
+            "select_bad_column",
+            2,
+            r"^resofilter select: error: argument --column: 'nope' is not a column; columns "
+            r"present: \['prompt', 'completion', 'resonance'\]$",
+        ),
+        ("select_bad_dedup", 2, r"^resofilter select: error: argument --dedup-on: \['prompt', 'nope'\] is not "),
+        ("select_bad_strata", 2, r"^resofilter select: error: argument --stratify-by: 'nope' is not None, 'length' "),
+        ("select_unscored", 1, r"^resofilter select: select_by_resonance: column='resonance' is not a column; "),
         (
             "report_bad_column",
             2,

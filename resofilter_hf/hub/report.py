@@ -13,7 +13,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from ..columns import DROPS, describe, named_score_column
+from ..columns import DROPS, OptionError, describe, named_score_column
 from ..engine.files import write_atomic
 from ..engine.options import check_option
 from ..provenance import library_versions, load_scored, read_provenance
@@ -131,15 +131,6 @@ def _load(scored) -> tuple[Dataset, str]:
     return scored, source
 
 
-class OptionError(ValueError):
-    """An option names what the dataset does not hold (`column`, `label_column`): the caller's mistake, which the
-    command line reports as a usage error naming its flag."""
-
-    def __init__(self, option: str, value: str, reason: str):
-        super().__init__(f"report: {option}={value!r} {reason}")
-        self.option, self.value, self.reason = option, value, reason
-
-
 def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
     """The score column: given, else the provenance's; an in-flight file's first epoch when only epochs exist."""
     name = column or family
@@ -150,7 +141,9 @@ def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
         return variants[0]
     first = "Score the dataset first (`resofilter score` or ResonanceTrainer.score())"
     if column is not None:
-        raise OptionError("column", column, f"is not a column; columns present: {dataset.column_names}. {first}")
+        raise OptionError(
+            "report", "column", column, f"is not a column; columns present: {dataset.column_names}. {first}"
+        )
     raise ValueError(f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. {first}")
 
 
@@ -161,7 +154,9 @@ def _labels(dataset: Dataset, label_column: str | None, find: bool = True) -> tu
             return None, None
         label_column = found[0]
     elif label_column not in dataset.column_names:
-        raise OptionError("label_column", label_column, f"is not a column; columns present: {dataset.column_names}")
+        raise OptionError(
+            "report", "label_column", label_column, f"is not a column; columns present: {dataset.column_names}"
+        )
     return label_values(dataset, label_column), label_column
 
 
