@@ -47,6 +47,7 @@ CITATION = """@inproceedings{tu-etal-2025-resofilter,
 SCORING_FIELDS = (
     ("model_id", "base model"),
     ("model_revision", "model revision"),
+    ("model_file", "model file"),
     ("target", "target"),
     ("modules", "modules"),
     ("modules_source", "modules chosen by"),

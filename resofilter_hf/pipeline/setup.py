@@ -18,6 +18,7 @@ from ..engine.deltas import ScoreSpec, StepTransform
 from ..engine.fingerprint import combine, config_digest, json_digest, tensor_digest, tokenizer_digest
 from ..engine.scorer import ResonanceScorer
 from ..engine.targets import Target, scored_tensors, unwrap_model, vocab_size
+from ..gguf import GGUF_KEY
 from ..provenance import library_versions
 from ..schemas import ColumnMap, column_map
 
@@ -118,6 +119,7 @@ def scoring_provenance(args, model: nn.Module, targets: list[Target], chat_templ
     return {
         "model_id": getattr(base.config, "_name_or_path", None),
         "model_revision": kwargs.get("revision") or getattr(base.config, "_commit_hash", None),
+        "model_file": kwargs.get(GGUF_KEY),  # a GGUF checkpoint: the file in `model_id` the weights came from
         # target kind, modules and where they came from, layers, tensor names, shapes and slices
         **scored_tensors(model, args.resonance_target, args.resonance_modules, targets),
         "last_n_layers": args.resonance_last_n_layers,

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from resofilter_hf import ResonanceConfig, ResonanceTrainer
 from resofilter_hf.gguf import load_gguf
-from resofilter_hf.provenance import load_scored
+from resofilter_hf.provenance import load_scored, read_provenance
 
 from lab.smollm2 import source_of
 
@@ -56,6 +56,8 @@ def test_resonance_config_model_init_kwargs_load_a_gguf_file(smollm2_gguf_file, 
     scored = trainer.score()
     assert scored["resonance_status"] == ["ok"] * len(rows)
     np.testing.assert_array_equal(scored["resonance"], expected)
+    scoring = read_provenance(scored)["scoring"]  # which file of the folder: the provenance names it
+    assert scoring["model_file"] == smollm2_gguf_file.name and scoring["model_id"] == str(smollm2_gguf_file.parent)
 
 
 def test_resofilter_score_loads_a_gguf_file(smollm2_gguf_file, converted_scores, tmp_path):
@@ -74,3 +76,4 @@ def test_resofilter_score_loads_a_gguf_file(smollm2_gguf_file, converted_scores,
     scored = load_scored(tmp_path / "out" / "scored.parquet")
     assert scored["prompt"] == rows["prompt"]
     np.testing.assert_array_equal(scored["resonance"], expected)
+    assert read_provenance(scored)["scoring"]["model_file"] == smollm2_gguf_file.name
