@@ -283,11 +283,13 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
         import time
 
         check_source(args.source)
-        from .hub.report import report
+        from .hub.report import check_output, report
         from .jobs.console import quiet_dataset_bars
 
         quiet_dataset_bars()
         started = time.perf_counter()
+        with usage_errors():  # an --out that is not an .html path, or that would overwrite the source
+            check_output(args.out, args.source)
         with usage_errors(given={"column": args.column, "label_column": args.label_column}):
             path = report(args.source, args.out, label_column=args.label_column, keep=args.keep,
                           column=args.column, drop=args.drop)  # fmt: skip

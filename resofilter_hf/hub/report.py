@@ -7,6 +7,7 @@ labels, how many flagged rows), and the provenance. Figures are inline PNG, styl
 Content-Security-Policy forbids any fetch, so the file is the whole report.
 """
 
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 
 from ..columns import DROPS, OptionError, describe, named_score_column
-from ..engine.files import write_atomic
+from ..engine.files import check_not_input, write_atomic
 from ..engine.options import check_option
 from ..provenance import library_versions, load_scored, read_provenance
 from . import figures
@@ -26,6 +27,7 @@ from .tables import label_columns_of, label_values, number, section
 
 
 SHOWN_ROWS = 10
+HTML_SUFFIXES = (".html", ".htm")
 NAV = [("distribution", "Distribution"), ("confounds", "Length & loss"), ("rows", "Rows"),
        ("keep-curve", "Keep share"), ("provenance", "Provenance")]  # fmt: skip
 
@@ -53,6 +55,7 @@ def report(
             the paper's score and the others their highest).
         title: the page title (default: names the file).
     """
+    check_output(out, scored)
     started = time.perf_counter()
     dataset, source = _load(scored)
     context = report_context(dataset, source, keep=keep, column=column, drop=drop, label_column=label_column)
@@ -76,6 +79,20 @@ def report(
         notices=headlines(context.provenance, named_score_column(context.provenance)),
     )
     return write_atomic(out, html)
+
+
+def check_output(out: str | Path, scored: Dataset | DatasetDict | str | Path) -> None:
+    """Refuse, before any work, an `out` that is a folder, does not end in .html/.htm, or would overwrite the scored
+    file it reads (a report written over its input would lose the scores)."""
+    if isinstance(scored, (str, os.PathLike)):
+        check_not_input(out, [scored])
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise ValueError(
+            f"report: cannot write {out}: it is a folder; give a file path such as {path / 'report.html'}"
+        )
+    if path.suffix.lower() not in HTML_SUFFIXES:
+        raise ValueError(f"report: cannot write {out}: the report is one HTML page; give a path ending in .html")
 
 
 def report_context(

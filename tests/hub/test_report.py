@@ -205,6 +205,25 @@ def test_cli_writes_the_report_and_names_bad_options(toy_scored, tmp_path):
         resofilter_hf.report(path, out, drop="middle")
 
 
+def test_an_out_that_is_not_an_html_file_or_is_the_input_is_refused_before_any_work(toy_scored, tmp_path):
+    """A report written over its scored input would lose the scores: refused, the input byte for byte intact."""
+    _, path = toy_scored
+    before = path.read_bytes()
+    cases = [
+        (path, f"the output {path} would overwrite the input"),
+        (tmp_path / "page.pdf", "the report is one HTML page; give a path ending in .html"),
+        (tmp_path, "it is a folder; give a file path such as"),
+    ]
+    for out, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            resofilter_hf.report(path, out)
+        done = run_cli("report", str(path), "--out", str(out))
+        assert done.returncode == 2, done.stderr  # a usage error, named in one line
+        assert done.stderr.splitlines()[-1].startswith("resofilter report: error: ") and message in done.stderr
+    assert path.read_bytes() == before and not (tmp_path / "page.pdf").exists()
+    assert resofilter_hf.report(str(path), tmp_path / "page.HTM").is_file()  # either suffix, any case
+
+
 def test_unscored_text_only_many_labels_and_a_saved_dataset_dict(tmp_path):
     nothing = Dataset.from_dict({"prompt": ["a", "b", "c"], "completion": ["x", "y", "z"], "resonance": [None] * 3})
     page = ReportPage(resofilter_hf.report(nothing, tmp_path / "none.html").read_text(encoding="utf-8"))
