@@ -21,7 +21,15 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from .jobs.console import one_line, plain_warnings, say
-from .jobs.usage import UsageError, check_source, keep_share, read_recipe, unknown_arguments, usage_errors
+from .jobs.usage import (
+    UsageError,
+    check_source,
+    closest,
+    keep_share,
+    read_recipe,
+    unknown_arguments,
+    usage_errors,
+)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -332,10 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     command = next((a for a in argv if not a.startswith("-")), None)
-    prog = f"resofilter {command}" if command else "resofilter"
+    prog = f"resofilter {command}" if command in _commands(parser) else "resofilter"
     try:
         with plain_warnings(prog, enabled=not debug):
-            args, extra = parser.parse_known_args(argv)
+            args, extra = _parse(parser, argv, command)
             if getattr(args, "func", None) is None:
                 parser.print_help()
                 return 2
@@ -353,6 +361,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage = isinstance(err, UsageError)
         print(f"{prog}: {'error: ' if usage else ''}{one_line(err)}", file=sys.stderr)
         return 2 if usage else 1
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers, by name."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str], command: str | None):
+    """`parse_known_args`, but a misspelt command or flag is named first (with the closest known one), rather
+    than what its absence caused (`--kep 0.5`: "one of --keep --threshold is required")."""
+    commands = _commands(parser)
+    if command is not None and command not in commands:
+        suggestion = closest(command, commands)
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        raise UsageError(f"unknown command {command!r}{hint} Commands: {', '.join(commands)}")
+    try:
+        return parser.parse_known_args(argv)
+    except UsageError:
+        known = _option_strings(parser, command)
+        flags = [a for a in argv if a.startswith("--") and len(a) > 2]
+        unknown = [f for f in flags if not any(k.startswith(f.split("=", 1)[0]) for k in known)]
+        if unknown:
+            raise unknown_arguments(unknown, known) from None
+        raise
 
 
 def _option_strings(parser: argparse.ArgumentParser, command: str | None) -> list[str]:

@@ -30,6 +30,9 @@ def _cases(tmp) -> dict[str, list[str]]:
         "keep_nan": [*select, "--keep", "nan"],
         "keep_before_file": ["select", missing, str(tmp / "out.parquet"), "--keep", "1.5"],
         "select_unknown_flag": [*select, "--keep", "0.5", "--dedup_on", "prompt"],
+        "select_misspelt_required": [*select, "--kep", "0.5"],  # named, not "--keep is required"
+        "select_abbreviated": [*select, "--kee", "1.5"],  # argparse's prefix of --keep: the value is checked
+        "misspelt_command": ["selct", str(tmp / "scored.parquet")],
         "report_keep": ["report", str(tmp / "scored.parquet"), "--keep", "2"],
         "publish_keep": ["publish", str(tmp / "scored.parquet"), "--local-dir", str(tmp / "repo"), "--keep", "0"],
         "select_missing": ["select", missing, str(tmp / "out.parquet"), "--keep", "0.5"],
@@ -78,6 +81,20 @@ KEEP = "error: argument --keep: must be a share with 0 < keep <= 1 (0.5 keeps ha
             "select_unknown_flag",
             2,
             "resofilter select: error: unrecognized argument --dedup_on; did you mean --dedup-on?",
+            True,
+        ),
+        (
+            "select_misspelt_required",
+            2,
+            "resofilter select: error: unrecognized argument --kep; did you mean --keep?",
+            True,
+        ),
+        ("select_abbreviated", 2, "resofilter select: " + KEEP.format("1.5"), True),
+        (
+            "misspelt_command",
+            2,
+            "resofilter: error: unknown command 'selct'; did you mean 'select'? Commands: demo, score, select, report, "
+            "train, publish",
             True,
         ),
         ("select_missing", 1, "resofilter select: {tmp}/missing.parquet: no such file or folder", True),
