@@ -81,7 +81,8 @@ STRONG_MIN_ROWS = 30
 _AGAINST = {"length": ("longest", "shortest"), "loss": ("highest-loss", "lowest-loss")}
 REMEDY = {  # the option that takes each confound out of a selection
     "length": 'select with `stratify_by="length"` (CLI: `--stratify-by length`) to compare rows of similar length only',
-    "loss": "compare with the loss baseline (`baseline_loss`) before trusting the score over it",
+    "loss": 'select by the loss itself as well (`column="resonance_loss"`, CLI: `--column resonance_loss`) and '
+    "compare before trusting the score over it",
 }
 
 
@@ -101,7 +102,8 @@ def strong_confounds(report: Mapping[str, Mapping], score_column: str = "resonan
             kept_end = "lowest" if drop_side(column, score_column) == "highest" else "highest"
             follows_high = (rho > 0) == (kept_end == "highest")
             sentence = (
-                f"has Spearman {rho:+.2f} with {'completion length' if against == 'length' else 'loss'}: "
+                f"has Spearman {rho:+.2f} with {'completion length' if against == 'length' else 'loss'} "
+                f"({int(entry['n']):,} rows scored): "
                 f"keeping the {kept_end} is close to keeping the {high if follows_high else low} rows"
             )
             found.append(

@@ -35,11 +35,20 @@ def test_the_verdict_reads_the_direction_and_needs_enough_rows():
     }
     found = {(e["column"], e["against"]): e["text"] for e in strong_confounds(report)}
     assert found == {
-        ("resonance", "length"): "`resonance` has Spearman -0.80 with completion length: keeping the lowest is close "
+        (
+            "resonance",
+            "length",
+        ): "`resonance` has Spearman -0.80 with completion length (100 rows scored): keeping the lowest is close "
         "to keeping the longest rows",
-        ("resonance_alignment", "length"): "`resonance_alignment` has Spearman +0.70 with completion length: keeping "
+        (
+            "resonance_alignment",
+            "length",
+        ): "`resonance_alignment` has Spearman +0.70 with completion length (100 rows scored): keeping "
         "the highest is close to keeping the longest rows",
-        ("resonance_alignment", "loss"): "`resonance_alignment` has Spearman -0.65 with loss: keeping the highest is "
+        (
+            "resonance_alignment",
+            "loss",
+        ): "`resonance_alignment` has Spearman -0.65 with loss (100 rows scored): keeping the highest is "
         "close to keeping the lowest-loss rows",
     }
     assert STRONG_RHO == 0.6
@@ -80,8 +89,9 @@ def test_on_the_demo_world_length_stays_quiet_and_loss_is_said_once(tmp_path):
     assert not [m for m in said if "with completion length" in m], said
     assert rho["loss"] >= STRONG_RHO
     assert [m for m in said if "Spearman" in m] == [
-        f"`resonance` has Spearman {rho['loss']:+.2f} with loss: keeping the lowest is close to keeping the "
-        "lowest-loss rows; compare with the loss baseline (`baseline_loss`) before trusting the score over it."
+        f"`resonance` has Spearman {rho['loss']:+.2f} with loss ({rho['n']} rows scored): keeping the lowest is close to keeping the "
+        'lowest-loss rows; select by the loss itself as well (`column="resonance_loss"`, CLI: `--column '
+        "resonance_loss`) and compare before trusting the score over it."
     ]
 
 

@@ -38,13 +38,13 @@ def test_a_strong_confound_is_a_headline_in_the_report_and_the_card(tmp_path):
     page = ReportPage(header)
     assert "read-first" in page.ids
     assert (
-        "resonance has Spearman -0.76 with completion length: keeping the lowest is close to keeping the longest "
+        "resonance has Spearman -0.76 with completion length (38 rows scored): keeping the lowest is close to keeping the longest "
         'rows. What to do: select with stratify_by="length" (CLI: --stratify-by length)' in page.text
     )
     assert "resonance_grad_norm (loss, +0.81)" in page.text  # another column's, in one line
     top = card_top(resofilter_hf.publish_dataset(ds, local_dir=tmp_path / "repo").folder)
     assert "**Read this first.**" in top
-    assert "> `resonance` has Spearman -0.76 with completion length: keeping the lowest" in top
+    assert "> `resonance` has Spearman -0.76 with completion length (38 rows scored): keeping the lowest" in top
     assert '`stratify_by="length"`' in top and "`resonance_grad_norm` (loss, +0.81)" in top
 
 
@@ -81,7 +81,7 @@ def test_the_terminal_headline_prints_a_downloaded_files_names_without_escapes()
     confounds = {HOSTILE: {"length": -0.76, "loss": 0.2, "n": 38}}
     lines = headline_lines(read_provenance(scored_with(confounds, column=HOSTILE)), HOSTILE)
     assert lines[0] == "Read this first:" and len(lines) == 2
-    assert lines[1].startswith("  `resonance rm -rf ~` has Spearman -0.76 with completion length: keeping the lowest")
+    assert lines[1].startswith("  `resonance rm -rf ~` has Spearman -0.76 with completion length (38 rows")
     assert lines[1].isprintable()
 
 

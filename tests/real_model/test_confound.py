@@ -47,11 +47,12 @@ def test_the_length_verdict_fires_on_real_solutions(smollm2, tokenizer, tmp_path
         model, tokenizer, rows, tmp_path / "pc", max_length=512, resonance_batch_size=8
     )  # no row is cut
     scored, said = caught(trainer.score)
-    rho = read_provenance(scored)["scoring"]["confounds"]["resonance"]["length"]
+    entry = read_provenance(scored)["scoring"]["confounds"]["resonance"]
+    rho = entry["length"]
     assert rho <= -STRONG_RHO, rho  # -0.76 here, as over 200-row pools
     verdicts = [m for m in said if "with completion length" in m]
     assert verdicts == [
-        f"`resonance` has Spearman {rho:+.2f} with completion length: keeping the lowest is close to keeping the "
+        f"`resonance` has Spearman {rho:+.2f} with completion length ({entry['n']} rows scored): keeping the lowest is close to keeping the "
         'longest rows; select with `stratify_by="length"` (CLI: `--stratify-by length`) to compare rows of similar '
         "length only."
     ]
