@@ -111,17 +111,19 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
         from .provenance import load_scored
 
         quiet_dataset_bars()
+        labels = {"label_columns": args.label_column}  # a --label-column naming no column: a usage error
         try:
-            out = publish_dataset(
-                load_scored(args.source),
-                args.repo_id,
-                configs=args.keep,
-                private=args.private,
-                local_dir=args.local_dir,
-                push=args.local_dir is None,
-                commit_message=args.commit_message,
-                label_columns=args.label_column,
-            )
+            with usage_errors(given=labels, flags={"label_columns": "--label-column"}):
+                out = publish_dataset(
+                    load_scored(args.source),
+                    args.repo_id,
+                    configs=args.keep,
+                    private=args.private,
+                    local_dir=args.local_dir,
+                    push=args.local_dir is None,
+                    commit_message=args.commit_message,
+                    label_columns=args.label_column,
+                )
         except PublishError as err:
             raise RuntimeError(str(err)) from err
         rows = ", ".join(f"{name} ({sum(splits.values())} rows)" for name, splits in out.configs.items())

@@ -78,6 +78,8 @@ def _cases(tmp) -> dict[str, list[str]]:
                              "--dedup-on", "prompt,nope"],
         "select_bad_strata": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
                               "--stratify-by", "nope"],
+        "publish_bad_label": ["publish", str(tmp / "scored.parquet"), "--local-dir", str(tmp / "repo-l"),
+                              "--label-column", "flw"],
         "select_unscored": ["select", str(tmp / "plain.parquet"), str(tmp / "k.parquet"), "--keep", "0.5"],
         "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
         "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
@@ -127,6 +129,12 @@ def _our_lines(result) -> list[str]:
         ),
         ("select_bad_dedup", 2, r"^resofilter select: error: argument --dedup-on: \['prompt', 'nope'\] is not "),
         ("select_bad_strata", 2, r"^resofilter select: error: argument --stratify-by: 'nope' is not None, 'length' "),
+        (
+            "publish_bad_label",
+            2,
+            r"^resofilter publish: error: argument --label-column: \['flw'\] are not columns; "
+            r"columns present: \['prompt', 'completion', 'resonance'\]$",
+        ),
         ("select_unscored", 1, r"^resofilter select: select_by_resonance: column='resonance' is not a column; "),
         (
             "report_bad_column",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset, Value
 
-from ..columns import describe, named_score_column, resolve
+from ..columns import OptionError, describe, named_score_column, resolve
 from ..provenance import SCORING_FIELDS, read_provenance
 from .analysis import numbers
 from .text import Code, Md, Sentence, fmt, markdown_table, md_code, md_value
@@ -66,7 +66,10 @@ def label_columns_of(dataset: Dataset, label_columns: Sequence[str] | None = Non
     if label_columns is not None:
         missing = [c for c in label_columns if c not in dataset.column_names]
         if missing:
-            raise ValueError(f"label_columns {missing} not in the dataset; columns present: {dataset.column_names}")
+            present = dataset.column_names
+            raise OptionError(
+                "publish_dataset", "label_columns", missing, f"are not columns; columns present: {present}"
+            )
         return list(label_columns)
     scored = named_score_column(read_provenance(dataset))
     return [

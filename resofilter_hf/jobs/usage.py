@@ -56,11 +56,12 @@ def check_source(path: str | os.PathLike) -> None:
 
 
 @contextmanager
-def usage_errors(given: dict[str, Any] | None = None) -> Iterator[None]:
+def usage_errors(given: dict[str, Any] | None = None, flags: dict[str, str] | None = None) -> Iterator[None]:
     """A ValueError raised in the block (a library check of what the command line gave: an output path that would
     overwrite its input, a suffix no writer takes) reported as a `UsageError`, with the same message. With `given`
     (option -> value on the command line), only an `OptionError` about an option given there is one, naming its
-    flag; other errors in the block (the file's own defaults) stay failures, exit code 1."""
+    flag (`--option-name`, or as `flags` maps it); other errors in the block (the file's own defaults) stay
+    failures, exit code 1."""
     from ..columns import OptionError
 
     try:
@@ -70,7 +71,7 @@ def usage_errors(given: dict[str, Any] | None = None) -> Iterator[None]:
     except OptionError as err:
         if given is None or given.get(err.option) is None:
             raise
-        flag = f"--{err.option.replace('_', '-')}"
+        flag = (flags or {}).get(err.option) or f"--{err.option.replace('_', '-')}"
         raise UsageError(f"argument {flag}: {err.value!r} {err.reason}") from err
     except ValueError as err:
         if given is not None:
