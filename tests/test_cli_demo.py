@@ -67,6 +67,8 @@ def test_demo_log_shows_only_progress_and_results(demo_run):
     assert summary["what_moved"][-1].startswith("This is one seed on 8 test problems: ")  # quick(): n_test 8
     assert rest[1 : 1 + len(summary["what_moved"])] == [f"- {line}" for line in summary["what_moved"]]
     rest = rest[1 + len(summary["what_moved"]) :]
+    assert rest[0].startswith("- --quick: sizes so small that models learn nothing") and "mean nothing" in rest[1]
+    rest = rest[2:]
     assert rest[0] == "Next: keep half by resonance, or stage a dataset repo with its card:"
     assert rest[1].startswith("  resofilter select ") and rest[2].startswith("  resofilter publish ")
     assert rest[3].startswith("done in ") and rest[4] == f"open the report: {(out / 'report.html').resolve()}"

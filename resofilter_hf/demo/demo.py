@@ -72,6 +72,9 @@ def run_demo(
     print("What moved:")
     for line in result["what_moved"]:
         print(f"- {line}")
+    if quick:
+        print("- --quick: sizes so small that models learn nothing; it checks that every step runs, and its")
+        print("  accuracies and AUROCs mean nothing. Run without --quick (a few minutes) for the real story.")
     print()
     headline = headline_lines(scored_provenance(out / "scored.parquet"), "resonance")
     print(*headline, *([""] if headline else []), sep="\n")
