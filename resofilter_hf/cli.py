@@ -32,6 +32,11 @@ from .jobs.usage import (
 )
 
 
+SCORED_SOURCE = (  # what `provenance.load_scored` reads
+    "the scored dataset: a .parquet, .jsonl/.json or .csv file, a save_to_disk folder, or a stream's parts folder"
+)
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (`resofilter select: error: ...`), not the usage block."""
 
@@ -87,7 +92,7 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
         "selection rules and a score histogram), then upload it in one commit. The token comes from HF_TOKEN or "
         "`hf auth login`, never from the command line.",
     )
-    parser.add_argument("source", help="the scored dataset: a save_to_disk folder, .parquet or .jsonl file")
+    parser.add_argument("source", help=SCORED_SOURCE)
     parser.add_argument("repo_id", nargs="?", help="the Hub dataset repo (optional with --local-dir)")
     parser.add_argument(
         "--keep", type=keep_share, action="append", help="add a config keeping this share (0.5 -> keep50); repeatable"
@@ -229,9 +234,9 @@ def add_select(subparsers: argparse._SubParsersAction) -> None:
         "select",
         help="keep rows of a scored dataset by their resonance (the paper's rule by default)",
         description="Exact-duplicate prompts dropped (first kept), the highest-resonance share dropped, the rest "
-        "kept in original order; written as parquet with the selection recorded in its metadata.",
+        "kept in original order; written as .parquet (the selection recorded in its metadata), .jsonl or .csv.",
     )
-    parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
+    parser.add_argument("source", help=SCORED_SOURCE)
     parser.add_argument("output", help="where the kept rows go: .parquet (with the selection), .jsonl or .csv")
     rule = parser.add_mutually_exclusive_group(required=True)
     rule.add_argument("--keep", type=keep_share, help="share of the scored rows kept, e.g. 0.5")
@@ -277,7 +282,7 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
         "loss with Spearman's rho, the highest, lowest and around-the-cut rows, a keep-share curve and the "
         "provenance.",
     )
-    parser.add_argument("source", help="scored dataset: .parquet, .jsonl or a save_to_disk folder")
+    parser.add_argument("source", help=SCORED_SOURCE)
     parser.add_argument("--out", default="report.html", help="the HTML file to write (default: %(default)s)")
     parser.add_argument("--label-column", help="column to break scores down by (default: flaw/label/bool columns)")
     parser.add_argument("--keep", type=keep_share, default=0.5, help="keep share whose cut is shown (default: 0.5)")
