@@ -74,6 +74,7 @@ SCORING_FIELDS = (
     ("n_rows", "rows"),
     ("n_scored", "scored rows"),
     ("n_unscored", "unscored rows"),
+    ("n_truncated", "rows cut at max length"),
     ("versions", "library versions"),
 )
 

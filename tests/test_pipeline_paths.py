@@ -94,9 +94,10 @@ def test_rows_cut_by_max_length_are_flagged_and_noticed_on_both_paths(tmp_path, 
     trainer = make(tmp_path, dataset, max_length=max_length, resonance_resume=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scored, _ = scored_by(path, trainer, dataset, tmp_path)
+        scored, provenance = scored_by(path, trainer, dataset, tmp_path)
     assert scored["resonance_truncated"] == [n > max_length for n in lengths]
     assert sum(f"longer than max_length={max_length}" in str(w.message) for w in caught) == 1
+    assert provenance["scoring"]["n_truncated"] == sum(n > max_length for n in lengths) == 3  # cards show it
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -15,13 +15,14 @@ import os
 import platform
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..engine.files import write_atomic
-from ..provenance import library_versions
+from ..provenance import library_versions, read_provenance
 
 
 def run_demo(
@@ -35,7 +36,8 @@ def run_demo(
     from ..confounds import ConfoundWarning
     from ..hub.notices import headline_lines
     from ..hub.report import report
-    from ..provenance import scored_provenance
+    from ..pipeline.results import TruncationWarning
+    from ..provenance import load_scored
     from .story import run_story
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -46,6 +48,7 @@ def run_demo(
     )
     with _quiet_imports(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConfoundWarning)  # each scoring pass would say it: said once, below
+        warnings.simplefilter("ignore", TruncationWarning)  # a setting the demo fixes: said below, by flaw
         result = run_story(out, seed=seed, quick=quick, threads=threads, progress=True)
     summary = {
         "output_dir": str(out.resolve()),
@@ -76,7 +79,10 @@ def run_demo(
         print("- --quick: sizes so small that models learn nothing; it checks that every step runs, and its")
         print("  accuracies and AUROCs mean nothing. Run without --quick (a few minutes) for the real story.")
     print()
-    headline = headline_lines(scored_provenance(out / "scored.parquet"), "resonance")
+    scored = load_scored(out / "scored.parquet")
+    cut = _truncation_line(scored)
+    print(*([cut, ""] if cut else []), sep="\n")
+    headline = headline_lines(read_provenance(scored), "resonance")
     print(*headline, *([""] if headline else []), sep="\n")
     print("Next: keep half by resonance, or stage a dataset repo with its card:")
     print(f"  resofilter select {out / 'scored.parquet'} {out / 'keep50.parquet'} --keep 0.5")
@@ -84,6 +90,21 @@ def run_demo(
     print(f"done in {summary['timings_s']['total']:.0f} s; everything is in {out.resolve()} (summary.json)")
     print(f"open the report: {Path(summary['report']).resolve()}")
     return summary
+
+
+def _truncation_line(scored) -> str | None:
+    """The pool's rows cut at the demo's max_length, by flaw kind (None when none was cut): the demo fixes the
+    length, so the scoring pass's warning, which asks the user to act, becomes a fact about the result."""
+    cut = [bool(c) for c in scored["resonance_truncated"]]
+    if not any(cut):
+        return None
+    kinds = Counter(flaw for flaw, was_cut in zip(scored["flaw"], cut) if was_cut)
+    max_length = read_provenance(scored)["scoring"]["max_length"]
+    return (
+        f"Cut: {sum(cut)} of {len(cut)} pool rows ({', '.join(f'{k} {n}' for k, n in kinds.most_common())}) are "
+        f"longer than the demo's max_length of {max_length} tokens and were scored on their first {max_length} "
+        "(column `resonance_truncated`)."
+    )
 
 
 @contextmanager

@@ -16,6 +16,11 @@ from ..engine.rows import STATUS_OK, STATUS_TRUNCATED, dataset_kind
 SAMPLE_ROWS = 200_000  # rows kept for the confound report: every row up to this many, then a uniform sample
 
 
+class TruncationWarning(UserWarning):
+    """Rows longer than `max_length` were scored on their first `max_length` tokens (`resonance_truncated`):
+    filter this category to say it in your own words (the demo does)."""
+
+
 class Tally:
     """The per-row numbers of a run, window by window: statuses, truncation, and the columns confounds compare.
 
@@ -101,7 +106,7 @@ def finish_run(tally: Tally, provenance: dict, *, max_length: int | None, on_pro
         warnings.warn(
             f"{tally.n_cut} rows are longer than max_length={max_length} tokens and are scored on their first "
             f"{max_length} tokens only (`resonance_truncated` is True for them). First rows: {tally.cut}.",
-            UserWarning,
+            TruncationWarning,
             stacklevel=stacklevel,
         )
     values = tally.column_values()
@@ -115,6 +120,7 @@ def finish_run(tally: Tally, provenance: dict, *, max_length: int | None, on_pro
         "n_rows": n,
         "n_scored": tally.n_scored,
         "n_unscored": n - tally.n_scored,
+        "n_truncated": tally.n_cut,  # scored on their first max_length tokens (`resonance_truncated`)
         "confounds": confounds,
         "loss_on_prompt": on_prompt,
     }
