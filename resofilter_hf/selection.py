@@ -251,7 +251,7 @@ def _column(dataset: Dataset, name: str) -> pa.ChunkedArray:
 def _scores(dataset: Dataset, column: str, caller: str) -> np.ndarray:
     """The score column as float64, NaN where unscored (NaN or null; an all-null column is all unscored)."""
     if column not in dataset.column_names:
-        raise OptionError(caller, "column", column, f"is not a column; columns present: {dataset.column_names}")
+        raise OptionError(caller, "column", column, "is not a column", dataset.column_names)
     values = _column(dataset, column)
     if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type) or pa.types.is_null(values.type)):
         raise ValueError(f"{caller}: column {column!r} holds {values.type}, not numbers; scores must be int or float")
@@ -292,12 +292,7 @@ def _first_occurrences(dataset: Dataset, dedup_on, caller: str) -> np.ndarray:
             [dedup_on] if isinstance(dedup_on, str) else list(dedup_on) if isinstance(dedup_on, (list, tuple)) else []
         )
         if not columns or any(not isinstance(c, str) or c not in names for c in columns):
-            raise OptionError(
-                caller,
-                "dedup_on",
-                dedup_on,
-                f"is not 'prompt', None, or the name(s) of columns; columns present: {names}",
-            )
+            raise OptionError(caller, "dedup_on", dedup_on, "is not 'prompt', None, or the name(s) of columns", names)
         cells = [[_canonical(v) for v in _column(dataset, c).to_pylist()] for c in columns]
         keys = cells[0] if len(cells) == 1 else list(zip(*cells))
     seen: set = set()
@@ -348,10 +343,7 @@ def _strata(dataset: Dataset, rows: np.ndarray, stratify_by: str, caller: str) -
         return out
     if not isinstance(stratify_by, str) or stratify_by not in dataset.column_names:
         raise OptionError(
-            caller,
-            "stratify_by",
-            stratify_by,
-            f"is not None, 'length' or a column; columns present: {dataset.column_names}",
+            caller, "stratify_by", stratify_by, "is not None, 'length' or a column", dataset.column_names
         )
     cells = _column(dataset, stratify_by).to_pylist()
     groups: dict[str, list[int]] = {}

@@ -80,6 +80,8 @@ def _cases(tmp) -> dict[str, list[str]]:
                               "--stratify-by", "nope"],
         "publish_bad_label": ["publish", str(tmp / "scored.parquet"), "--local-dir", str(tmp / "repo-l"),
                               "--label-column", "flw"],
+        "select_misspelt_column": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
+                                   "--column", "resonnance"],
         "select_unscored": ["select", str(tmp / "plain.parquet"), str(tmp / "k.parquet"), "--keep", "0.5"],
         "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
         "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
@@ -134,6 +136,12 @@ def _our_lines(result) -> list[str]:
             2,
             r"^resofilter publish: error: argument --label-column: \['flw'\] are not columns; "
             r"columns present: \['prompt', 'completion', 'resonance'\]$",
+        ),
+        (
+            "select_misspelt_column",
+            2,
+            r"^resofilter select: error: argument --column: 'resonnance' is not a column "
+            r"\(did you mean 'resonance'\?\); columns present: \[",
         ),
         ("select_unscored", 1, r"^resofilter select: select_by_resonance: column='resonance' is not a column; "),
         (

@@ -158,9 +158,7 @@ def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
         return variants[0]
     first = "Score the dataset first (`resofilter score` or ResonanceTrainer.score())"
     if column is not None:
-        raise OptionError(
-            "report", "column", column, f"is not a column; columns present: {dataset.column_names}. {first}"
-        )
+        raise OptionError("report", "column", column, "is not a column", dataset.column_names, then=first)
     raise ValueError(f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. {first}")
 
 
@@ -171,9 +169,7 @@ def _labels(dataset: Dataset, label_column: str | None, find: bool = True) -> tu
             return None, None
         label_column = found[0]
     elif label_column not in dataset.column_names:
-        raise OptionError(
-            "report", "label_column", label_column, f"is not a column; columns present: {dataset.column_names}"
-        )
+        raise OptionError("report", "label_column", label_column, "is not a column", dataset.column_names)
     return label_values(dataset, label_column), label_column
 
 

@@ -66,10 +66,7 @@ def label_columns_of(dataset: Dataset, label_columns: Sequence[str] | None = Non
     if label_columns is not None:
         missing = [c for c in label_columns if c not in dataset.column_names]
         if missing:
-            present = dataset.column_names
-            raise OptionError(
-                "publish_dataset", "label_columns", missing, f"are not columns; columns present: {present}"
-            )
+            raise OptionError("publish_dataset", "label_columns", missing, "are not columns", dataset.column_names)
         return list(label_columns)
     scored = named_score_column(read_provenance(dataset))
     return [
