@@ -24,8 +24,10 @@ from .jobs.console import one_line, plain_warnings, say
 from .jobs.usage import (
     UsageError,
     check_source,
-    closest,
+    commands_of,
     keep_share,
+    option_strings,
+    parse_command_line,
     read_recipe,
     unknown_arguments,
     usage_errors,
@@ -347,17 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     command = next((a for a in argv if not a.startswith("-")), None)
-    prog = f"resofilter {command}" if command in _commands(parser) else "resofilter"
+    prog = f"resofilter {command}" if command in commands_of(parser) else "resofilter"
     try:
         with plain_warnings(prog, enabled=not debug):
-            args, extra = _parse(parser, argv, command)
+            args, extra = parse_command_line(parser, argv, command)
             if getattr(args, "func", None) is None:
                 parser.print_help()
                 return 2
             if getattr(args, "passthrough", False):
                 return args.func(args, extra)
             if extra:
-                raise unknown_arguments(extra, _option_strings(parser, args.command))
+                raise unknown_arguments(extra, option_strings(parser, args.command))
             return args.func(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -368,39 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage = isinstance(err, UsageError)
         print(f"{prog}: {'error: ' if usage else ''}{one_line(err)}", file=sys.stderr)
         return 2 if usage else 1
-
-
-def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The subcommands' parsers, by name."""
-    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-
-
-def _parse(parser: argparse.ArgumentParser, argv: list[str], command: str | None):
-    """`parse_known_args`, but a misspelt command or flag is named first (with the closest known one), rather
-    than what its absence caused (`--kep 0.5`: "one of --keep --threshold is required")."""
-    commands = _commands(parser)
-    if command is not None and command not in commands:
-        suggestion = closest(command, commands)
-        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
-        raise UsageError(f"unknown command {command!r}{hint} Commands: {', '.join(commands)}")
-    try:
-        return parser.parse_known_args(argv)
-    except UsageError:
-        known = _option_strings(parser, command)
-        flags = [a for a in argv if a.startswith("--") and len(a) > 2]
-        unknown = [f for f in flags if not any(k.startswith(f.split("=", 1)[0]) for k in known)]
-        if unknown:
-            raise unknown_arguments(unknown, known) from None
-        raise
-
-
-def _option_strings(parser: argparse.ArgumentParser, command: str | None) -> list[str]:
-    """The options the top level and `command` take: the candidates for a misspelt flag's suggestion."""
-    actions = list(parser._actions)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            actions += action.choices[command]._actions
-    return [option for action in actions for option in action.option_strings]
 
 
 if __name__ == "__main__":  # `python -m resofilter_hf.cli`

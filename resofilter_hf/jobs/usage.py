@@ -92,3 +92,36 @@ def read_recipe(path: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise UsageError(f"--config {path}: must be a YAML mapping of field names to values")
     return config
+
+
+def commands_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers, by name."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str], command: str | None):
+    """`parse_known_args`, but a misspelt command or flag is named first (with the closest known one), rather
+    than what its absence caused (`--kep 0.5`: "one of --keep --threshold is required")."""
+    commands = commands_of(parser)
+    if command is not None and command not in commands:
+        suggestion = closest(command, commands)
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        raise UsageError(f"unknown command {command!r}{hint} Commands: {', '.join(commands)}")
+    try:
+        return parser.parse_known_args(argv)
+    except UsageError:
+        known = option_strings(parser, command)
+        flags = [a for a in argv if a.startswith("--") and len(a) > 2]
+        unknown = [f for f in flags if not any(k.startswith(f.split("=", 1)[0]) for k in known)]
+        if unknown:
+            raise unknown_arguments(unknown, known) from None
+        raise
+
+
+def option_strings(parser: argparse.ArgumentParser, command: str | None) -> list[str]:
+    """The options the top level and `command` take: the candidates for a misspelt flag's suggestion."""
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            actions += action.choices[command]._actions
+    return [option for action in actions for option in action.option_strings]
