@@ -194,9 +194,11 @@ class ScoringJob:
         return any(m.get("written_at", 0) >= self.started for m in self.store.markers().values())
 
     def summary(self, statuses: Counter) -> None:
-        """One line: rows, scored, resumed, unscored by status, wall time."""
+        """One line: rows, scored, resumed, unscored by status, wall time; after the bar's last frame (closed here),
+        so that in a log file it is a line of its own."""
         if not self.is_main:
             return
+        self.progress.close()
         n, ok = sum(statuses.values()), statuses[STATUS_OK]
         resumed = 0
         if self.resume and self.folder.is_dir():
