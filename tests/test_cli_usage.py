@@ -145,11 +145,12 @@ def test_warnings_are_one_plain_line(monkeypatch, capsys):
     import warnings
 
     from resofilter_hf import cli
+    from resofilter_hf.pipeline.results import TruncationWarning
 
     def add_warn(subparsers):
         parser = subparsers.add_parser("warn")
-        parser.set_defaults(
-            func=lambda args: warnings.warn("63 rows are longer\n  than max_length", stacklevel=1) or 0
+        parser.set_defaults(  # our own categories are UserWarnings: shown the same way
+            func=lambda args: warnings.warn("63 rows are longer\n  than max_length", TruncationWarning, 1) or 0
         )
 
     monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_warn])

@@ -101,6 +101,18 @@ def test_rows_cut_by_max_length_are_flagged_and_noticed_on_both_paths(tmp_path, 
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_rows_cut_before_their_answer_count_as_truncated_on_both_paths(tmp_path, path):
+    """A row cut before its first loss token has no score (status `truncated`) and is still a cut row."""
+    dataset = make_math_problems(6, seed=5, flaw_rate=0.5)
+    trainer = make(tmp_path, dataset, max_length=4, resonance_resume=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scored, provenance = scored_by(path, trainer, dataset, tmp_path)
+    assert scored["resonance_status"] == ["truncated"] * 6 and scored["resonance_truncated"] == [True] * 6
+    assert provenance["scoring"]["n_truncated"] == 6 and provenance["scoring"]["n_scored"] == 0
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_a_reference_set_gives_alignment_on_both_paths(tmp_path, path):
     dataset, reference = make_math_problems(5, seed=1), make_math_problems(4, seed=2)
     trainer = make(tmp_path, dataset, resonance_resume=False)

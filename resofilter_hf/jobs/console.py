@@ -30,7 +30,7 @@ def plain_warnings(prog: str, enabled: bool = True) -> Iterator[None]:
     """Warnings as one line (`resofilter demo: warning: ...`), without the source path and line Python adds."""
 
     def show(message, category, filename, lineno, file=None, line=None):
-        label = "warning" if category is UserWarning else category.__name__
+        label = "warning" if issubclass(category, UserWarning) else category.__name__  # ours are UserWarnings
         print(f"{prog}: {label}: {one_line(message)}", file=file or sys.stderr)
 
     original = warnings.showwarning

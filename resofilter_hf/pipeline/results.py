@@ -33,7 +33,8 @@ class Tally:
         self.statuses: Counter = Counter()
         self.unscored: list[int] = []  # the first few unscored row ids
         self.cut: list[int] = []  # rows `max_length` cut that still have a score
-        self.n_cut = 0
+        self.n_cut = 0  # of those
+        self.n_truncated = 0  # every row `max_length` cut (`resonance_truncated`), scored or not
         self.sample: dict[str, np.ndarray] = {}
         self.kept = 0  # rows in the sample
         self.n = 0
@@ -48,6 +49,7 @@ class Tally:
         cut = [offset + i for i, (f, s) in enumerate(zip(flags, statuses)) if f and s != STATUS_TRUNCATED]
         self.cut += cut[: max(0, 5 - len(self.cut))]
         self.n_cut += len(cut)
+        self.n_truncated += sum(map(bool, flags))
         names = [*score_columns(table.column_names, self.column), TOKENS, LOSS]
         columns = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in names}
         self._sample(columns, table.num_rows)
@@ -120,7 +122,7 @@ def finish_run(tally: Tally, provenance: dict, *, max_length: int | None, on_pro
         "n_rows": n,
         "n_scored": tally.n_scored,
         "n_unscored": n - tally.n_scored,
-        "n_truncated": tally.n_cut,  # scored on their first max_length tokens (`resonance_truncated`)
+        "n_truncated": tally.n_truncated,  # rows `max_length` cut (`resonance_truncated`), scored or not
         "confounds": confounds,
         "loss_on_prompt": on_prompt,
     }
