@@ -75,6 +75,7 @@ SCORING_FIELDS = (
     ("n_scored", "scored rows"),
     ("n_unscored", "unscored rows"),
     ("n_truncated", "rows cut at max length"),
+    ("carried_over", "columns from an earlier run"),
     ("versions", "library versions"),
 )
 
@@ -108,6 +109,26 @@ def with_provenance(dataset: Dataset, **sections: Any) -> Dataset:
     out._info = copy.deepcopy(dataset.info)
     out._info.description = "\n".join([*kept, MARKER + text])
     return out
+
+
+def run_scoring(scoring: Mapping[str, Any], column_names, written) -> dict[str, Any]:
+    """A run's `scoring` section, naming (``carried_over``) the input's columns an earlier run wrote that this one
+    did not (`written`): they are kept as data, but no longer match the provenance."""
+    column, written = scoring.get("column") or "resonance", set(written)
+    carried = [c for c in column_names if c not in written and describe(c, column) is not None]
+    return {**scoring, **({"carried_over": carried} if carried else {})}
+
+
+def with_run_provenance(dataset, scoring: Mapping[str, Any]) -> Any:
+    """`dataset` (a scoring run's input plus its new columns) with this run's provenance alone: the input's earlier
+    sections (a `selection`, `baselines`, another `scoring`) describe other rows or another model, and a selection
+    rule read from them would be applied to the new scores."""
+    out = copy.copy(dataset)
+    out._info = copy.deepcopy(dataset.info)
+    out._info.description = "\n".join(
+        line for line in (dataset.info.description or "").splitlines() if not line.startswith(MARKER)
+    )
+    return with_provenance(out, scoring=scoring)
 
 
 def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:

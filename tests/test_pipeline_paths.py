@@ -113,6 +113,24 @@ def test_rows_cut_before_their_answer_count_as_truncated_on_both_paths(tmp_path,
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_rescoring_a_selected_file_keeps_none_of_its_earlier_provenance_on_both_paths(tmp_path, path):
+    """A file selected by `drop="lowest"`, then scored afresh: the new scores carry this run's provenance alone (a
+    selection rule read from the old one would drop the wrong end), and earlier library columns are named."""
+    from resofilter_hf import select_by_resonance
+    from resofilter_hf.provenance import with_provenance
+
+    rows = make_math_problems(6, seed=5, flaw_rate=0.5)
+    rows = rows.add_column("baseline_loss", [0.5] * 6).add_column("resonance_sgd", [1.0] * 6)
+    old = {"column": "resonance", "drop": "lowest", "n_input": 800}
+    rows = with_provenance(rows, selection=old, baselines={"n_rows": 800}, scoring={"column": "resonance"})
+    scored, provenance = scored_by(path, make(tmp_path, rows, resonance_resume=False), rows, tmp_path)
+    assert list(provenance) == ["scoring"]
+    assert provenance["scoring"]["carried_over"] == ["baseline_loss", "resonance_sgd"]
+    if path == "dataset":
+        assert read_provenance(select_by_resonance(scored, keep=0.5))["selection"]["drop"] == "highest"
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_a_reference_set_gives_alignment_on_both_paths(tmp_path, path):
     dataset, reference = make_math_problems(5, seed=1), make_math_problems(4, seed=2)
     trainer = make(tmp_path, dataset, resonance_resume=False)

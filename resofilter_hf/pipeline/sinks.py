@@ -16,7 +16,7 @@ from datasets.table import InMemoryTable
 from ..engine.files import FolderLock, check_not_input, remove_stale_partials, write_atomic
 from ..engine.fingerprint import json_digest
 from ..engine.shards import write_arrow
-from ..provenance import PARTS_MANIFEST, parts_manifest, with_provenance, write_parquet
+from ..provenance import PARTS_MANIFEST, parts_manifest, run_scoring, with_run_provenance, write_parquet
 from .job import ScoringJob, logger
 from .source import RowSource
 
@@ -51,7 +51,7 @@ class DatasetSink:
             info = copy.deepcopy(clean.info)
             info.features = None
             scored = Dataset(InMemoryTable(rows), info=info)
-        scored = with_provenance(scored, scoring=scoring)
+        scored = with_run_provenance(scored, run_scoring(scoring, clean.column_names, table.column_names))
         user_format = self.source.user_format
         if user_format["type"] is not None:
             scored = scored.with_format(user_format["type"], **user_format["format_kwargs"])
@@ -82,6 +82,7 @@ class PartsSink:
     def __init__(self, folder: str | os.PathLike, source: RowSource, job: ScoringJob, provenance: dict):
         self.folder = Path(folder).expanduser()
         self.job, self.provenance = job, provenance
+        self.input_columns = list(source.features)  # the stream's columns that go into every part
         self.run = f"{job.key[:8]}-{job.token}"  # every process names the parts alike
         self.parts: list[Path] = []
         self.n = 0
@@ -118,6 +119,7 @@ class PartsSink:
     def finish(self, scoring: dict) -> IterableDataset:
         """The manifest (naming exactly this run's parts), then the previous run's parts removed; the parts as a
         stream carrying the provenance."""
+        scoring = run_scoring(scoring, self.input_columns, self.job.empty_result().column_names)
         if self.job.is_main:
             manifest = {"run": self.run, "rows": self.n, "parts": [p.name for p in self.parts], "scoring": scoring}
             write_atomic(self.folder / PARTS_MANIFEST, json.dumps(manifest, sort_keys=True, default=str))
@@ -126,7 +128,7 @@ class PartsSink:
                     (self.folder / name).unlink(missing_ok=True)
         self.job.processes.wait_for_everyone()
         stream = load_dataset("parquet", data_files=[str(p) for p in self.parts], split="train", streaming=True)
-        return with_provenance(stream, scoring=scoring)
+        return with_run_provenance(stream, scoring)
 
 
 def previous_parts(folder: Path) -> list[str]:
