@@ -113,12 +113,16 @@ def add_publish(subparsers: argparse._SubParsersAction) -> None:
         if args.repo_id is None and args.local_dir is None:
             parser.error("give REPO_ID to publish, or --local-dir to stage only")
         check_source(args.source)
+        from .engine.files import check_not_input
         from .hub.publish import PublishError, publish_dataset
         from .jobs.console import quiet_dataset_bars
         from .provenance import load_scored
 
         quiet_dataset_bars()
         labels = {"label_columns": args.label_column}  # a --label-column naming no column: a usage error
+        if args.local_dir is not None:
+            with usage_errors():  # staging into the folder that holds the source would replace the source
+                check_not_input(args.local_dir, [args.source])
         try:
             with usage_errors(given=labels, flags={"label_columns": "--label-column"}):
                 out = publish_dataset(

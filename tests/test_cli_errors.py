@@ -82,6 +82,7 @@ def _cases(tmp) -> dict[str, list[str]]:
                               "--label-column", "flw"],
         "select_misspelt_column": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
                                    "--column", "resonnance"],
+        "publish_into_source": ["publish", str(tmp / "in" / "pool.parquet"), "--local-dir", str(tmp / "in")],
         "select_unscored": ["select", str(tmp / "plain.parquet"), str(tmp / "k.parquet"), "--keep", "0.5"],
         "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
         "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
@@ -142,6 +143,12 @@ def _our_lines(result) -> list[str]:
             2,
             r"^resofilter select: error: argument --column: 'resonnance' is not a column "
             r"\(did you mean 'resonance'\?\); columns present: \[",
+        ),
+        (
+            "publish_into_source",
+            2,
+            r"^resofilter publish: error: the output .*/in would overwrite the input "
+            r".*in/pool\.parquet; write to another path\.$",
         ),
         ("select_unscored", 1, r"^resofilter select: select_by_resonance: column='resonance' is not a column; "),
         (

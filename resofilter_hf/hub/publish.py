@@ -36,7 +36,7 @@ from huggingface_hub.errors import (
 )
 
 from ..columns import named_score_column
-from ..engine.files import write_atomic
+from ..engine.files import check_not_input, write_atomic
 from ..provenance import library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
 from . import staging
@@ -117,6 +117,11 @@ def publish_dataset(
     """
     all_configs = _as_configs(dataset_or_dict)
     _check_scored(all_configs)
+    if isinstance(label_columns, str):
+        label_columns = [label_columns]
+    if local_dir is not None:  # rows read from files in the folder would be lost to the staging
+        files = [f["filename"] for splits in all_configs.values() for ds in splits.values() for f in ds.cache_files]
+        check_not_input(local_dir, files)
     all_configs.update(_derive_configs(all_configs, configs))
     upload = push and repo_id is not None
     if local_dir is None and not upload:

@@ -142,6 +142,20 @@ def test_stage_only_and_local_dir_rules(tmp_path):
     assert f'load_dataset("{folder}", "default")' in (folder / "README.md").read_text()
 
 
+def test_a_dataset_read_from_the_staging_folder_is_refused_and_a_label_column_may_be_one_name(tmp_path):
+    """Staging replaces what an earlier staging wrote; rows read from those files would be lost with them."""
+    from datasets import load_from_disk
+
+    folder = tmp_path / "repo"
+    scored_dataset(12).save_to_disk(str(folder / "saved"))
+    inside = load_from_disk(str(folder / "saved"))
+    with pytest.raises(ValueError, match=f"the output {folder} would overwrite the input {folder}/saved/"):
+        publish_dataset(inside, local_dir=folder)
+    assert len(load_from_disk(str(folder / "saved"))) == 12
+    out = publish_dataset(scored_dataset(12), local_dir=tmp_path / "other", label_columns="flaw")  # not f, l, a, w
+    assert "flaw" in (out.folder / "README.md").read_text()
+
+
 def test_configs_argument(tmp_path):
     ds = scored_dataset(24)
     out = publish_dataset(ds, local_dir=tmp_path / "a", configs=[0.5, 0.125])
