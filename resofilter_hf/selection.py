@@ -197,7 +197,7 @@ def _plan(dataset, keep, threshold, column, drop, dedup_on, stratify_by, nan, se
     check_option(caller, "nan", nan, NANS)
     if seed is not None and (not isinstance(seed, Integral) or isinstance(seed, bool)):
         raise ValueError(f"{caller}: seed={seed!r} must be None or an int")
-    scores = _scores(dataset, column, caller)
+    scores = score_values(dataset, column, caller)
 
     firsts = np.arange(len(dataset)) if dedup_on is None else _first_occurrences(dataset, dedup_on, caller)
     duplicates = np.setdiff1d(np.arange(len(dataset)), firsts)
@@ -248,13 +248,14 @@ def _column(dataset: Dataset, name: str) -> pa.ChunkedArray:
     return dataset.with_format("arrow")[name]
 
 
-def _scores(dataset: Dataset, column: str, caller: str) -> np.ndarray:
+def score_values(dataset: Dataset, column: str, caller: str) -> np.ndarray:
     """The score column as float64, NaN where unscored (NaN or null; an all-null column is all unscored)."""
     if column not in dataset.column_names:
         raise OptionError(caller, "column", column, "is not a column", dataset.column_names)
     values = _column(dataset, column)
     if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type) or pa.types.is_null(values.type)):
-        raise ValueError(f"{caller}: column {column!r} holds {values.type}, not numbers; scores must be int or float")
+        reason = f"holds {values.type}, not numbers; scores must be int or float"
+        raise OptionError(caller, "column", column, reason)
     values = pc.fill_null(values.cast(pa.float64()), float("nan"))
     return values.to_numpy() if len(values) else np.empty(0, dtype=np.float64)
 

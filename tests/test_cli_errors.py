@@ -83,6 +83,8 @@ def _cases(tmp) -> dict[str, list[str]]:
         "select_misspelt_column": ["select", str(tmp / "scored.parquet"), str(tmp / "k.parquet"), "--keep", "0.5",
                                    "--column", "resonnance"],
         "publish_into_source": ["publish", str(tmp / "in" / "pool.parquet"), "--local-dir", str(tmp / "in")],
+        "report_text_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "t.html"), "--column",
+                               "prompt"],
         "select_unscored": ["select", str(tmp / "plain.parquet"), str(tmp / "k.parquet"), "--keep", "0.5"],
         "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
         "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
@@ -149,6 +151,12 @@ def _our_lines(result) -> list[str]:
             2,
             r"^resofilter publish: error: the output .*/in would overwrite the input "
             r".*in/pool\.parquet; write to another path\.$",
+        ),
+        (
+            "report_text_column",
+            2,
+            r"^resofilter report: error: argument --column: 'prompt' holds string, not "
+            r"numbers; scores must be int or float$",
         ),
         ("select_unscored", 1, r"^resofilter select: select_by_resonance: column='resonance' is not a column; "),
         (

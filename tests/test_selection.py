@@ -284,7 +284,7 @@ def test_threshold_refuses_a_tie_across_the_cut():
     ("kwargs", "message"),
     [
         ({"keep": 0.5, "column": "score"}, "column='score' is not a column; columns present: ['id', 'prompt'"),
-        ({"keep": 0.5, "column": "prompt"}, "column 'prompt' holds string, not numbers"),
+        ({"keep": 0.5, "column": "prompt"}, "column='prompt' holds string, not numbers"),
         ({"keep": 0}, "keep=0 must satisfy 0 < keep <= 1"),
         ({"keep": 1.5}, "keep=1.5 must satisfy 0 < keep <= 1"),
         ({"keep": NAN}, "keep=nan must satisfy 0 < keep <= 1"),

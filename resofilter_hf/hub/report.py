@@ -18,6 +18,7 @@ from ..columns import DROPS, OptionError, describe, named_score_column
 from ..engine.files import check_not_input, write_atomic
 from ..engine.options import check_option
 from ..provenance import library_versions, load_scored, read_provenance
+from ..selection import score_values
 from . import figures
 from . import report_html as H
 from . import report_sections as S
@@ -152,6 +153,7 @@ def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
     """The score column: given, else the provenance's; an in-flight file's first epoch when only epochs exist."""
     name = column or family
     if name in dataset.column_names:
+        score_values(dataset.select([]), name, "report")  # a column of numbers, or an error naming it
         return name
     variants = [c for c in dataset.column_names if c.startswith(f"{name}_epoch") and describe(c, name) is not None]
     if column is None and variants:
