@@ -29,6 +29,7 @@ from .jobs.usage import (
     option_strings,
     parse_command_line,
     read_recipe,
+    reads_negative_numbers,
     unknown_arguments,
     usage_errors,
 )
@@ -40,7 +41,12 @@ SCORED_SOURCE = (  # what `provenance.load_scored` reads
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (`resofilter select: error: ...`), not the usage block."""
+    """argparse, but a usage error is one line (`resofilter select: error: ...`), not the usage block, and `-1e-5`
+    is a value."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        reads_negative_numbers(self)
 
     def error(self, message: str):
         raise UsageError(message)

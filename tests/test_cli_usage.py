@@ -40,6 +40,8 @@ def _cases(tmp) -> dict[str, list[str]]:
         "publish_missing": ["publish", missing, "--local-dir", str(tmp / "repo")],
         "score_missing_config": ["score", "--config", str(tmp / "nope.yaml")],
         "score_misspelt_flag": ["score", "--config", str(tmp / "good.yaml"), "--resonance_optimzer", "sgd"],
+        "score_negative_exponent": ["score", "--config", str(tmp / "good.yaml"), "--resonance_lr", "-1e-5"],
+        "select_negative_exponent": [*select, "--threshold", "-1e-5", "--keep", "0.5"],  # the value was read
         "score_stray_value": ["score", "--config", str(tmp / "good.yaml"), "stray"],
         "score_no_dataset": ["score", "--output_dir", str(tmp / "o2")],
         "train_nothing": ["train"],
@@ -112,6 +114,18 @@ KEEP = "error: argument --keep: must be a share with 0 < keep <= 1 (0.5 keeps ha
             2,
             "resofilter score: error: unrecognized argument --resonance_optimzer; did you mean --resonance_optimizer?",
             False,
+        ),
+        (  # read as the value it is, then checked (argparse alone takes -1e-5 for an option)
+            "score_negative_exponent",
+            2,
+            "resofilter score: error: `resonance_lr` must be between 1e-12 and 100, got -1e-05.",
+            False,
+        ),
+        (
+            "select_negative_exponent",
+            2,
+            "resofilter select: error: argument --keep: not allowed with argument --threshold",
+            True,
         ),
         ("score_stray_value", 2, "resofilter score: error: unrecognized arguments: stray", False),
         (

@@ -32,7 +32,7 @@ from ..provenance import (
     write_table,
 )
 from ..trainer import ResonanceTrainer
-from .usage import UsageError, closest, read_recipe, unknown_arguments, usage_errors
+from .usage import UsageError, closest, read_recipe, reads_negative_numbers, unknown_arguments, usage_errors
 
 
 @dataclass
@@ -51,7 +51,12 @@ class DataArguments(ScriptArguments):
 
 
 class _RecipeParser(TrlParser):
-    """TRL's parser, but a bad flag or value raises a one-line `UsageError` instead of printing the usage."""
+    """TRL's parser, but a bad flag or value raises a one-line `UsageError` instead of printing the usage, and
+    `-1e-5` is a value."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        reads_negative_numbers(self)
 
     def error(self, message: str):
         raise UsageError(message)

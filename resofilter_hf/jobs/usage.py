@@ -12,6 +12,7 @@ import difflib
 import errno
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,16 @@ from typing import Any
 
 class UsageError(ValueError):
     """A bad command line or config: reported in one line, exit code 2."""
+
+
+# argparse takes `-1e-5` for an option (its own pattern knows `-1` and `-.5` only); learning rates and thresholds are
+# written that way. A parser's pattern set to this one reads every negative number as a value.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def reads_negative_numbers(parser: argparse.ArgumentParser) -> None:
+    """Let `parser` take `-1e-5` (and every other negative number) as an option's value."""
+    parser._negative_number_matcher = NEGATIVE_NUMBER
 
 
 def closest(word: str, known: Iterable[str]) -> str | None:
