@@ -165,3 +165,12 @@ COMPANIONS = frozenset({LOSS, TOKENS, STATUS, TRUNCATED, ALIGNMENT, *ANATOMY})  
 def result_columns(score_column: str = DEFAULT_SCORE_COLUMN) -> frozenset[str]:
     """Every column `score()` may write for `score_column` (what a new scoring replaces)."""
     return COMPANIONS | {score_column}
+
+
+def no_score_column(caller: str, column: str, names: Sequence[str]) -> ValueError:
+    """The error for a dataset without the score column its provenance names (or the default), when the caller
+    named none: what to pass instead, and the score columns it does hold."""
+    present = score_columns(names, column)
+    hint = f"; score columns it has: {present}" if present else "; score it first (`resofilter score` or score())"
+    return ValueError(f"{caller}: the dataset has no score column {column!r} (its provenance's, else the default); "
+                      f"name one with column= (CLI: --column){hint}")  # fmt: skip

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from .columns import DROPS, OptionError, resolve
+from .columns import DROPS, OptionError, no_score_column, resolve
 from .engine.options import check_option
 from .provenance import read_provenance, with_provenance
 from .schemas import trl_view
@@ -82,7 +82,7 @@ def select_by_resonance(
     `threshold_value`: the score of the last kept row at the cut (None when stratified or nothing is kept).
     """
     check_option("select_by_resonance", "order", order, ORDERS)
-    column, drop = resolve_column(dataset, column, drop)
+    column, drop = resolve_column(dataset, column, drop, "select_by_resonance")
     plan = _plan(dataset, keep, threshold, column, drop, dedup_on, stratify_by, nan, seed, "select_by_resonance")
     kept = plan.kept
     if order == "score":
@@ -131,7 +131,7 @@ def resonance_threshold(
     selection then splits a tie by row index, which no score threshold can do) or when no row is scored.
     With ``nan="keep"``, unscored rows are kept on top of the threshold's rows.
     """
-    column, drop = resolve_column(dataset, column, drop)
+    column, drop = resolve_column(dataset, column, drop, "resonance_threshold")
     plan = _plan(dataset, keep, None, column, drop, dedup_on, None, nan, None, "resonance_threshold")
     if len(plan.kept) == 0:
         raise ValueError(f"resonance_threshold: no scored rows in column {column!r}, so there is no threshold")
@@ -156,15 +156,19 @@ def drop_order(
 ) -> np.ndarray:
     """The scored rows that survive deduplication, as input indices in the order the rule drops them (first
     dropped first): `select_by_resonance(dataset, keep)` keeps the last ``ceil(n * keep)`` of them."""
-    column, drop = resolve_column(dataset, column, drop)
+    column, drop = resolve_column(dataset, column, drop, "drop_order")
     plan = _plan(dataset, 1, None, column, drop, dedup_on, None, "drop", None, "drop_order")
     scores = plan.scores[plan.kept]
     return plan.kept[np.lexsort((plan.kept, -scores if drop == "highest" else scores))]
 
 
-def resolve_column(dataset: Dataset, column: str | None, drop: str | None) -> tuple[str, str]:
-    """(the score column, the end dropped) for `dataset`: `columns.resolve` on its provenance."""
-    return resolve(read_provenance(dataset), column, drop)
+def resolve_column(dataset: Dataset, column: str | None, drop: str | None, caller: str) -> tuple[str, str]:
+    """(the score column, the end dropped) for `dataset`: `columns.resolve` on its provenance. A dataset without
+    the column its provenance names, when the caller named none, is an error saying what to pass."""
+    resolved, drop = resolve(read_provenance(dataset), column, drop)
+    if column is None and resolved not in dataset.column_names:
+        raise no_score_column(caller, resolved, dataset.column_names)
+    return resolved, drop
 
 
 @dataclass

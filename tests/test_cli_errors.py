@@ -85,6 +85,7 @@ def _cases(tmp) -> dict[str, list[str]]:
         "publish_into_source": ["publish", str(tmp / "in" / "pool.parquet"), "--local-dir", str(tmp / "in")],
         "report_text_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "t.html"), "--column",
                                "prompt"],
+        "report_unscored": ["report", str(tmp / "plain.parquet"), "--out", str(tmp / "u.html")],
         "select_unscored": ["select", str(tmp / "plain.parquet"), str(tmp / "k.parquet"), "--keep", "0.5"],
         "hostile_select": ["select", str(tmp / "hostile.parquet"), str(tmp / "kept.parquet"), "--keep", "0.5"],
         "hostile_column": ["report", str(tmp / "scored.parquet"), "--out", str(tmp / "r.html"), "--column", HOSTILE],
@@ -158,7 +159,19 @@ def _our_lines(result) -> list[str]:
             r"^resofilter report: error: argument --column: 'prompt' holds string, not "
             r"numbers; scores must be int or float$",
         ),
-        ("select_unscored", 1, r"^resofilter select: select_by_resonance: column='resonance' is not a column; "),
+        (
+            "select_unscored",
+            1,
+            r"^resofilter select: select_by_resonance: the dataset has no score column 'resonance' "
+            r"\(its provenance's, else the default\); name one with column= \(CLI: --column\); "
+            r"score it first",
+        ),
+        (
+            "report_unscored",
+            1,
+            r"^resofilter report: report: the dataset has no score column 'resonance' .*; score "
+            r"it first",
+        ),
         (
             "report_bad_column",
             2,

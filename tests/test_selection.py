@@ -356,3 +356,16 @@ def test_a_file_selected_by_alignment_keeps_alignments_direction():
     ds = with_provenance(ds, selection={"column": "resonance_alignment", "keep": 1.0})
     kept = select_by_resonance(ds, keep=0.5)
     assert kept["prompt"] == ["q0", "q1"] and read_provenance(kept)["selection"]["drop"] == "lowest"
+
+
+def test_a_dataset_without_its_score_column_says_what_to_pass_and_which_scores_it_has():
+    """Nothing named, the provenance's column missing: not "column='resonance' is not a column", which reads as if
+    the caller had passed it, but what to pass and the score columns there are."""
+    ds = Dataset.from_dict({"prompt": ["a", "b"], "res": [1.0, 2.0], "resonance_alignment": [0.1, 0.2]})
+    with pytest.raises(ValueError) as caught:
+        select_by_resonance(ds, keep=0.5)
+    assert str(caught.value) == (
+        "select_by_resonance: the dataset has no score column 'resonance' (its provenance's, else the default); "
+        "name one with column= (CLI: --column); score columns it has: ['resonance_alignment']"
+    )
+    assert select_by_resonance(ds, keep=0.5, column="res")["res"] == [1.0]

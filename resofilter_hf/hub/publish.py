@@ -35,7 +35,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..columns import named_score_column
+from ..columns import named_score_column, no_score_column
 from ..engine.files import check_not_input, write_atomic
 from ..provenance import library_versions, read_provenance, write_parquet
 from ..selection import select_by_resonance
@@ -294,10 +294,7 @@ def _check_scored(configs: Mapping[str, DatasetDict]) -> None:
         for split, ds in splits.items():
             column = named_score_column(read_provenance(ds))
             if column not in ds.column_names:
-                raise ValueError(
-                    f"publish_dataset: config {name!r} split {split!r} has no score column {column!r} (columns "
-                    f"{ds.column_names}); score it first (`resofilter score` or `ResonanceTrainer.score()`)"
-                )
+                raise no_score_column(f"publish_dataset: config {name!r} split {split!r}", column, ds.column_names)
             if len(ds) and not np.isfinite(numbers(ds, column)).any():
                 raise ValueError(
                     f"publish_dataset: config {name!r} split {split!r}: no row has a score in {column!r} (all "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from ..columns import DROPS, OptionError, describe, named_score_column
+from ..columns import DROPS, OptionError, describe, named_score_column, no_score_column
 from ..engine.files import check_not_input, write_atomic
 from ..engine.options import check_option
 from ..provenance import library_versions, load_scored, read_provenance
@@ -161,7 +161,7 @@ def _primary_column(dataset: Dataset, column: str | None, family: str) -> str:
     first = "Score the dataset first (`resofilter score` or ResonanceTrainer.score())"
     if column is not None:
         raise OptionError("report", "column", column, "is not a column", dataset.column_names, then=first)
-    raise ValueError(f"report: no score column {name!r} (column=); columns present: {dataset.column_names}. {first}")
+    raise no_score_column("report", name, dataset.column_names)
 
 
 def _labels(dataset: Dataset, label_column: str | None, find: bool = True) -> tuple[list[str] | None, str | None]:
