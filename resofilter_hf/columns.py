@@ -32,13 +32,18 @@ class OptionError(ValueError):
     """An option (`column=`, `label_column=`, `dedup_on=`, `stratify_by=`) names a column the dataset does not hold:
     the caller's mistake, which the command line reports as a usage error naming its flag (`jobs.usage`)."""
 
-    def __init__(self, caller: str, option: str, value: Any, reason: str, columns: Sequence[str] = (), then: str = ""):
+    def __init__(
+        self, caller: str, option: str, value: Any, reason: str, columns: Sequence[str] = (), then: str = "",
+        also: Sequence[str] = (),
+    ):  # fmt: skip
+        """`columns`: the dataset's (listed, and the closest suggested); `also`: other values the option takes
+        (suggested too); `then`: what to do, said before the list (a long list may be cut on a terminal)."""
         names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
         unknown = [name for name in names if isinstance(name, str) and name not in columns]
-        close = difflib.get_close_matches(unknown[0], list(columns), n=1) if unknown else []
+        close = difflib.get_close_matches(unknown[0], [*also, *columns], n=1) if unknown else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         listed = f"; columns present: {list(columns)}" if columns else ""
-        reason = f"{reason}{hint}{listed}{f'. {then}' if then else ''}"
+        reason = f"{reason}{hint}{f'. {then}' if then else ''}{listed}"
         super().__init__(f"{caller}: {option}={value!r} {reason}")
         self.option, self.value, self.reason = option, value, reason
 

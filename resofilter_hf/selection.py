@@ -297,7 +297,8 @@ def _first_occurrences(dataset: Dataset, dedup_on, caller: str) -> np.ndarray:
             [dedup_on] if isinstance(dedup_on, str) else list(dedup_on) if isinstance(dedup_on, (list, tuple)) else []
         )
         if not columns or any(not isinstance(c, str) or c not in names for c in columns):
-            raise OptionError(caller, "dedup_on", dedup_on, "is not 'prompt', None, or the name(s) of columns", names)
+            reason = "is not 'prompt', None (CLI: none), or the name(s) of columns"
+            raise OptionError(caller, "dedup_on", dedup_on, reason, names, also=["prompt"])
         cells = [[_canonical(v) for v in _column(dataset, c).to_pylist()] for c in columns]
         keys = cells[0] if len(cells) == 1 else list(zip(*cells))
     seen: set = set()
@@ -348,7 +349,12 @@ def _strata(dataset: Dataset, rows: np.ndarray, stratify_by: str, caller: str) -
         return out
     if not isinstance(stratify_by, str) or stratify_by not in dataset.column_names:
         raise OptionError(
-            caller, "stratify_by", stratify_by, "is not None, 'length' or a column", dataset.column_names
+            caller,
+            "stratify_by",
+            stratify_by,
+            "is not None, 'length' or a column",
+            dataset.column_names,
+            also=["length"],
         )
     cells = _column(dataset, stratify_by).to_pylist()
     groups: dict[str, list[int]] = {}

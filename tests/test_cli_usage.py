@@ -42,6 +42,8 @@ def _cases(tmp) -> dict[str, list[str]]:
         "score_misspelt_flag": ["score", "--config", str(tmp / "good.yaml"), "--resonance_optimzer", "sgd"],
         "score_negative_exponent": ["score", "--config", str(tmp / "good.yaml"), "--resonance_lr", "-1e-5"],
         "select_negative_exponent": [*select, "--threshold", "-1e-5", "--keep", "0.5"],  # the value was read
+        "score_misspelt_config": ["score", "--confg", str(tmp / "good.yaml")],
+        "report_empty_out": ["report", str(tmp / "scored.parquet"), "--out", ""],
         "score_stray_value": ["score", "--config", str(tmp / "good.yaml"), "stray"],
         "score_no_dataset": ["score", "--output_dir", str(tmp / "o2")],
         "train_nothing": ["train"],
@@ -125,6 +127,18 @@ KEEP = "error: argument --keep: must be a share with 0 < keep <= 1 (0.5 keeps ha
             "select_negative_exponent",
             2,
             "resofilter select: error: argument --keep: not allowed with argument --threshold",
+            True,
+        ),
+        (
+            "score_misspelt_config",
+            2,
+            "resofilter score: error: unrecognized argument --confg; did you mean --config?",
+            False,
+        ),
+        (
+            "report_empty_out",
+            2,
+            "resofilter report: error: report: out is empty; give a file path such as report.html",
             True,
         ),
         ("score_stray_value", 2, "resofilter score: error: unrecognized arguments: stray", False),

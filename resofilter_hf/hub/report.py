@@ -85,6 +85,8 @@ def report(
 def check_output(out: str | Path, scored: Dataset | DatasetDict | str | Path) -> None:
     """Refuse, before any work, an `out` that is a folder, does not end in .html/.htm, or would overwrite the scored
     file it reads (a report written over its input would lose the scores)."""
+    if not str(out).strip():
+        raise ValueError("report: out is empty; give a file path such as report.html")
     if isinstance(scored, (str, os.PathLike)):
         check_not_input(out, [scored])
     path = Path(out).expanduser()

@@ -85,7 +85,8 @@ def parse(argv: list[str]) -> tuple[DataArguments, ResonanceConfig, ModelConfig]
     except (ValueError, TypeError) as err:  # a field's own check (__post_init__), named in the message
         raise UsageError(str(err)) from err
     if extra:
-        raise unknown_arguments(extra, [o for action in recipe_parser._actions for o in action.option_strings])
+        known = ["--config", *(o for action in recipe_parser._actions for o in action.option_strings)]
+        raise unknown_arguments(extra, known)
     return tuple(parsed)
 
 
