@@ -175,8 +175,8 @@ def _our_lines(result) -> list[str]:
         (
             "report_bad_column",
             2,
-            r"^resofilter report: error: argument --column: 'nope' is not a column; columns "
-            r"present: \['prompt', 'completion', 'resonance'\]\. Score the dataset first",
+            r"^resofilter report: error: argument --column: 'nope' is not a column\. Score the dataset first .*; "
+            r"columns present: \['prompt', 'completion', 'resonance'\]$",
         ),
         (
             "score_onto_input",
