@@ -44,6 +44,7 @@ def _cases(tmp) -> dict[str, list[str]]:
         "select_negative_exponent": [*select, "--threshold", "-1e-5", "--keep", "0.5"],  # the value was read
         "score_misspelt_config": ["score", "--confg", str(tmp / "good.yaml")],
         "report_empty_out": ["report", str(tmp / "scored.parquet"), "--out", ""],
+        "score_zero_rows": ["score", "--config", str(tmp / "good.yaml"), "--max_rows", "0"],
         "score_stray_value": ["score", "--config", str(tmp / "good.yaml"), "stray"],
         "score_no_dataset": ["score", "--output_dir", str(tmp / "o2")],
         "train_nothing": ["train"],
@@ -140,6 +141,12 @@ KEEP = "error: argument --keep: must be a share with 0 < keep <= 1 (0.5 keeps ha
             2,
             "resofilter report: error: report: out is empty; give a file path such as report.html",
             True,
+        ),
+        (
+            "score_zero_rows",
+            2,
+            "resofilter score: error: `max_rows` must be at least 1 (or left out for every row), got 0.",
+            False,
         ),
         ("score_stray_value", 2, "resofilter score: error: unrecognized arguments: stray", False),
         (

@@ -300,7 +300,10 @@ def test_threshold_refuses_a_tie_across_the_cut():
         ({"keep": 0.5, "stratify_by": "topic"}, "stratify_by='topic' is not None, 'length' or a column"),
         ({"keep": 0.5, "stratify_by": "length"}, "stratify_by='length' needs a 'completion', 'messages' or 'text'"),
         ({"threshold": 0.5, "stratify_by": "id"}, "stratify_by='id' needs keep="),
-        ({"keep": 0.5, "dedup_on": "question"}, "dedup_on='question' is not 'prompt', None (CLI: none), or the name(s)"),
+        (
+            {"keep": 0.5, "dedup_on": "question"},
+            "dedup_on='question' is not 'prompt', None (CLI: none), or the name(s)",
+        ),
         ({"keep": 0.5, "dedup_on": ["prompt", "x"]}, "dedup_on=['prompt', 'x'] is not 'prompt', None"),
     ],
 )

@@ -49,6 +49,12 @@ class DataArguments(ScriptArguments):
         },
     )
 
+    def __post_init__(self):
+        if hasattr(super(), "__post_init__"):
+            super().__post_init__()
+        if self.max_rows is not None and self.max_rows < 1:  # read by the command line: a usage error
+            raise ValueError(f"`max_rows` must be at least 1 (or left out for every row), got {self.max_rows}.")
+
 
 class _RecipeParser(TrlParser):
     """TRL's parser, but a bad flag or value raises a one-line `UsageError` instead of printing the usage, and

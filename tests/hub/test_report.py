@@ -199,7 +199,9 @@ def test_cli_writes_the_report_and_names_bad_options(toy_scored, tmp_path):
     )
     with pytest.raises(ValueError, match=re.escape("report: keep=1.5 must be a number with 0 < keep <= 1")):
         resofilter_hf.report(path, out, keep=1.5)
-    with pytest.raises(ValueError, match=r"report: column='missing' is not a column\. Score the dataset first .*; columns present: "):
+    with pytest.raises(
+        ValueError, match=r"report: column='missing' is not a column\. Score the dataset first .*; columns present: "
+    ):
         resofilter_hf.report(path, out, column="missing")
     with pytest.raises(ValueError, match="report: drop='middle' is not one of 'highest', 'lowest'"):
         resofilter_hf.report(path, out, drop="middle")
