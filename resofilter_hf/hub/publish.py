@@ -127,10 +127,16 @@ def publish_dataset(
     if local_dir is None and not upload:
         raise ValueError("publish_dataset: staging only (repo_id=None or push=False) needs local_dir=")
     folder = Path(local_dir) if local_dir is not None else Path(tempfile.mkdtemp(prefix="resofilter-publish-"))
+    created = not folder.exists()
     owned = staging.prepare(folder)
-    with staging.stage(folder, owned) as work:  # built aside, then moved into place: a failure changes nothing
-        data_files = stage_dataset(all_configs, work, repo_id=repo_id, label_columns=label_columns,
-                                   load_path=os.path.abspath(folder))  # fmt: skip
+    try:
+        with staging.stage(folder, owned) as work:  # built aside, then moved into place: a failure changes nothing
+            data_files = stage_dataset(all_configs, work, repo_id=repo_id, label_columns=label_columns,
+                                       load_path=os.path.abspath(folder))  # fmt: skip
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # made by this call and left empty by the failure: not left behind
+        raise
     counts = {name: {split: len(ds) for split, ds in splits.items()} for name, splits in all_configs.items()}
     logger.info("Staged %s (configs: %s) in %s", repo_id or "dataset", ", ".join(all_configs), folder)
     if not upload:

@@ -152,6 +152,9 @@ def test_a_dataset_read_from_the_staging_folder_is_refused_and_a_label_column_ma
     with pytest.raises(ValueError, match=f"the output {folder} would overwrite the input {folder}/saved/"):
         publish_dataset(inside, local_dir=folder)
     assert len(load_from_disk(str(folder / "saved"))) == 12
+    with pytest.raises(ValueError, match="are not columns"):
+        publish_dataset(scored_dataset(12), local_dir=tmp_path / "new", label_columns=["flw"])
+    assert not (tmp_path / "new").exists()  # a folder the failed call made is not left behind, empty
     out = publish_dataset(scored_dataset(12), local_dir=tmp_path / "other", label_columns="flaw")  # not f, l, a, w
     assert "flaw" in (out.folder / "README.md").read_text()
 
