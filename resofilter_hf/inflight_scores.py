@@ -14,7 +14,7 @@ from .confounds import confound_report
 from .engine.inflight import InflightRecorder
 from .engine.rows import claim_result_columns
 from .pipeline.results import warn_confounds, warn_loss_on_prompt
-from .provenance import read_provenance, run_scoring, with_run_provenance
+from .provenance import read_provenance, run_scoring, with_provenance
 
 
 def gather_inflight(recorder: InflightRecorder, processes, output_dir: str, gather: int) -> None:
@@ -71,4 +71,4 @@ def inflight_dataset(
         "loss_on_prompt": on_prompt,
         **({"reference": reference_info} if reference_info is not None else {}),
     }
-    return with_run_provenance(scored, run_scoring(scoring, clean.column_names, columns))
+    return with_provenance(scored, replace_all=True, scoring=run_scoring(scoring, clean.column_names, columns))

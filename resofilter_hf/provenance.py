@@ -100,9 +100,12 @@ def _provenance_object(text: str | bytes, where: str) -> dict[str, Any]:
     return value
 
 
-def with_provenance(dataset: Dataset, **sections: Any) -> Dataset:
-    """A shallow copy of `dataset` whose provenance has `sections` merged in (top-level keys replaced)."""
-    merged = {**read_provenance(dataset), **sections}
+def with_provenance(dataset: Dataset, *, replace_all: bool = False, **sections: Any) -> Dataset:
+    """A shallow copy of `dataset` whose provenance has `sections` merged in (top-level keys replaced), or with
+    `replace_all`, is `sections` alone: a scoring run's output, whose input's earlier sections (a `selection`,
+    `baselines`, another `scoring`) describe other rows or another model, and whose selection rule would
+    otherwise be applied to the new scores."""
+    merged = {**({} if replace_all else read_provenance(dataset)), **sections}
     text = json.dumps(merged, sort_keys=True, default=str)
     kept = [line for line in (dataset.info.description or "").splitlines() if not line.startswith(MARKER)]
     out = copy.copy(dataset)
@@ -117,18 +120,6 @@ def run_scoring(scoring: Mapping[str, Any], column_names, written) -> dict[str, 
     column, written = scoring.get("column") or "resonance", set(written)
     carried = [c for c in column_names if c not in written and describe(c, column) is not None]
     return {**scoring, **({"carried_over": carried} if carried else {})}
-
-
-def with_run_provenance(dataset, scoring: Mapping[str, Any]) -> Any:
-    """`dataset` (a scoring run's input plus its new columns) with this run's provenance alone: the input's earlier
-    sections (a `selection`, `baselines`, another `scoring`) describe other rows or another model, and a selection
-    rule read from them would be applied to the new scores."""
-    out = copy.copy(dataset)
-    out._info = copy.deepcopy(dataset.info)
-    out._info.description = "\n".join(
-        line for line in (dataset.info.description or "").splitlines() if not line.startswith(MARKER)
-    )
-    return with_provenance(out, scoring=scoring)
 
 
 def write_parquet(dataset: Dataset, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:

@@ -16,7 +16,7 @@ from datasets.table import InMemoryTable
 from ..engine.files import FolderLock, check_not_input, remove_stale_partials, write_atomic
 from ..engine.fingerprint import json_digest
 from ..engine.shards import write_arrow
-from ..provenance import PARTS_MANIFEST, parts_manifest, run_scoring, with_run_provenance, write_parquet
+from ..provenance import PARTS_MANIFEST, parts_manifest, run_scoring, with_provenance, write_parquet
 from .job import ScoringJob, logger
 from .source import RowSource
 
@@ -51,7 +51,9 @@ class DatasetSink:
             info = copy.deepcopy(clean.info)
             info.features = None
             scored = Dataset(InMemoryTable(rows), info=info)
-        scored = with_run_provenance(scored, run_scoring(scoring, clean.column_names, table.column_names))
+        scored = with_provenance(
+            scored, replace_all=True, scoring=run_scoring(scoring, clean.column_names, table.column_names)
+        )
         user_format = self.source.user_format
         if user_format["type"] is not None:
             scored = scored.with_format(user_format["type"], **user_format["format_kwargs"])
@@ -128,7 +130,7 @@ class PartsSink:
                     (self.folder / name).unlink(missing_ok=True)
         self.job.processes.wait_for_everyone()
         stream = load_dataset("parquet", data_files=[str(p) for p in self.parts], split="train", streaming=True)
-        return with_run_provenance(stream, scoring)
+        return with_provenance(stream, replace_all=True, scoring=scoring)
 
 
 def previous_parts(folder: Path) -> list[str]:
